@@ -1,0 +1,145 @@
+"""The `gateway` command: serve, migrate, seed-demo, create-api-key, export-schema."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from gateway.config import Settings
+from gateway.enums import Scope
+
+__all__ = ["main"]
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as error:
+        lines = [f"  GATEWAY_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in error.errors()]
+        sys.exit("invalid settings:\n" + "\n".join(lines))
+
+
+def _serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from gateway.app import create_app
+    from gateway.migrations import upgrade
+
+    settings = _settings()
+    upgrade(settings)
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info", access_log=False)
+
+
+def _migrate(_: argparse.Namespace) -> None:
+    from gateway.migrations import upgrade
+
+    upgrade(_settings())
+    print("database is up to date")
+
+
+async def _with_sessions(settings: Settings, work):  # type: ignore[no-untyped-def]
+    from gateway.db import create_engine, create_session_factory
+
+    engine = create_engine(settings)
+    try:
+        return await work(create_session_factory(engine))
+    finally:
+        await engine.dispose()
+
+
+def _seed_demo(args: argparse.Namespace) -> None:
+    from gateway.demo import DEMO_TENANTS, seed_demo
+    from gateway.migrations import upgrade
+
+    settings = _settings()
+    upgrade(settings)
+    written = asyncio.run(
+        _with_sessions(settings, lambda f: seed_demo(f, emails=args.emails, seed=args.seed))
+    )
+    if written:
+        print(f"seeded {written} e-mails for tenants {', '.join(DEMO_TENANTS)}")
+    else:
+        print("demo data already present; nothing written")
+
+
+def _parse_scopes(value: str) -> frozenset[Scope]:
+    try:
+        scopes = frozenset(Scope(part.strip()) for part in value.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"scopes must be read and/or write, got {value!r}") from None
+    if not scopes:
+        raise argparse.ArgumentTypeError("at least one scope is needed")
+    return scopes
+
+
+def _create_api_key(args: argparse.Namespace) -> None:
+    from gateway.migrations import upgrade
+    from gateway.repositories.api_keys import create_api_key, get_or_create_tenant
+
+    settings = _settings()
+    upgrade(settings)
+
+    async def work(factory):  # type: ignore[no-untyped-def]
+        async with factory() as session:
+            tenant = await get_or_create_tenant(session=session, name=args.tenant)
+            key, raw = await create_api_key(session=session, tenant_id=tenant.id, scopes=args.scopes)
+            await session.commit()
+            return tenant, key, raw
+
+    tenant, key, raw = asyncio.run(_with_sessions(settings, work))
+    print(f"API key {key.prefix}... for tenant {tenant.name!r} (scopes: {key.scopes}); it is shown once:")
+    print(raw)
+
+
+def _export_schema(args: argparse.Namespace) -> None:
+    from gateway.schema import sdl
+
+    text = sdl()
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text)
+        print(f"wrote {args.output}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description="E-mail delivery status gateway.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="apply pending migrations, then serve HTTP")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    serve.set_defaults(run=_serve)
+
+    migrate = commands.add_parser("migrate", help="apply pending database migrations")
+    migrate.set_defaults(run=_migrate)
+
+    seed = commands.add_parser("seed-demo", help="load a deterministic demo data set (once)")
+    seed.add_argument("--emails", type=int, default=300, help="how many e-mails (default 300)")
+    seed.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    seed.set_defaults(run=_seed_demo)
+
+    key = commands.add_parser("create-api-key", help="create an API key (and the tenant when new)")
+    key.add_argument("--tenant", required=True, help="tenant name")
+    key.add_argument("--scopes", type=_parse_scopes, default=frozenset({Scope.READ, Scope.WRITE}),
+                     help="comma-separated: read,write (default both)")
+    key.set_defaults(run=_create_api_key)
+
+    export = commands.add_parser("export-schema", help="write the GraphQL schema (SDL)")
+    export.add_argument("--output", "-o", default="schema.graphql", help="file, or - for stdout (default schema.graphql)")
+    export.set_defaults(run=_export_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()

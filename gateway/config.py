@@ -1,0 +1,129 @@
+"""Settings from `GATEWAY_*` environment variables. No I/O at import.
+
+`get_settings()` is cached for the process; `create_app(settings)` and the CLI take
+an explicit instance, so tests build their own and never touch the environment.
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["Settings", "get_settings"]
+
+_PLACEHOLDERS = {"changeme", "change-me", "secret", "password", "default", "test", "xxx"}
+_SECRET_FILE = "secret_key"
+
+
+class Settings(BaseSettings):
+    """Every setting of the gateway; each is documented in the README's table."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore", frozen=True)
+
+    data_dir: Path = Field(default=Path("data"), description="Folder for the SQLite file and the generated secret key.")
+    database_url: str = Field(default="", description="SQLAlchemy URL; empty means SQLite in data_dir.")
+    secret_key: SecretStr | None = Field(default=None, description="Signs tracking tokens; generated and kept in data_dir when unset.")
+    public_url: AnyHttpUrl = Field(default=AnyHttpUrl("http://127.0.0.1:8000"), description="Base of tracking-image URLs.")
+    debug: bool = False
+    introspection: bool = True
+    max_page_size: int = Field(default=100, ge=1, le=10_000)
+    max_query_depth: int = Field(default=12, ge=2, le=100)
+    max_aliases: int = Field(default=30, ge=1, le=1000)
+    max_tokens: int = Field(default=2000, ge=50, le=100_000)
+    history_days: int = Field(default=30, ge=1, le=3650)
+    broker_url: str = "memory://"
+    subscriber_queue_size: int = Field(default=1000, ge=1, le=1_000_000)
+    max_subscriptions_per_connection: int = Field(default=20, ge=1, le=1000)
+    legacy_ws: bool = False
+    pending_event_hours: int = Field(default=72, ge=1, le=24 * 60)
+    sendgrid_verification_key: SecretStr | None = None
+    mailgun_signing_key: SecretStr | None = None
+    postmark_username: str | None = None
+    postmark_password: SecretStr | None = None
+    ses_topic_arns: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    resend_webhook_secret: SecretStr | None = None
+
+    @field_validator("ses_topic_arns", mode="before")
+    @classmethod
+    def _split_arns(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if not value:
+            return value
+        scheme, sep, rest = value.partition("://")
+        if not sep:
+            raise ValueError(f"GATEWAY_DATABASE_URL {value!r} is not a URL")
+        drivers = {
+            "sqlite": "sqlite+aiosqlite",
+            "sqlite+aiosqlite": "sqlite+aiosqlite",
+            "postgresql": "postgresql+asyncpg",
+            "postgres": "postgresql+asyncpg",
+            "postgresql+asyncpg": "postgresql+asyncpg",
+        }
+        if scheme not in drivers:
+            raise ValueError(
+                f"GATEWAY_DATABASE_URL scheme {scheme!r} is not supported "
+                "(use sqlite+aiosqlite:// or postgresql+asyncpg://)"
+            )
+        return f"{drivers[scheme]}://{rest}"
+
+    @field_validator("secret_key")
+    @classmethod
+    def _check_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        raw = value.get_secret_value()
+        if raw.lower() in _PLACEHOLDERS or len(raw) < 32:
+            raise ValueError("GATEWAY_SECRET_KEY must be at least 32 characters and not a placeholder")
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _check_broker(cls, value: str) -> str:
+        if value.partition("://")[0] not in {"memory", "redis", "rediss"}:
+            raise ValueError(f"GATEWAY_BROKER_URL {value!r} must start with memory://, redis:// or rediss://")
+        return value
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> Settings:
+        # frozen model: defaults that depend on other settings are set once here.
+        if not self.database_url:
+            object.__setattr__(
+                self, "database_url", f"sqlite+aiosqlite:///{self.data_dir / 'gateway.db'}"
+            )
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def signing_key(self) -> bytes:
+        """The key that signs tracking tokens: the setting, or one kept in data_dir.
+
+        A random key is generated on first use and written with mode 0600, so a
+        fresh install is safe without configuration and keeps its tokens valid
+        across restarts. There is never a fixed default.
+        """
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value().encode()
+        path = self.data_dir / _SECRET_FILE
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(48))
+        return path.read_text().strip().encode()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

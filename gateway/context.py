@@ -1,0 +1,64 @@
+"""The per-request context: the only place that creates sessions and loaders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gateway.config import Settings
+from gateway.db import RequestDb, SessionFactory
+from gateway.enums import Scope
+from gateway.errors import Forbidden, Unauthenticated
+from gateway.loaders import Loaders
+from gateway.pubsub import Broker
+from gateway.repositories.api_keys import Principal
+
+__all__ = ["Context"]
+
+
+@dataclass
+class Context:
+    """What every resolver gets as `info.context`: one per HTTP request or websocket.
+
+    An HTTP request is authenticated before its context exists; a websocket's
+    context is authenticated by its `connection_init` payload, which strawberry
+    puts in `connection_params`.
+    """
+
+    settings: Settings
+    session_factory: SessionFactory
+    broker: Broker | None
+    signing_key: bytes
+    principal: Principal | None = None
+    connection_params: object = None
+    db: RequestDb = field(init=False)
+    _loaders: Loaders | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.db = RequestDb(self.session_factory)
+        if self.principal is not None:
+            self.authenticate(self.principal)
+
+    def authenticate(self, principal: Principal) -> None:
+        self.principal = principal
+        self._loaders = Loaders.create(db=self.db, tenant_id=principal.tenant_id)
+
+    @property
+    def loaders(self) -> Loaders:
+        if self._loaders is None:
+            raise Unauthenticated("not authenticated")
+        return self._loaders
+
+    @property
+    def tenant_id(self) -> int:
+        if self.principal is None:
+            raise Unauthenticated("not authenticated")
+        return self.principal.tenant_id
+
+    def require(self, scope: Scope) -> None:
+        if self.principal is None:
+            raise Unauthenticated("not authenticated")
+        if not self.principal.can(scope):
+            raise Forbidden(f"this API key lacks the {scope.value!r} scope")
+
+    async def close(self) -> None:
+        await self.db.close()

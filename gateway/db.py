@@ -1,0 +1,119 @@
+"""The async engine and session factory, created inside the app's lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from aiodataloader import dispatch_queue
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from gateway.config import Settings
+
+__all__ = ["RequestDb", "SessionFactory", "create_engine", "create_session_factory"]
+
+_SETTLE_TICKS = 3
+
+SessionFactory = async_sessionmaker[AsyncSession]
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers run beside the one writer; foreign keys are off by default.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def create_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
+    """An engine for the configured database; SQLite gets its folder, WAL and a busy timeout."""
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
+        event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+        return engine
+    kwargs.setdefault("pool_size", 10)
+    kwargs.setdefault("max_overflow", 20)
+    kwargs.setdefault("pool_pre_ping", False)
+    return create_async_engine(url, **kwargs)
+
+
+def create_session_factory(engine: AsyncEngine) -> SessionFactory:
+    return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+
+
+class RequestDb:
+    """One request's database access: one session, used by one coroutine at a time.
+
+    It also decides when DataLoaders dispatch. aiodataloader dispatches a batch on
+    the next loop tick, so lookups that become known a few ticks apart (one root
+    field's rows arrive while another's query is still running) would go out as
+    separate statements. Here a loader with pending keys waits until no query of
+    this request is running or waiting, then everything pending goes out at once:
+    a request that spans several screens sends one statement per kind of lookup
+    and level of nesting, whatever the page sizes.
+    """
+
+    def __init__(self, factory: SessionFactory) -> None:
+        self._factory = factory
+        self._session: AsyncSession | None = None
+        self._lock = asyncio.Lock()
+        self._busy = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._pending: list[Any] = []
+        self._dispatcher: asyncio.Task[None] | None = None
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """The request's session, exclusively, for the duration of the block."""
+        self._busy += 1
+        self._idle.clear()
+        try:
+            async with self._lock:
+                if self._session is None:
+                    self._session = self._factory()
+                yield self._session
+        finally:
+            self._busy -= 1
+            if not self._busy:
+                self._idle.set()
+
+    def schedule(self, loader: Any) -> None:
+        """Dispatch `loader`'s queued keys once the request's queries have settled."""
+        self._pending.append(loader)
+        if self._dispatcher is None:
+            self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
+
+    async def _settle(self) -> None:
+        # A few ticks let every resolver of the current wave queue its keys.
+        for _ in range(_SETTLE_TICKS):
+            await asyncio.sleep(0)
+        while self._busy:
+            await self._idle.wait()
+            for _ in range(_SETTLE_TICKS):
+                await asyncio.sleep(0)
+
+    async def _dispatch(self) -> None:
+        try:
+            while self._pending:
+                await self._settle()
+                loaders, self._pending = self._pending, []
+                for loader in loaders:
+                    dispatch_queue(loader)
+        finally:
+            self._dispatcher = None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

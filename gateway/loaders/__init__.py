@@ -1,0 +1,51 @@
+"""Per-request DataLoaders (aiodataloader), named <Thing>By<Key>Loader."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.db import RequestDb
+
+from .emails import EmailByIdLoader, EmailCountByParentIdLoader, EmailsByParentIdLoader, EventsByEmailIdLoader
+from .items import DocumentByIdLoader, DocumentsByEmailIdLoader, InvoiceByIdLoader, RelationByIdLoader
+
+__all__ = ["Loaders"]
+
+
+@dataclass(frozen=True, slots=True)
+class Loaders:
+    """Every loader of one request; built once per request by `gateway.context`."""
+
+    email_by_id: EmailByIdLoader
+    events_by_email_id: EventsByEmailIdLoader
+    relation_by_id: RelationByIdLoader
+    document_by_id: DocumentByIdLoader
+    invoice_by_id: InvoiceByIdLoader
+    documents_by_email_id: DocumentsByEmailIdLoader
+    emails_by_document_id: EmailsByParentIdLoader
+    emails_by_invoice_id: EmailsByParentIdLoader
+    emails_by_relation_id: EmailsByParentIdLoader
+    email_count_by_document_id: EmailCountByParentIdLoader
+    email_count_by_invoice_id: EmailCountByParentIdLoader
+
+    def clear_all(self) -> None:
+        """Forget cached results (a subscription outlives one change)."""
+        for name in self.__dataclass_fields__:
+            getattr(self, name).clear_all()
+
+    @classmethod
+    def create(cls, *, db: RequestDb, tenant_id: int) -> Loaders:
+        scope = {"db": db, "tenant_id": tenant_id}
+        return cls(
+            email_by_id=EmailByIdLoader(**scope),  # type: ignore[arg-type]
+            events_by_email_id=EventsByEmailIdLoader(**scope),  # type: ignore[arg-type]
+            relation_by_id=RelationByIdLoader(**scope),  # type: ignore[arg-type]
+            document_by_id=DocumentByIdLoader(**scope),  # type: ignore[arg-type]
+            invoice_by_id=InvoiceByIdLoader(**scope),  # type: ignore[arg-type]
+            documents_by_email_id=DocumentsByEmailIdLoader(**scope),  # type: ignore[arg-type]
+            emails_by_document_id=EmailsByParentIdLoader(parent="document", **scope),
+            emails_by_invoice_id=EmailsByParentIdLoader(parent="invoice", **scope),
+            emails_by_relation_id=EmailsByParentIdLoader(parent="relation", **scope),
+            email_count_by_document_id=EmailCountByParentIdLoader(parent="document", **scope),
+            email_count_by_invoice_id=EmailCountByParentIdLoader(parent="invoice", **scope),
+        )

@@ -1,0 +1,81 @@
+"""Root fields of the E-mails screen and the integrators' counts."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import strawberry
+from strawberry.types import Info
+
+from gateway.context import Context
+from gateway.enums import EmailStatus
+from gateway.ids import decode_id_of
+from gateway.repositories import emails as repo
+from gateway.schema.inputs import EmailFilter, EmailStatsFilter
+from gateway.schema.types.emails import Email, EmailConnection, EmailStats, StatusCount
+
+from .pages import page_request
+
+__all__ = ["email", "email_stats", "emails", "email_query"]
+
+FIRST = "How many items to return (at most the server's maximum page size, 100 by default)."
+AFTER = "Return the items after this cursor (`pageInfo.endCursor` of the previous page)."
+
+
+def email_query(f: EmailFilter | EmailStatsFilter | None) -> repo.EmailQuery:
+    if f is None:
+        return repo.EmailQuery()
+    statuses = getattr(f, "statuses", None)
+    return repo.EmailQuery(
+        statuses=tuple(EmailStatus(s) for s in statuses) if statuses is not None else None,
+        relation_id=decode_id_of(f.relation_id, "Relation") if f.relation_id is not None else None,
+        sent_after=f.sent_after,
+        sent_before=f.sent_before,
+        search=getattr(f, "search", None) or None,
+    )
+
+
+async def emails(
+    info: Info[Context, None],
+    filter: Annotated[  # noqa: A002  (the contract names it `filter`)
+        EmailFilter | None, strawberry.argument(description="Which e-mails to list.")
+    ] = None,
+    first: Annotated[int | None, strawberry.argument(description=FIRST)] = 50,
+    after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
+) -> EmailConnection:
+    ctx = info.context
+    query = email_query(filter)
+    page = page_request(ctx, first, after, "email")
+    async with ctx.db.session() as session:
+        found = await repo.list_emails(session=session, tenant_id=ctx.tenant_id, query=query, page=page)
+
+    async def count() -> int:
+        async with ctx.db.session() as session:
+            return await repo.count_emails(session=session, tenant_id=ctx.tenant_id, query=query)
+
+    return EmailConnection.of(found, count)
+
+
+async def email(
+    info: Info[Context, None],
+    id: Annotated[strawberry.ID, strawberry.argument(description="The global id of the e-mail.")],  # noqa: A002
+) -> Email | None:
+    pk = decode_id_of(id, "Email")
+    return Email.maybe(await info.context.loaders.email_by_id.load(pk))
+
+
+async def email_stats(
+    info: Info[Context, None],
+    filter: Annotated[  # noqa: A002
+        EmailStatsFilter | None, strawberry.argument(description="Which e-mails to count.")
+    ] = None,
+) -> EmailStats:
+    ctx = info.context
+    async with ctx.db.session() as session:
+        counts = await repo.count_emails_by_status(
+            session=session, tenant_id=ctx.tenant_id, query=email_query(filter)
+        )
+    return EmailStats(
+        total=sum(counts.values()),
+        by_status=[StatusCount(status=s, count=counts[s]) for s in EmailStatus],
+    )

@@ -1,0 +1,58 @@
+"""The GraphQL schema: `build_schema(settings)` with the limits and masking the settings ask for."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+import strawberry
+from graphql.validation import NoSchemaIntrospectionCustomRule
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
+from strawberry.schema.config import StrawberryConfig
+
+from gateway.config import Settings
+
+from .errors import ExpectedErrors
+from .root import Mutation, Query, Subscription
+from .scalars import DateTime
+
+__all__ = ["build_schema", "sdl"]
+
+
+def build_schema(settings: Settings, on_error: Callable[[str], None] | None = None) -> strawberry.Schema:
+    """The schema with the settings' limits; `on_error(kind)` counts errors for metrics."""
+    # Factories: strawberry builds fresh extensions per request. The parser and
+    # validation caches live at module level, so they are shared all the same.
+    extensions: list[object] = [
+        lambda: ExpectedErrors(debug=settings.debug, on_error=on_error),
+        lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
+        lambda: ParserCache(maxsize=512),
+        lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
+        lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
+        lambda: ValidationCache(maxsize=512),
+    ]
+    if not settings.introspection:
+        extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
+    return strawberry.Schema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=extensions,  # type: ignore[arg-type]
+        config=_config(),
+    )
+
+
+def sdl() -> str:
+    """The schema in SDL, as committed in schema.graphql."""
+    return strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription, config=_config()).as_str() + "\n"
+
+
+def _config() -> StrawberryConfig:
+    return StrawberryConfig(auto_camel_case=True, scalar_map={datetime: DateTime})

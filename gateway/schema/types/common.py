@@ -1,0 +1,54 @@
+"""Interfaces and shapes shared by every screen: Node, EmailTracked, PageInfo."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+
+from gateway.repositories.pages import Page
+
+from .enums import EmailStatus
+
+if TYPE_CHECKING:
+    from .emails import EmailDetails
+
+__all__ = ["EmailTracked", "Node", "PageInfo"]
+
+
+@strawberry.interface(description="An object with a global id, fetchable with `node(id)`.")
+class Node:
+    id: strawberry.ID = strawberry.field(description="The global id: opaque, stable, tenant-safe.")
+
+
+@strawberry.interface(
+    description="Anything a screen shows with an e-mail status: one fragment serves every screen."
+)
+class EmailTracked:
+    email_status: EmailStatus | None = strawberry.field(  # type: ignore[valid-type]
+        description="Status of the latest e-mail that carried this item; null if never e-mailed."
+    )
+    details: Annotated[EmailDetails, strawberry.lazy("gateway.schema.types.emails")] | None = (
+        strawberry.field(description="What a click on the line shows; null if never e-mailed.")
+    )
+
+
+@strawberry.type(description="Where a page stands in the whole list (Relay cursor connections).")
+class PageInfo:
+    has_next_page: bool = strawberry.field(description="True when another page follows this one.")
+    has_previous_page: bool = strawberry.field(
+        description="True when this page was asked for after a cursor."
+    )
+    start_cursor: str | None = strawberry.field(description="Cursor of the first edge; null when empty.")
+    end_cursor: str | None = strawberry.field(
+        description="Cursor of the last edge: pass it as `after` for the next page."
+    )
+
+    @classmethod
+    def of(cls, page: Page[object], cursors: list[str]) -> PageInfo:
+        return cls(
+            has_next_page=page.has_next,
+            has_previous_page=page.has_previous,
+            start_cursor=cursors[0] if cursors else None,
+            end_cursor=cursors[-1] if cursors else None,
+        )

@@ -1,0 +1,54 @@
+"""The domain enums as GraphQL enums, with a description for every value."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import strawberry
+
+from gateway import enums
+
+__all__ = ["EmailStatus", "FailureCategory", "InvoiceStatus"]
+
+
+def _describe(enum: type[Enum], description: str, values: dict[str, str]) -> type[Enum]:
+    strawberry.enum(enum, description=description)
+    definition = enum.__strawberry_definition__  # type: ignore[attr-defined]
+    for value in definition.values:
+        value.description = values[value.name]
+    return enum
+
+
+EmailStatus = _describe(
+    enums.EmailStatus,
+    "The last known delivery status of an e-mail.",
+    {
+        "SENT": "Handed to the mail provider.",
+        "DELIVERED": "Accepted by the recipient's mail server (it may still land in spam).",
+        "DELIVERY_FAILED": "Could not be delivered; details.failure says why.",
+        "OPENED": "The tracking image was fetched. Not proof that a person read it.",
+    },
+)
+FailureCategory = _describe(
+    enums.FailureCategory,
+    "Why an e-mail could not be delivered.",
+    {
+        "HARD_BOUNCE": "The receiving server refused it for good (no such mailbox or domain).",
+        "SOFT_BOUNCE": "A temporary refusal the provider stopped retrying (mailbox full, server down).",
+        "BLOCKED": "Refused as spam or by policy (blocklist, reputation, content).",
+        "INVALID_RECIPIENT": "The address is not valid.",
+        "SPAM_COMPLAINT": "The recipient marked it as spam.",
+        "DROPPED": "The provider did not send it (suppression list, earlier bounce, unsubscribe).",
+        "OTHER": "Any other failure; the reason says more.",
+    },
+)
+InvoiceStatus = _describe(
+    enums.InvoiceStatus,
+    "Where an invoice stands in the accounting application.",
+    {
+        "DRAFT": "Not issued yet.",
+        "ISSUED": "Issued to the client.",
+        "PAID": "Paid.",
+        "CANCELLED": "Cancelled.",
+    },
+)
