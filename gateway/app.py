@@ -29,6 +29,8 @@ from gateway.metrics import Metrics, MetricsMiddleware
 from gateway.pubsub import Broker
 from gateway.repositories.api_keys import Principal, get_principal
 from gateway.schema import build_schema
+from gateway.webhooks.providers.ses import CertificateStore
+from gateway.webhooks.routes import webhook_routes
 
 __all__ = ["create_app"]
 
@@ -44,6 +46,7 @@ class State(TypedDict):
     broker: Broker
     signing_key: bytes
     metrics: Metrics
+    sns_certificates: CertificateStore
 
 
 def _bearer(value: str | None) -> str | None:
@@ -194,6 +197,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 broker=broker,
                 signing_key=settings.signing_key(),
                 metrics=app_metrics,
+                sns_certificates=CertificateStore(),
             )
         finally:
             await broker.disconnect()
@@ -207,6 +211,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),
+            *webhook_routes(),
         ],
         lifespan=lifespan,
     )

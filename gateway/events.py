@@ -11,7 +11,7 @@ from datetime import datetime
 
 from gateway.enums import EmailStatus, FailureCategory
 
-__all__ = ["METADATA_KEY", "IncomingEvent"]
+__all__ = ["METADATA_KEY", "IncomingEvent", "normalize_message_id"]
 
 # The key under which senders put the gateway's e-mail id (the `id` that
 # registerEmail returned) in a provider's custom metadata.
@@ -42,3 +42,11 @@ class IncomingEvent:
     machine_open: bool | None = None
     user_agent: str | None = None
     ip: str | None = None
+
+
+def normalize_message_id(value: str | None) -> str | None:
+    """Provider message ids as registered and as reported: no angle brackets, no spaces."""
+    if value is None:
+        return None
+    cleaned = value.strip().strip("<>").strip()
+    return cleaned or None

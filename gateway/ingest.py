@@ -14,23 +14,29 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
 from typing import Protocol
 
 import orjson
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import models
-from gateway.enums import EmailStatus
-from gateway.events import IncomingEvent
+from gateway.enums import EmailStatus, FailureCategory
+from gateway.errors import BadInput
+from gateway.events import METADATA_KEY, IncomingEvent, normalize_message_id
+from gateway.ids import decode_id_of
 from gateway.repositories.emails import list_events_by_email_ids
 from gateway.repositories.registration import Registration, register_email, upsert
 from gateway.status import Fact, Projection, project
 
 __all__ = [
     "Change",
+    "IngestReport",
+    "ingest_events",
+    "baseline_facts",
+    "fact_of",
     "record",
     "Publisher",
     "apply_events",
@@ -84,6 +90,42 @@ def fact_of(event: models.EmailEvent) -> Fact:
         smtp_code=event.smtp_code,
         automated=event.machine_open,
     )
+
+
+def baseline_facts(email: models.Email) -> list[Fact]:
+    """What the history said, rebuilt from the summary kept on the e-mail row.
+
+    Once the history is purged only the row's summary remains; an event that
+    arrives later is projected together with these facts, so the status, the
+    failure, the delivery time and the open count survive the purge.
+    """
+    if email.history_purged_at is None:
+        return []
+    facts = [Fact(key="baseline:status", status=email.status, occurred_at=email.status_changed_at)]
+    if email.failure_occurred_at is not None and email.failure_category is not None:
+        facts.append(
+            Fact(
+                key="baseline:failure",
+                status=EmailStatus.DELIVERY_FAILED,
+                occurred_at=email.failure_occurred_at,
+                failure_category=email.failure_category,
+                reason=email.failure_reason,
+                smtp_code=email.failure_smtp_code,
+            )
+        )
+    if email.delivered_at is not None:
+        facts.append(Fact(key="baseline:delivered", status=EmailStatus.DELIVERED, occurred_at=email.delivered_at))
+    if email.open_count and email.first_opened_at and email.last_opened_at:
+        automated = email.opens_likely_automated
+        if email.open_count == 1:
+            facts.append(Fact("baseline:open", EmailStatus.OPENED, email.first_opened_at, automated=automated))
+        else:
+            facts.append(Fact("baseline:open-first", EmailStatus.OPENED, email.first_opened_at,
+                              automated=automated, weight=email.open_count - 1))
+            facts.append(Fact("baseline:open-last", EmailStatus.OPENED, email.last_opened_at, automated=automated))
+    if email.status is EmailStatus.OPENED:
+        facts = [f for f in facts if f.key != "baseline:status"]  # the open facts carry it
+    return facts
 
 
 def _event_row(tenant_id: int, email_id: int, event: IncomingEvent, now: datetime) -> dict[str, object]:
@@ -166,7 +208,7 @@ async def apply_events(
     updates: list[dict[str, object]] = []
     log_rows: list[dict[str, object]] = []
     for email in emails:
-        projection = project(email.sent_at, facts[email.id])  # type: ignore[index]
+        projection = project(email.sent_at, [*baseline_facts(email), *facts[email.id]])  # type: ignore[index]
         values = _projection_values(projection)
         if all(getattr(email, name) == value for name, value in values.items()):
             continue
@@ -220,6 +262,117 @@ async def publish_changes(publisher: Publisher | None, changes: Sequence[Change]
             log.warning("could not publish change %s", change.position, exc_info=True)
 
 
+@dataclass(frozen=True, slots=True)
+class IngestReport:
+    """What became of a batch: applied to known e-mails, kept pending, or skipped."""
+
+    applied: int
+    pending: int
+    ambiguous: int
+
+
+async def _match(
+    session: AsyncSession, events: Sequence[IncomingEvent]
+) -> tuple[list[tuple[models.Email, IncomingEvent]], list[IncomingEvent], int]:
+    """Pair events with e-mails: by the gateway id in the metadata, else by message id."""
+    refs: dict[str, int] = {}
+    for e in events:
+        if e.email_ref:
+            try:
+                refs[e.email_ref] = decode_id_of(e.email_ref, "Email")
+            except BadInput:
+                log.warning("ignoring malformed %s %r from %s", METADATA_KEY, e.email_ref[:100], e.source)
+    message_ids = {m for e in events if (m := normalize_message_id(e.provider_message_id))}
+    by_id: dict[int, models.Email] = {}
+    by_message: dict[str, list[models.Email]] = defaultdict(list)
+    if refs:
+        statement = select(models.Email).where(models.Email.id.in_(set(refs.values())))  # type: ignore[union-attr]
+        by_id = {e.id: e for e in (await session.execute(statement)).scalars()}  # type: ignore[misc]
+    if message_ids:
+        statement = select(models.Email).where(models.Email.provider_message_id.in_(message_ids))  # type: ignore[union-attr]
+        for email in (await session.execute(statement)).scalars():
+            by_message[email.provider_message_id].append(email)  # type: ignore[index]
+    matched: list[tuple[models.Email, IncomingEvent]] = []
+    unmatched: list[IncomingEvent] = []
+    ambiguous = 0
+    for e in events:
+        email = by_id.get(refs[e.email_ref]) if e.email_ref in refs else None  # type: ignore[index]
+        if email is None:
+            candidates = by_message.get(normalize_message_id(e.provider_message_id) or "", [])
+            if len(candidates) > 1:
+                # The same provider message id registered by two offices: applying the
+                # event to either could show one office's status to the other.
+                log.warning("message id %r matches %d e-mails; event %s skipped", e.provider_message_id, len(candidates), e.key)
+                ambiguous += 1
+                continue
+            email = candidates[0] if candidates else None
+        if email is None:
+            unmatched.append(e)
+        else:
+            matched.append((email, e))
+    return matched, unmatched, ambiguous
+
+
+def _pending_row(event: IncomingEvent, now: datetime, keep: timedelta) -> dict[str, object]:
+    payload = {f.name: getattr(event, f.name) for f in fields(event)}
+    return {
+        "source": event.source,
+        "event_key": event.key[:300],
+        "provider_message_id": normalize_message_id(event.provider_message_id),
+        "email_ref": event.email_ref[:200] if event.email_ref else None,
+        "payload": orjson.dumps(payload).decode(),
+        "received_at": now,
+        "expires_at": now + keep,
+    }
+
+
+def _event_from_pending(row: models.PendingEvent) -> IncomingEvent:
+    data = orjson.loads(row.payload)
+    data["occurred_at"] = datetime.fromisoformat(data["occurred_at"])
+    data["status"] = EmailStatus(data["status"])
+    if data.get("failure_category"):
+        data["failure_category"] = FailureCategory(data["failure_category"])
+    return IncomingEvent(**data)
+
+
+async def ingest_events(
+    *,
+    session: AsyncSession,
+    events: Sequence[IncomingEvent],
+    publisher: Publisher | None,
+    keep_pending: timedelta,
+) -> IngestReport:
+    """The webhook path: match, record, keep the unmatched for later, commit, publish.
+
+    All or nothing: one transaction for the whole batch. Events for e-mails not
+    registered yet (a webhook can beat the registration) are kept as pending
+    events until `keep_pending` has passed; `register` applies them.
+    """
+    matched, unmatched, ambiguous = await _match(session, events)
+    changes = await apply_events(session=session, events=matched)
+    if unmatched:
+        now = models.utcnow()
+        statement = upsert(session, models.PendingEvent).on_conflict_do_nothing(index_elements=["source", "event_key"])
+        await session.execute(statement, [_pending_row(e, now, keep_pending) for e in unmatched])
+    await session.commit()
+    await publish_changes(publisher, changes)
+    return IngestReport(applied=len(matched), pending=len(unmatched), ambiguous=ambiguous)
+
+
+async def _apply_pending(session: AsyncSession, email: models.Email) -> list[Change]:
+    message_id = normalize_message_id(email.provider_message_id)
+    if message_id is None:
+        return []
+    pe = models.PendingEvent
+    statement = select(pe).where(pe.provider_message_id == message_id, pe.expires_at > models.utcnow())
+    rows = list((await session.execute(statement)).scalars())
+    if not rows:
+        return []
+    changes = await apply_events(session=session, events=[(email, _event_from_pending(r)) for r in rows])
+    await session.execute(delete(pe).where(pe.id.in_([r.id for r in rows])))  # type: ignore[union-attr]
+    return changes
+
+
 async def write_first_statuses(*, session: AsyncSession, emails: Sequence[models.Email]) -> list[Change]:
     """Log the SENT status of newly registered e-mails: the first row of their change log."""
     now = models.utcnow()
@@ -244,9 +397,15 @@ async def register(
 ) -> models.Email:
     """Register a sent e-mail (idempotent), log its first status, commit, then publish."""
     email, created = await register_email(session=session, tenant_id=tenant_id, data=data)
-    changes = await write_first_statuses(session=session, emails=[email]) if created else []
+    changes: list[Change] = []
+    if created:
+        changes = await write_first_statuses(session=session, emails=[email])
+        changes += await _apply_pending(session, email)
     await session.commit()
     await publish_changes(publisher, changes)
+    if created:  # pending events may have changed it since it was read
+        refreshed = await session.get(models.Email, email.id, populate_existing=True)
+        return refreshed if refreshed is not None else email
     return email
 
 

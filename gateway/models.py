@@ -18,10 +18,12 @@ __all__ = [
     "EmailDocument",
     "EmailEvent",
     "Invoice",
+    "PendingEvent",
     "Relation",
     "StatusChange",
     "Tenant",
     "UTCDateTime",
+    "WebhookNonce",
     "utcnow",
 ]
 
@@ -229,3 +231,33 @@ class StatusChange(SQLModel, table=True):
     status: EmailStatus = Field(sa_type=_enum(EmailStatus))
     changed_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
     recorded_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class PendingEvent(SQLModel, table=True):
+    """A webhook event for an e-mail not registered yet: applied on registration, or expires."""
+
+    __tablename__ = "pending_event"
+    __table_args__ = (sa.UniqueConstraint("source", "event_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=32)
+    event_key: str = Field(max_length=300)
+    provider_message_id: str | None = Field(default=None, max_length=500, index=True)
+    email_ref: str | None = Field(default=None, max_length=200)
+    payload: str = Field(max_length=20_000)
+    received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False, index=True)
+
+
+class WebhookNonce(SQLModel, table=True):
+    """A signature token already seen: Mailgun signs only timestamp+token, not the body,
+    so a token seen again with another body is a replay and is refused."""
+
+    __tablename__ = "webhook_nonce"
+    __table_args__ = (sa.UniqueConstraint("source", "token"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=32)
+    token: str = Field(max_length=200)
+    body_hash: str = Field(max_length=64)
+    seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False, index=True)

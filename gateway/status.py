@@ -44,6 +44,9 @@ class Fact:
     reason: str | None = None
     smtp_code: int | None = None
     automated: bool = False
+    # How many opens this fact stands for: 1, except in the summary kept after
+    # the history was purged (see gateway.ingest.baseline_facts).
+    weight: int = 1
 
     @property
     def order(self) -> tuple[datetime, int, str]:
@@ -54,7 +57,7 @@ class Fact:
         # A total order over every field, so that even two different facts
         # under one key are resolved the same way whatever their arrival order.
         category = self.failure_category.value if self.failure_category else ""
-        return (*self.order, category, self.reason or "", self.smtp_code or 0, self.automated)
+        return (*self.order, category, self.reason or "", self.smtp_code or 0, self.automated, self.weight)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +101,7 @@ def _opens(events: list[Fact]) -> Opens:
     if not opens:
         return Opens()
     return Opens(
-        count=len(opens),
+        count=sum(e.weight for e in opens),
         first_opened_at=opens[0].occurred_at,
         last_opened_at=opens[-1].occurred_at,
         likely_automated=all(e.automated for e in opens),

@@ -36,7 +36,7 @@ from gateway.schema import build_schema
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 TABLES = [
-    "status_change", "email_event", "email_document", "email", "document", "invoice",
+    "status_change", "email_event", "email_document", "email", "document", "invoice", "pending_event", "webhook_nonce",
     "relation", "api_key", "tenant",
 ]
 

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import models
 from gateway.enums import EmailStatus, InvoiceStatus
+from gateway.events import normalize_message_id
 from gateway.repositories.emails import newest_first
 
 __all__ = ["DocumentData", "InvoiceData", "Registration", "RelationData", "register_email", "upsert"]
@@ -124,7 +125,7 @@ async def register_email(
             subject=data.subject,
             recipient=data.recipient,
             sent_at=data.sent_at,
-            provider_message_id=data.provider_message_id,
+            provider_message_id=normalize_message_id(data.provider_message_id),
             tracking_id=secrets.token_urlsafe(16),
             relation_id=relation_id,
             invoice_id=invoice_id,

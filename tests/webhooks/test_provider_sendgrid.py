@@ -123,7 +123,7 @@ def test_sample_parses_to_the_expected_events() -> None:
         assert event.source == "sendgrid"
         assert event.occurred_at == NOW
         assert event.occurred_at.tzinfo is not None
-        assert event.provider_message_id == "14c5d75ce93"  # sg_message_id up to the first "."
+        assert event.provider_message_id == "14c5d75ce93.dfd.64b469"  # up to ".filter"
         assert event.email_ref == "email-42"
         assert event.recipient == "client@example.com"
 
@@ -334,3 +334,17 @@ def test_every_documented_event_type_maps() -> None:
     events = sendgrid.parse(json.dumps(raw).encode())
     assert [e.key for e in events] == [f"id-{name}" for name in names]
     assert all(e.description for e in events)
+
+
+@pytest.mark.parametrize(
+    ("sg_message_id", "x_message_id"),
+    [
+        ("14c5d75ce93.dfd.64b469.filter0001.16648.5515E0B88.0", "14c5d75ce93.dfd.64b469"),
+        ("W86EgYT6SQKk0lRflfLRsA.filter0425p1mdw1-13919-5C1A2D24-31.0", "W86EgYT6SQKk0lRflfLRsA"),
+        ("Yt5mYjwpRK2Ncr8vOZbnWA.recvd-5f54b5d587-kb2w2-1-5F1E3A7B-13.0", "Yt5mYjwpRK2Ncr8vOZbnWA"),
+        ("W86EgYT6SQKk0lRflfLRsA.0", "W86EgYT6SQKk0lRflfLRsA"),
+        (None, None),
+    ],
+)
+def test_the_send_api_message_id_is_recovered(sg_message_id: str | None, x_message_id: str | None) -> None:
+    assert sendgrid.send_api_message_id(sg_message_id) == x_message_id

@@ -7,7 +7,7 @@ SHA-256 and sends the base64 DER signature in
 DER public key shown under Mail Settings (a PEM block is accepted too).
 
 Every event: key = `sg_event_id`, occurred_at = `timestamp`, recipient = `email`,
-provider_message_id = `sg_message_id` up to its first "." (the X-Message-Id the
+provider_message_id = `sg_message_id` up to its ".filter" suffix (the X-Message-Id the
 send API returned; asynchronous bounces carry none), email_ref = the
 `gateway_email_id` custom argument (custom args are top-level keys of the event).
 
@@ -79,6 +79,24 @@ _HISTORY_ONLY = {
 }
 _KNOWN = {"processed", "deferred", "delivered", "bounce", "dropped", "spamreport", "open", "click"}
 _KNOWN |= set(_HISTORY_ONLY)
+
+
+def send_api_message_id(sg_message_id: str | None) -> str | None:
+    """The X-Message-Id that SendGrid's send API returned, from an event's sg_message_id.
+
+    SendGrid appends the filter that processed the message to the id it returned
+    (".filter...", also ".recvd-..." on older accounts). Today's ids have no dot
+    of their own (`W86EgYT6SQKk0lRflfLRsA.filter0425p1mdw1-...`), while the older
+    ones in SendGrid's samples do (`14c5d75ce93.dfd.64b469.filter0001...`), so cut
+    at the filter marker when there is one, else at the first dot.
+    """
+    if not sg_message_id:
+        return None
+    for marker in (".filter", ".recvd-"):
+        head, found, _ = sg_message_id.partition(marker)
+        if found:
+            return head
+    return sg_message_id.split(".", 1)[0]
 
 
 @functools.lru_cache(maxsize=8)
@@ -165,7 +183,7 @@ def _parse_event(raw: dict[str, Any], where: str) -> IncomingEvent | None:
         status=EmailStatus.SENT,
         occurred_at=unix_time(raw.get("timestamp"), f"{where}.timestamp"),
         description="",
-        provider_message_id=message_id.split(".", 1)[0] if message_id else None,
+        provider_message_id=send_api_message_id(message_id),
         email_ref=metadata_ref(raw, where),
         recipient=req_str(raw, "email", where),
     )
