@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any, TypedDict
@@ -12,22 +15,29 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from cross_web import HTTPException
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
+from gateway import pixel
 from gateway.config import Settings, get_settings
 from gateway.context import Context
+from gateway.enums import Scope as KeyScope
+from gateway.fastpath import FastPath
+from gateway.fastpath.plans import UNKNOWN
+from gateway.live import ChangeFeed
 from gateway.db import SessionFactory, create_engine, create_session_factory
 from gateway.metrics import Metrics, MetricsMiddleware
-from gateway.pubsub import Broker
+from gateway.pubsub import Broker, BrokerUnavailable
 from gateway.repositories.api_keys import Principal, get_principal
+from gateway.retention import purge_periodically
 from gateway.schema import build_schema
 from gateway.webhooks.providers.ses import CertificateStore
 from gateway.webhooks.routes import webhook_routes
@@ -44,6 +54,7 @@ class State(TypedDict):
     engine: AsyncEngine
     session_factory: SessionFactory
     broker: Broker
+    feed: ChangeFeed
     signing_key: bytes
     metrics: Metrics
     sns_certificates: CertificateStore
@@ -78,6 +89,8 @@ class GatewayGraphQL(GraphQL[Context, None]):
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         context: Context = request.state.context  # made and closed by GraphQLEndpoint
+        if isinstance(request, WebSocket):
+            context.connection = request
         return context
 
     async def on_ws_connect(self, context: Context) -> None:
@@ -94,17 +107,63 @@ class GatewayGraphQL(GraphQL[Context, None]):
     def parse_json(self, data: str | bytes) -> Any:
         # Strawberry takes any JSON value and then fails with a 500 on a bare
         # string or number: a request body must be an object (or a batch list).
-        parsed = super().parse_json(data)
+        try:
+            parsed = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise HTTPException(400, "Unable to parse request body as JSON") from None
         if not isinstance(parsed, dict | list):
             raise HTTPException(400, "the request body must be a JSON object")
         return parsed
 
+    def decode_json(self, data: str | bytes) -> object:
+        # Websocket frames: anything but a JSON object closes the socket with 4400
+        # (strawberry would crash on a list and drop the connection with 1006).
+        parsed = orjson.loads(data)
+        if not isinstance(parsed, dict):
+            raise json.JSONDecodeError("a message must be a JSON object", str(data)[:50], 0)
+        return parsed
+
 
 class GraphQLEndpoint:
-    """Authenticates HTTP requests before strawberry sees them; answers 401 without a key."""
+    """Authenticates HTTP requests before strawberry sees them; answers 401 without a key.
 
-    def __init__(self, view: GatewayGraphQL) -> None:
+    A POSTed query document that strawberry (the reference) has answered without
+    errors once is compiled by the fast path; later requests with it run the plan,
+    and fall back to strawberry whenever the plan cannot answer exactly.
+    """
+
+    def __init__(self, view: GatewayGraphQL, fastpath: FastPath | None) -> None:
         self.view = view
+        self.fastpath = fastpath
+
+    async def _fast(self, scope: Scope, send: Send, body: bytes, principal: Principal, state: dict[str, Any]) -> bool:
+        """Answer from a plan; False when the reference must answer (and maybe teach the plan)."""
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return False
+        if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+            return False
+        query, name = payload["query"], payload.get("operationName")
+        variables = payload.get("variables")
+        if not (name is None or isinstance(name, str)) or not (variables is None or isinstance(variables, dict)):
+            return False
+        assert self.fastpath is not None  # noqa: S101  (checked by the caller)
+        plan = self.fastpath.plan(query, name)
+        if plan is UNKNOWN:
+            scope.setdefault("state", {})["learn"] = (query, name)
+            return False
+        if plan is None or not principal.can(KeyScope.READ):
+            return False
+        try:
+            answer = await self.fastpath.run(plan, variables, principal.tenant_id, state["engine"])  # type: ignore[arg-type]
+        except Exception:  # the reference answers, and reports what went wrong its own way
+            log.warning("fast path failed; falling back", exc_info=True)
+            return False
+        if answer is None:
+            return False
+        await Response(answer, media_type="application/json")(scope, _no_receive, send)
+        return True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         principal = None
@@ -132,18 +191,92 @@ class GraphQLEndpoint:
                     await _unauthenticated(message)(scope, receive, send)
                     return
         state = scope["state"]
+        if (
+            principal is not None
+            and scope["method"] == "POST"
+            and self.fastpath is not None
+            and "application/json" in Headers(scope=scope).get("content-type", "")
+        ):
+            body = await _read_body(receive)
+            if body is None:
+                response = JSONResponse({"errors": [{"message": "request body too large"}]}, status_code=413)
+                await response(scope, receive, send)
+                return
+            served = await self._fast(scope, send, body, principal, state)
+            state["metrics"].fast_path.labels("plan" if served else "reference").inc()
+            if served:
+                return
+            receive = _replay(body, receive)
         context = Context(
             settings=state["settings"],
             session_factory=state["session_factory"],
             broker=state["broker"],
             signing_key=state["signing_key"],
+            feed=state["feed"],
             principal=principal,
         )
         state["context"] = context
+        learn = state.pop("learn", None)
+        if learn is not None:
+            send = _learning(send, lambda: self.fastpath.learn(*learn))  # type: ignore[union-attr]
         try:
             await self.view(scope, receive, send)
         finally:
             await context.close()
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The whole request body, or None past the size limit."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > _MAX_BODY:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that gives the already-read body once, then the client's messages."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replay() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replay
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}
+
+
+def _learning(send: Send, learn: Callable[[], None]) -> Send:
+    """A `send` that calls `learn` when the reference answered 200 without errors."""
+    status = 0
+    body = bytearray()
+
+    async def wrapper(message: Message) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        elif message["type"] == "http.response.body":
+            body.extend(message.get("body", b""))
+            if not message.get("more_body", False) and status == 200:
+                try:
+                    answer = orjson.loads(bytes(body))
+                except orjson.JSONDecodeError:
+                    answer = None
+                if isinstance(answer, dict) and "errors" not in answer and answer.get("data") is not None:
+                    learn()
+        await send(message)
+
+    return wrapper
 
 
 async def healthz(_: Request) -> Response:
@@ -179,27 +312,66 @@ def create_app(settings: Settings | None = None) -> Starlette:
         schema,
         graphql_ide="graphiql",
         subscription_protocols=protocols,
-        connection_init_wait_timeout=timedelta(seconds=5),
+        connection_init_wait_timeout=timedelta(seconds=settings.ws_init_timeout_seconds),
         max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
     )
-    endpoint = GraphQLEndpoint(view)
+    fastpath = (
+        FastPath(schema._schema, max_page_size=settings.max_page_size, history_days=settings.history_days)
+        if settings.fast_path
+        else None
+    )
+    endpoint = GraphQLEndpoint(view, fastpath)
 
     @asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[State]:
+    async def lifespan(app: Starlette) -> AsyncIterator[State]:
         engine = create_engine(settings)
         broker = Broker(settings.broker_url, queue_size=settings.subscriber_queue_size)
-        await broker.connect()
+        try:
+            await broker.connect()
+        except BrokerUnavailable:
+            # Start degraded: queries and webhooks work without the broker, live
+            # clients are served by the feed's polling, and the feed reconnects.
+            log.warning("broker %s unreachable at start; live changes will be polled", settings.broker_url.split("@")[-1])
+        session_factory = create_session_factory(engine)
+        feed = ChangeFeed(
+            session_factory=session_factory,
+            broker=broker,
+            queue_size=settings.subscriber_queue_size,
+            poll_interval=settings.feed_poll_seconds,
+        )
+        await feed.start()
+        # Also on app.state, for operators' introspection and the tests' clean-up checks.
+        app.state.feed, app.state.broker = feed, broker
+        # The history purge, started right before `try` so `finally` always cancels it.
+        # Every replica runs one: SKIP LOCKED shares the work, none waits for another.
+        purge = (
+            asyncio.create_task(
+                purge_periodically(
+                    session_factory=session_factory,
+                    settings=settings,
+                    interval=settings.purge_interval_seconds,
+                )
+            )
+            if settings.purge_interval_seconds > 0
+            else None
+        )
         try:
             yield State(
                 settings=settings,
                 engine=engine,
-                session_factory=create_session_factory(engine),
+                session_factory=session_factory,
                 broker=broker,
+                feed=feed,
                 signing_key=settings.signing_key(),
                 metrics=app_metrics,
                 sns_certificates=CertificateStore(),
             )
         finally:
+            await feed.stop()
+            if purge is not None:
+                purge.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await purge
             await broker.disconnect()
             await engine.dispose()
 
@@ -211,6 +383,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),
+            Route("/t/{token}", pixel.tracking_image, methods=["GET", "HEAD"]),
             *webhook_routes(),
         ],
         lifespan=lifespan,

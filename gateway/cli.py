@@ -1,4 +1,5 @@
-"""The `gateway` command: serve, migrate, seed-demo, create-api-key, export-schema."""
+"""The `gateway` command: serve, migrate, seed-demo, create-api-key, purge-history,
+export-schema."""
 
 from __future__ import annotations
 
@@ -24,6 +25,10 @@ def _settings() -> Settings:
         sys.exit("invalid settings:\n" + "\n".join(lines))
 
 
+# The largest websocket message accepted: a subscribe message is a few KiB.
+WS_MAX_SIZE = 256 * 1024
+
+
 def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
@@ -32,7 +37,14 @@ def _serve(args: argparse.Namespace) -> None:
 
     settings = _settings()
     upgrade(settings)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info", access_log=False)
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        access_log=False,
+        ws_max_size=WS_MAX_SIZE,
+    )
 
 
 def _migrate(_: argparse.Namespace) -> None:
@@ -96,6 +108,42 @@ def _create_api_key(args: argparse.Namespace) -> None:
     print(raw)
 
 
+def _tenant_name(value: str) -> str:
+    name = value.strip()
+    if not name or len(name) > 200:
+        raise argparse.ArgumentTypeError("the tenant name must be 1 to 200 characters, not blank")
+    return name
+
+
+def _at_least_one(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
+
+
+def _purge_history(args: argparse.Namespace) -> None:
+    from gateway.migrations import upgrade
+    from gateway.models import utcnow
+    from gateway.retention import purge_history
+
+    settings = _settings()
+    upgrade(settings)
+    days = args.days if args.days is not None else settings.history_days
+    report = asyncio.run(
+        _with_sessions(
+            settings,
+            lambda f: purge_history(
+                session_factory=f, history_days=days, now=utcnow(), batch_size=args.batch_size
+            ),
+        )
+    )
+    print(f"{report.summary()} (history kept {days} days)")
+
+
 def _export_schema(args: argparse.Namespace) -> None:
     from gateway.schema import sdl
 
@@ -120,15 +168,24 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.set_defaults(run=_migrate)
 
     seed = commands.add_parser("seed-demo", help="load a deterministic demo data set (once)")
-    seed.add_argument("--emails", type=int, default=300, help="how many e-mails (default 300)")
+    seed.add_argument("--emails", type=_at_least_one, default=300, help="how many e-mails (default 300)")
     seed.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     seed.set_defaults(run=_seed_demo)
 
     key = commands.add_parser("create-api-key", help="create an API key (and the tenant when new)")
-    key.add_argument("--tenant", required=True, help="tenant name")
+    key.add_argument("--tenant", required=True, type=_tenant_name, help="tenant name")
     key.add_argument("--scopes", type=_parse_scopes, default=frozenset({Scope.READ, Scope.WRITE}),
                      help="comma-separated: read,write (default both)")
     key.set_defaults(run=_create_api_key)
+
+    purge = commands.add_parser(
+        "purge-history", help="delete event histories past the retention window (statuses stay)"
+    )
+    purge.add_argument("--days", type=_at_least_one, default=None,
+                       help="days of history kept after sending (default GATEWAY_HISTORY_DAYS)")
+    purge.add_argument("--batch-size", type=_at_least_one, default=1000,
+                       help="e-mails per transaction (default 1000)")
+    purge.set_defaults(run=_purge_history)
 
     export = commands.add_parser("export-schema", help="write the GraphQL schema (SDL)")
     export.add_argument("--output", "-o", default="schema.graphql", help="file, or - for stdout (default schema.graphql)")

@@ -6,6 +6,8 @@ an explicit instance, so tests build their own and never touch the environment.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
@@ -18,6 +20,7 @@ __all__ = ["Settings", "get_settings"]
 
 _PLACEHOLDERS = {"changeme", "change-me", "secret", "password", "default", "test", "xxx"}
 _SECRET_FILE = "secret_key"
+_MIN_SECRET = 32
 
 
 class Settings(BaseSettings):
@@ -30,14 +33,18 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = Field(default=None, description="Signs tracking tokens; generated and kept in data_dir when unset.")
     public_url: AnyHttpUrl = Field(default=AnyHttpUrl("http://127.0.0.1:8000"), description="Base of tracking-image URLs.")
     debug: bool = False
+    fast_path: bool = True
     introspection: bool = True
     max_page_size: int = Field(default=100, ge=1, le=10_000)
     max_query_depth: int = Field(default=12, ge=2, le=100)
     max_aliases: int = Field(default=30, ge=1, le=1000)
     max_tokens: int = Field(default=2000, ge=50, le=100_000)
     history_days: int = Field(default=30, ge=1, le=3650)
+    purge_interval_seconds: int = Field(default=3600, ge=0, le=86_400 * 7)  # 0: no background purge
     broker_url: str = "memory://"
     subscriber_queue_size: int = Field(default=1000, ge=1, le=1_000_000)
+    feed_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    ws_init_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
     max_subscriptions_per_connection: int = Field(default=20, ge=1, le=1000)
     legacy_ws: bool = False
     pending_event_hours: int = Field(default=72, ge=1, le=24 * 60)
@@ -82,9 +89,11 @@ class Settings(BaseSettings):
     def _check_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None:
             return None
-        raw = value.get_secret_value()
-        if raw.lower() in _PLACEHOLDERS or len(raw) < 32:
-            raise ValueError("GATEWAY_SECRET_KEY must be at least 32 characters and not a placeholder")
+        raw = value.get_secret_value().strip()
+        if raw.lower() in _PLACEHOLDERS or len(raw) < _MIN_SECRET or len(set(raw)) < 8:
+            raise ValueError(
+                "GATEWAY_SECRET_KEY must be at least 32 characters, not a placeholder, and not repetitive"
+            )
         return value
 
     @field_validator("broker_url")
@@ -117,11 +126,31 @@ class Settings(BaseSettings):
         if self.secret_key is not None:
             return self.secret_key.get_secret_value().encode()
         path = self.data_dir / _SECRET_FILE
-        if not path.exists():
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            path.touch(mode=0o600)
-            path.write_text(secrets.token_urlsafe(48))
-        return path.read_text().strip().encode()
+        for _ in range(3):
+            with contextlib.suppress(FileNotFoundError):
+                key = path.read_text().strip()
+                if len(key) >= _MIN_SECRET:
+                    return key.encode()
+                path.unlink()  # empty or cut short (a crash while writing): never use it
+            self._write_new_key(path)
+        raise RuntimeError(f"could not create a signing key in {self.data_dir}")
+
+    def _write_new_key(self, path: Path) -> None:
+        # Written whole to a private temporary file, then linked into place: a
+        # reader sees no file or a complete key, and of two processes starting
+        # at once the first link wins and both use its key.
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        descriptor = os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        try:
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+                handle.flush()
+                os.fsync(handle.fileno())
+            with contextlib.suppress(FileExistsError):
+                os.link(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
 
 
 @lru_cache

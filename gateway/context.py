@@ -8,6 +8,9 @@ from gateway.config import Settings
 from gateway.db import RequestDb, SessionFactory
 from gateway.enums import Scope
 from gateway.errors import Forbidden, Unauthenticated
+from starlette.websockets import WebSocket
+
+from gateway.live import ChangeFeed
 from gateway.loaders import Loaders
 from gateway.pubsub import Broker
 from gateway.repositories.api_keys import Principal
@@ -28,8 +31,10 @@ class Context:
     session_factory: SessionFactory
     broker: Broker | None
     signing_key: bytes
+    feed: ChangeFeed | None = None
     principal: Principal | None = None
     connection_params: object = None
+    connection: WebSocket | None = None
     db: RequestDb = field(init=False)
     _loaders: Loaders | None = field(default=None, init=False)
 
@@ -59,6 +64,11 @@ class Context:
             raise Unauthenticated("not authenticated")
         if not self.principal.can(scope):
             raise Forbidden(f"this API key lacks the {scope.value!r} scope")
+
+    async def close_connection(self, code: int, reason: str) -> None:
+        """Close this context's websocket (a subscriber that cannot keep up)."""
+        if self.connection is not None:
+            await self.connection.close(code=code, reason=reason)
 
     async def close(self) -> None:
         await self.db.close()

@@ -14,8 +14,10 @@ __all__ = [
     "decode_cursor",
     "decode_id",
     "decode_id_of",
+    "decode_position",
     "encode_cursor",
     "encode_id",
+    "encode_position",
 ]
 
 _MAX_ID = 2**63 - 1
@@ -75,3 +77,21 @@ def decode_cursor(value: str, kind: str) -> tuple[datetime | None, int]:
     if not 0 < pk <= _MAX_ID:
         raise BadInput(f"Invalid cursor {value[:100]!r}")
     return sent_at, pk
+
+
+def encode_position(position: tuple[int, int]) -> str:
+    """An opaque change-log cursor: the (transaction, id) position of a change."""
+    return _b64(orjson.dumps(["change", position[0], position[1]]))
+
+
+def decode_position(value: str) -> tuple[int, int]:
+    """The position in a cursor made by `encode_position`; BadInput otherwise."""
+    try:
+        kind, txid, pk = orjson.loads(_unb64(value))
+        if kind != "change" or not all(type(v) is int for v in (txid, pk)):
+            raise ValueError("not a change cursor")
+    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
+        raise BadInput(f"Invalid cursor {value[:100]!r}") from None
+    if not (0 <= txid <= _MAX_ID and 0 < pk <= _MAX_ID):
+        raise BadInput(f"Invalid cursor {value[:100]!r}")
+    return txid, pk

@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 from sqlalchemy import bindparam, delete, select
@@ -27,7 +27,7 @@ from gateway.enums import EmailStatus, FailureCategory
 from gateway.errors import BadInput
 from gateway.events import METADATA_KEY, IncomingEvent, normalize_message_id
 from gateway.ids import decode_id_of
-from gateway.repositories.emails import list_events_by_email_ids
+from gateway.repositories.emails import list_event_facts
 from gateway.repositories.registration import Registration, register_email, upsert
 from gateway.status import Fact, Projection, project
 
@@ -40,7 +40,7 @@ __all__ = [
     "record",
     "Publisher",
     "apply_events",
-    "channel_for_tenant",
+    "CHANGES_CHANNEL",
     "publish_changes",
     "register",
     "write_first_statuses",
@@ -53,11 +53,14 @@ class Publisher(Protocol):
     async def publish(self, channel: str, message: str) -> None: ...
 
 
+CHANGES_CHANNEL = "gateway.changes"
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
-    """One row of the change log, as published to subscribers after commit."""
+    """One row of the change log, announced to subscribers after commit."""
 
-    position: int
+    position: tuple[int, int]
     tenant_id: int
     email_id: int
     previous_status: EmailStatus | None
@@ -65,22 +68,13 @@ class Change:
     changed_at: datetime
 
     def to_json(self) -> str:
-        return orjson.dumps(
-            {
-                "position": self.position,
-                "email_id": self.email_id,
-                "previous_status": self.previous_status.value if self.previous_status else None,
-                "status": self.status.value,
-                "changed_at": self.changed_at.isoformat(),
-            }
-        ).decode()
+        # Only an announcement: subscribers read the change itself from the change
+        # log, in position order, so what travels here can be lost or reordered.
+        return orjson.dumps({"tenant_id": self.tenant_id, "position": list(self.position)}).decode()
 
 
-def channel_for_tenant(tenant_id: int) -> str:
-    return f"gateway.status.{tenant_id}"
-
-
-def fact_of(event: models.EmailEvent) -> Fact:
+def fact_of(event: Any) -> Fact:
+    """The projection's view of a recorded event (a model, or a row with its columns)."""
     return Fact(
         key=f"{event.source}:{event.event_key}",
         status=EmailStatus(event.status),
@@ -116,15 +110,19 @@ def baseline_facts(email: models.Email) -> list[Fact]:
     if email.delivered_at is not None:
         facts.append(Fact(key="baseline:delivered", status=EmailStatus.DELIVERED, occurred_at=email.delivered_at))
     if email.open_count and email.first_opened_at and email.last_opened_at:
-        automated = email.opens_likely_automated
-        if email.open_count == 1:
-            facts.append(Fact("baseline:open", EmailStatus.OPENED, email.first_opened_at, automated=automated))
-        else:
-            facts.append(Fact("baseline:open-first", EmailStatus.OPENED, email.first_opened_at,
-                              automated=automated, weight=email.open_count - 1))
-            facts.append(Fact("baseline:open-last", EmailStatus.OPENED, email.last_opened_at, automated=automated))
-    if email.status is EmailStatus.OPENED:
-        facts = [f for f in facts if f.key != "baseline:status"]  # the open facts carry it
+        # The first and last opens, and the open that made the status OPENED, with
+        # weights that add up to the open count.
+        times = sorted({email.first_opened_at, email.last_opened_at}
+                       | ({email.status_changed_at} if email.status is EmailStatus.OPENED else set()))
+        weights = [1] * len(times)
+        weights[0] = max(1, email.open_count - (len(times) - 1))
+        facts += [
+            Fact(f"baseline:open-{i}", EmailStatus.OPENED, at, automated=email.opens_likely_automated, weight=w)
+            for i, (at, w) in enumerate(zip(times, weights, strict=True))
+        ]
+    if email.status in (EmailStatus.OPENED, EmailStatus.DELIVERY_FAILED):
+        # The open facts, or the failure fact, carry the status and its time.
+        facts = [f for f in facts if f.key != "baseline:status"]
     return facts
 
 
@@ -190,20 +188,22 @@ async def apply_events(
     if not events:
         return []
     now = models.utcnow()
-    rows = [_event_row(email.tenant_id, email.id, event, now) for email, event in events]  # type: ignore[arg-type]
-    insert_events = upsert(session, models.EmailEvent).on_conflict_do_nothing(
+    # Core, not the ORM: one multi-row statement instead of ORM bulk machinery. Rows
+    # in key order: two overlapping batches (a provider retrying) then take their
+    # unique-index locks in the same order and cannot deadlock.
+    rows = sorted(
+        (_event_row(email.tenant_id, email.id, event, now) for email, event in events),  # type: ignore[arg-type]
+        key=lambda r: (r["email_id"], r["source"], r["event_key"]),
+    )
+    insert_events = upsert(session, models.EmailEvent.__table__).on_conflict_do_nothing(
         index_elements=["email_id", "source", "event_key"]
     )
     await session.execute(insert_events, rows)
 
     emails = await _lock_emails(session, (email.id for email, _ in events))  # type: ignore[misc]
     facts: dict[int, list[Fact]] = defaultdict(list)
-    by_tenant: dict[int, list[int]] = defaultdict(list)
-    for email in emails:
-        by_tenant[email.tenant_id].append(email.id)  # type: ignore[arg-type]
-    for tenant_id, ids in by_tenant.items():
-        for row in await list_events_by_email_ids(session=session, tenant_id=tenant_id, email_ids=ids):
-            facts[row.email_id].append(fact_of(row))
+    for row in await list_event_facts(session=session, email_ids=[e.id for e in emails]):  # type: ignore[misc]
+        facts[row.email_id].append(fact_of(row))
 
     updates: list[dict[str, object]] = []
     log_rows: list[dict[str, object]] = []
@@ -235,12 +235,12 @@ async def _log_changes(session: AsyncSession, rows: list[dict[str, object]]) -> 
         return []
     sc = models.StatusChange
     statement = upsert(session, sc).returning(
-        sc.id, sc.tenant_id, sc.email_id, sc.previous_status, sc.status, sc.changed_at
+        sc.id, sc.txid, sc.tenant_id, sc.email_id, sc.previous_status, sc.status, sc.changed_at
     )
     result = await session.execute(statement, rows)
     return [
         Change(
-            position=r.id,
+            position=(r.txid, r.id),
             tenant_id=r.tenant_id,
             email_id=r.email_id,
             previous_status=EmailStatus(r.previous_status) if r.previous_status else None,
@@ -253,13 +253,13 @@ async def _log_changes(session: AsyncSession, rows: list[dict[str, object]]) -> 
 
 async def publish_changes(publisher: Publisher | None, changes: Sequence[Change]) -> None:
     """Tell subscribers, after commit. A broker outage loses nothing: the change log has it."""
-    if publisher is None:
+    if publisher is None or not changes:
         return
-    for change in changes:
-        try:
-            await publisher.publish(channel_for_tenant(change.tenant_id), change.to_json())
-        except Exception:  # the commit stands; live clients catch up from the change log
-            log.warning("could not publish change %s", change.position, exc_info=True)
+    # One announcement per batch is enough: the feed reads everything after its cursor.
+    try:
+        await publisher.publish(CHANGES_CHANNEL, max(changes, key=lambda c: c.position).to_json())
+    except Exception:  # the commit stands; live clients catch up from the change log
+        log.warning("could not announce %d changes", len(changes), exc_info=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,8 +352,11 @@ async def ingest_events(
     changes = await apply_events(session=session, events=matched)
     if unmatched:
         now = models.utcnow()
-        statement = upsert(session, models.PendingEvent).on_conflict_do_nothing(index_elements=["source", "event_key"])
-        await session.execute(statement, [_pending_row(e, now, keep_pending) for e in unmatched])
+        statement = upsert(session, models.PendingEvent.__table__).on_conflict_do_nothing(
+            index_elements=["source", "event_key"]
+        )
+        pending = sorted((_pending_row(e, now, keep_pending) for e in unmatched), key=lambda r: (r["source"], r["event_key"]))
+        await session.execute(statement, pending)
     await session.commit()
     await publish_changes(publisher, changes)
     return IngestReport(applied=len(matched), pending=len(unmatched), ambiguous=ambiguous)

@@ -31,6 +31,11 @@ class Metrics:
             ["source"], registry=self.registry,
         )
 
+        self.fast_path = Counter(
+            "gateway_fast_path", "POSTed queries by how they were answered: plan, or reference.",
+            ["answered_by"], registry=self.registry,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 

@@ -218,10 +218,22 @@ class EmailEvent(SQLModel, table=True):
 
 
 class StatusChange(SQLModel, table=True):
-    """The change log: one row per status change, the source of subscription cursors."""
+    """The change log: one row per status change, the source of subscription cursors.
+
+    A position is (txid, id). On PostgreSQL `txid` is the writing transaction's
+    id (a column default) and readers only take rows of transactions older than
+    every transaction still in flight (the snapshot's xmin), so a row can never
+    become visible behind a position already handed out, however commits
+    interleave. On SQLite writers are serialized, ids follow commit order, and
+    txid is 0.
+    """
 
     __tablename__ = "status_change"
-    __table_args__ = (sa.Index("ix_status_change_tenant_id", "tenant_id", "id"),)
+    __table_args__ = (
+        sa.Index("ix_status_change_tenant_id", "tenant_id", "id"),
+        sa.Index("ix_status_change_position", "txid", "id"),
+        sa.Index("ix_status_change_tenant_position", "tenant_id", "txid", "id"),
+    )
 
     # BIGINT on PostgreSQL; INTEGER on SQLite, where only that aliases the rowid.
     id: int | None = Field(default=None, primary_key=True, sa_type=sa.BigInteger().with_variant(sa.Integer(), "sqlite"))
@@ -231,6 +243,9 @@ class StatusChange(SQLModel, table=True):
     status: EmailStatus = Field(sa_type=_enum(EmailStatus))
     changed_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
     recorded_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    txid: int | None = Field(
+        default=None, sa_type=sa.BigInteger, nullable=False, sa_column_kwargs={"server_default": sa.FetchedValue()}
+    )
 
 
 class PendingEvent(SQLModel, table=True):

@@ -81,7 +81,7 @@ class Projection:
     status: EmailStatus
     status_changed_at: datetime
     delivered_at: datetime | None
-    failure: Failure | None
+    failure: Failure | None  # the latest failure, superseded or not
     opens: Opens
 
 
@@ -118,26 +118,30 @@ def project(sent_at: datetime, facts: Iterable[Fact]) -> Projection:
         for e in events
         if e.status in _POSITIVE_RANK and (last_failure is None or e.order > last_failure.order)
     ]
-    delivered = [e for e in events if e.status is EmailStatus.DELIVERED] or [
-        e for e in events if e.status is EmailStatus.OPENED
-    ]
+    # An open implies delivery: the first of either is when it was known delivered.
+    delivered = [e for e in events if e.status in _POSITIVE_RANK]
     delivered_at = delivered[0].occurred_at if delivered else None
     opens = _opens(events)
 
-    if after_failure:
-        top = max(_POSITIVE_RANK[e.status] for e in after_failure)
-        deciding = next(e for e in after_failure if _POSITIVE_RANK[e.status] == top)
-        return Projection(deciding.status, deciding.occurred_at, delivered_at, None, opens)
-    if last_failure is not None:
-        failure = Failure(
+    # The latest failure is kept even when a later delivery superseded it: the
+    # API shows it only while the status is DELIVERY_FAILED, and a summary that
+    # outlives the purged history needs it to place late events correctly.
+    failure = (
+        Failure(
             category=last_failure.failure_category or FailureCategory.OTHER,
             reason=last_failure.reason or "",
             smtp_code=last_failure.smtp_code,
             occurred_at=last_failure.occurred_at,
         )
-        return Projection(
-            EmailStatus.DELIVERY_FAILED, last_failure.occurred_at, delivered_at, failure, opens
-        )
+        if last_failure is not None
+        else None
+    )
+    if after_failure:
+        top = max(_POSITIVE_RANK[e.status] for e in after_failure)
+        deciding = next(e for e in after_failure if _POSITIVE_RANK[e.status] == top)
+        return Projection(deciding.status, deciding.occurred_at, delivered_at, failure, opens)
+    if last_failure is not None:
+        return Projection(EmailStatus.DELIVERY_FAILED, last_failure.occurred_at, delivered_at, failure, opens)
     sent = [e for e in events if e.status is EmailStatus.SENT]
-    changed_at = sent[0].occurred_at if sent else sent_at
+    changed_at = min(sent_at, sent[0].occurred_at) if sent else sent_at
     return Projection(EmailStatus.SENT, changed_at, delivered_at, None, opens)

@@ -111,6 +111,7 @@ def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Set
         "secret_key": "test-secret-key-that-is-long-enough-0123456789",
         "public_url": "https://gateway.example.test",
         "broker_url": "memory://",
+        "purge_interval_seconds": 0,  # tests that want the purge run it themselves
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -164,6 +165,7 @@ async def make_context(settings: Settings, session_factory: SessionFactory, brok
             settings=settings,
             session_factory=session_factory,
             broker=broker,
+            feed=None,
             signing_key=settings.signing_key(),
             principal=principal,
         )

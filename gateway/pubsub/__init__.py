@@ -17,7 +17,6 @@ from gateway.pubsub._base import (
 )
 
 __all__ = [
-    "CHANNEL_EMAIL_STATUS_CHANGED",
     "Broker",
     "BrokerBackend",
     "BrokerError",
@@ -27,8 +26,3 @@ __all__ = [
     "SubscriberOverflow",
     "Subscription",
 ]
-
-# Where ingestion publishes each committed status change. Redis pub/sub
-# channels ignore the database number, so deployments sharing one Redis must
-# not share this name's namespace (use one Redis, or prefix, per deployment).
-CHANNEL_EMAIL_STATUS_CHANGED = "gateway:email-status-changed"

@@ -105,6 +105,11 @@ class Subscription:
     def overflowed(self) -> bool:
         return self._overflowed
 
+    @property
+    def pending(self) -> int:
+        """Items queued and not yet read: how far behind this reader is."""
+        return len(self._items)
+
     def __aiter__(self) -> Self:
         return self
 
@@ -238,6 +243,7 @@ class Broker:
         self._queue_size = queue_size
         self._subscribers: dict[str, set[Subscription]] = {}
         self._connected = False
+        self._scheme = urlsplit(url).scheme
         self._backend = _backend_class(url)(
             url, on_message=self._deliver_message, on_gap=self._deliver_gap
         )
@@ -309,7 +315,7 @@ class Broker:
 
     def _require_connected(self) -> None:
         if not self._connected:
-            raise RuntimeError(f"broker for {self._backend.url.split(':', 1)[0]}:// is not connected")
+            raise RuntimeError(f"{self._scheme}:// broker is not connected; call connect() first")
 
     def _remove(self, sub: Subscription) -> None:
         sub._close()

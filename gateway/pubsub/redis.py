@@ -5,7 +5,7 @@ redis-py's `PubSub` is not used for listening: its retry layer reconnects and
 re-subscribes behind our back, which hides exactly the moment a `Gap` must be
 reported. Instead one raw connection per *session* is read by one task and
 written by another, and a lost session is replaced as a whole by a supervisor
-with capped exponential backoff. Pub/sub speaks RESP2, the default protocol.
+with capped exponential backoff.
 """
 
 from __future__ import annotations
@@ -47,6 +47,22 @@ def _where(url: str) -> str:
     """host:port/db for messages and logs; never the password."""
     parts = urlsplit(url)
     return f"{parts.hostname}:{parts.port or 6379}{parts.path}"
+
+
+async def _stop(*tasks: asyncio.Task[Any]) -> None:
+    """Cancel tasks and wait until they have ended.
+
+    Cancelling once is not enough on Python 3.11: the `asyncio.wait_for` inside
+    redis-py's connect and send swallows a cancellation that arrives as the
+    operation completes (CPython gh-86296), and the task would run on.
+    """
+    while pending := [task for task in tasks if not task.done()]:
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=0.1)
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()  # retrieved here; _serve re-raises it from result()
 
 
 @dataclass(eq=False)
@@ -106,14 +122,24 @@ class RedisBackend(BrokerBackend):
             "socket_connect_timeout": _CONNECT_TIMEOUT,
             "decode_responses": True,
         }
-        # One retry, without delay, heals the stale connection left by a Redis
-        # restart; more would only delay the BrokerUnavailable the caller expects.
+        # One immediate retry heals the stale connection a Redis restart leaves
+        # behind. Not on timeouts: a server that is there but mute would only
+        # double the wait for the BrokerUnavailable the caller expects.
         self._publisher = Redis.from_url(
-            self.url, single_connection_client=True, retry=Retry(NoBackoff(), 1), **options
+            self.url,
+            single_connection_client=True,
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+            **options,
         )
         # The listener retries nothing itself: the supervisor does, knowingly.
+        # RESP2 unless the URL asks otherwise: pub/sub messages are then plain
+        # replies, with no push handler in between.
         self._pool = ConnectionPool.from_url(
-            self.url, retry=Retry(NoBackoff(), 0), encoding_errors="replace", **options
+            self.url,
+            retry=Retry(NoBackoff(), 0),
+            encoding_errors="replace",
+            protocol=2,
+            **options,
         )
         configured = self._pool.connection_kwargs.get("socket_timeout")
         self._reply_timeout = float(configured) if configured else _SOCKET_TIMEOUT
@@ -121,9 +147,11 @@ class RedisBackend(BrokerBackend):
         try:
             await self._publisher.ping()
             session = await self._open_session()
-        except (RedisError, OSError) as exc:
+        except BaseException as exc:  # a cancelled connect must not leak sockets either
             await self._close_clients()
-            raise BrokerUnavailable(f"cannot reach Redis at {self._where}: {exc}") from exc
+            if isinstance(exc, RedisError | OSError):
+                raise BrokerUnavailable(f"cannot reach Redis at {self._where}: {exc}") from exc
+            raise
         self._start_session(session)
         self._supervisor = asyncio.create_task(
             self._supervise(session), name=f"gateway.pubsub listener {self._where}"
@@ -132,9 +160,7 @@ class RedisBackend(BrokerBackend):
     async def disconnect(self) -> None:
         supervisor, self._supervisor = self._supervisor, None
         if supervisor is not None:
-            supervisor.cancel()
-            # gather, not `await supervisor`: our own cancellation must still propagate.
-            await asyncio.gather(supervisor, return_exceptions=True)
+            await _stop(supervisor)
         self._session = None
         self._wanted.clear()
         self._owes_gap.clear()
@@ -176,7 +202,8 @@ class RedisBackend(BrokerBackend):
         self._wake.set()
         try:
             # shield: the waiter is shared by every subscriber joining meanwhile.
-            await asyncio.wait_for(asyncio.shield(waiter), self._reply_timeout)
+            async with asyncio.timeout(self._reply_timeout):
+                await asyncio.shield(waiter)
         except TimeoutError:
             self._owes_gap.add(channel)
 
@@ -203,7 +230,8 @@ class RedisBackend(BrokerBackend):
     async def _open_session(self) -> _Session:
         if self._pool is None:
             raise RedisConnectionError("Redis broker is disconnected")
-        return _Session(await self._pool.get_connection())
+        # redis-py leaves get_connection unannotated.
+        return _Session(await self._pool.get_connection())  # type: ignore[no-untyped-call]
 
     def _start_session(self, session: _Session) -> None:
         self._session = session
@@ -271,9 +299,7 @@ class RedisBackend(BrokerBackend):
         finally:
             # Both stop before the connection is closed, or the writer's next
             # send would silently reconnect it.
-            reader.cancel()
-            writer.cancel()
-            await asyncio.gather(reader, writer, return_exceptions=True)
+            await _stop(reader, writer)
         for task in done:
             task.result()
         raise RedisConnectionError("pub/sub loop ended")  # pragma: no cover - loops never return
@@ -312,7 +338,9 @@ class RedisBackend(BrokerBackend):
         awaiting_pong = False
         while True:
             # A timed-out read keeps partial data in the parser, so polling is safe.
-            response = await conn.read_response(timeout=timeout, disconnect_on_error=False)
+            response = await conn.read_response(
+                timeout=timeout, disconnect_on_error=False, push_request=True
+            )
             if response is None:
                 if awaiting_pong:
                     raise RedisConnectionError(f"no reply to PING within {timeout:g}s")

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, and_, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from gateway import models
 from gateway.enums import EmailStatus
@@ -18,13 +18,17 @@ from gateway.repositories.pages import Page, PageRequest
 __all__ = [
     "EmailQuery",
     "EmailParent",
+    "count_email_rows",
     "count_emails",
     "count_emails_by_parent",
     "count_emails_by_status",
     "get_email_by_tracking_id",
+    "list_email_rows",
+    "list_email_rows_by_ids",
     "list_emails",
     "list_emails_by_ids",
     "list_emails_by_parent",
+    "list_event_facts",
     "list_events_by_email_ids",
     "newest_first",
 ]
@@ -194,7 +198,59 @@ async def list_events_by_email_ids(
     return list((await session.execute(statement)).scalars().all())
 
 
+async def list_event_facts(*, session: AsyncSession, email_ids: Sequence[int]) -> Sequence[Any]:
+    """What the status projection needs of these e-mails' events, as plain rows.
+
+    For the ingestion path, whose e-mails are already found and locked: only the
+    columns the projection reads, without building ORM objects.
+    """
+    ev = models.EmailEvent
+    statement = select(
+        ev.email_id, ev.source, ev.event_key, ev.status, ev.occurred_at,
+        ev.failure_category, ev.reason, ev.smtp_code, ev.machine_open,
+    ).where(ev.email_id.in_(email_ids))  # type: ignore[attr-defined]
+    return (await session.execute(statement)).all()
+
+
 async def get_email_by_tracking_id(*, session: AsyncSession, tracking_id: str) -> models.Email | None:
     """The e-mail a tracking-image token points at (any tenant: the token is the proof)."""
     statement = select(E).where(E.tracking_id == tracking_id)
     return (await session.execute(statement)).scalar_one_or_none()
+
+
+# -- plain rows for the compiled fast path (gateway.fastpath) -------------------------------------
+
+
+async def list_email_rows(
+    *, connection: AsyncConnection, tenant_id: int, query: EmailQuery, page: PageRequest, columns: Sequence[str]
+) -> tuple[list[Any], bool]:
+    """A page of the E-mails screen as plain rows of `columns` (id and sent_at first).
+
+    The same filter and order as `list_emails`, without ORM objects: the second
+    value says whether another page follows.
+    """
+    wanted = [E.id, E.sent_at, *(getattr(E, c) for c in columns if c not in ("id", "sent_at"))]
+    statement = (
+        select(*wanted)
+        .where(*_conditions(tenant_id, query), *_after(page.after))
+        .order_by(*newest_first())
+        .limit(page.first + 1)
+    )
+    rows = (await connection.execute(statement)).all()
+    return list(rows[: page.first]), len(rows) > page.first
+
+
+async def count_email_rows(*, connection: AsyncConnection, tenant_id: int, query: EmailQuery) -> int:
+    """`count_emails` on a plain connection."""
+    statement = select(func.count()).select_from(E).where(*_conditions(tenant_id, query))
+    return int((await connection.execute(statement)).scalar_one())
+
+
+async def list_email_rows_by_ids(
+    *, connection: AsyncConnection, tenant_id: int, ids: Sequence[int], columns: Sequence[str]
+) -> list[Any]:
+    """E-mails by id as plain rows of `columns` (id first), within the tenant."""
+    statement = select(E.id, *(getattr(E, c) for c in columns if c != "id")).where(
+        E.tenant_id == tenant_id, E.id.in_(ids)  # type: ignore[union-attr]
+    )
+    return list((await connection.execute(statement)).all())

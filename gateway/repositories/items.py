@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from gateway import models
 from gateway.enums import EmailStatus, InvoiceStatus
@@ -17,6 +17,10 @@ __all__ = [
     "ItemQuery",
     "count_documents",
     "count_invoices",
+    "count_item_rows",
+    "list_document_rows_by_email_ids",
+    "list_item_rows",
+    "list_item_rows_by_ids",
     "list_documents",
     "list_documents_by_email_ids",
     "list_documents_by_ids",
@@ -128,3 +132,54 @@ async def list_documents_by_email_ids(
         .order_by(link.email_id, models.Document.id)
     )
     return [(email_id, doc) for email_id, doc in (await session.execute(statement)).all()]
+
+
+# -- plain rows for the compiled fast path (gateway.fastpath) -------------------------------------
+
+_MODELS = {"relation": models.Relation, "document": models.Document, "invoice": models.Invoice}
+
+
+async def list_item_rows_by_ids(
+    *, connection: AsyncConnection, kind: str, tenant_id: int, ids: Sequence[int], columns: Sequence[str]
+) -> list[Any]:
+    """Relations, documents or invoices by id as plain rows of `columns` (id first)."""
+    model = _MODELS[kind]
+    statement = select(model.id, *(getattr(model, c) for c in columns if c != "id")).where(
+        model.tenant_id == tenant_id, model.id.in_(ids)
+    )
+    return list((await connection.execute(statement)).all())
+
+
+async def list_item_rows(
+    *, connection: AsyncConnection, kind: str, tenant_id: int, query: ItemQuery, page: PageRequest, columns: Sequence[str]
+) -> tuple[list[Any], bool]:
+    """A page of the Documents or Invoicing screen as plain rows (id first), newest first."""
+    model = _MODELS[kind]
+    statement = select(model.id, *(getattr(model, c) for c in columns if c != "id")).where(
+        *_conditions(model, tenant_id, query)
+    )
+    if page.after is not None:
+        statement = statement.where(model.id < page.after[1])
+    rows = (await connection.execute(statement.order_by(model.id.desc()).limit(page.first + 1))).all()
+    return list(rows[: page.first]), len(rows) > page.first
+
+
+async def count_item_rows(*, connection: AsyncConnection, kind: str, tenant_id: int, query: ItemQuery) -> int:
+    """`count_documents` / `count_invoices` on a plain connection."""
+    model = _MODELS[kind]
+    statement = select(func.count()).select_from(model).where(*_conditions(model, tenant_id, query))
+    return int((await connection.execute(statement)).scalar_one())
+
+
+async def list_document_rows_by_email_ids(
+    *, connection: AsyncConnection, tenant_id: int, email_ids: Sequence[int], columns: Sequence[str]
+) -> list[Any]:
+    """(email id, document columns...) rows for the documents these e-mails carried."""
+    link, doc = models.EmailDocument, models.Document
+    statement = (
+        select(link.email_id, doc.id, *(getattr(doc, c) for c in columns if c != "id"))
+        .join(doc, doc.id == link.document_id)  # type: ignore[arg-type]
+        .where(link.tenant_id == tenant_id, link.email_id.in_(email_ids))  # type: ignore[attr-defined]
+        .order_by(link.email_id, doc.id)
+    )
+    return list((await connection.execute(statement)).all())

@@ -18,10 +18,10 @@ from gateway.schema.types.items import DocumentConnection, InvoiceConnection, Re
 from .emails import AFTER, FIRST
 from .pages import page_request
 
-__all__ = ["documents", "invoices", "relation_timeline"]
+__all__ = ["documents", "invoices", "item_query", "relation_timeline"]
 
 
-def _item_query(f: DocumentFilter | InvoiceFilter | None) -> repo.ItemQuery:
+def item_query(f: DocumentFilter | InvoiceFilter | None) -> repo.ItemQuery:
     if f is None:
         return repo.ItemQuery()
     invoice_statuses = getattr(f, "invoice_statuses", None)
@@ -41,7 +41,7 @@ async def documents(
     after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
 ) -> DocumentConnection:
     ctx = info.context
-    query = _item_query(filter)
+    query = item_query(filter)
     page = page_request(ctx, first, after, "document")
     async with ctx.db.session() as session:
         found = await repo.list_documents(session=session, tenant_id=ctx.tenant_id, query=query, page=page)
@@ -62,7 +62,7 @@ async def invoices(
     after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
 ) -> InvoiceConnection:
     ctx = info.context
-    query = _item_query(filter)
+    query = item_query(filter)
     page = page_request(ctx, first, after, "invoice")
     async with ctx.db.session() as session:
         found = await repo.list_invoices(session=session, tenant_id=ctx.tenant_id, query=query, page=page)

@@ -1,12 +1,17 @@
-"""The `emailStatusChanged` subscription: replay from the change log, then live."""
+"""The `emailStatusChanged` subscription: replay after a cursor, then the live feed.
+
+With `since`, the changes after that cursor are read from the change log first;
+the listener is registered on the feed before that, so the seam has no gap, and
+anything at or before the last position sent is skipped, so it has no duplicate.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Annotated
 
-import orjson
 import strawberry
 from strawberry.types import Info
 
@@ -14,19 +19,20 @@ from gateway import models
 from gateway.context import Context
 from gateway.enums import EmailStatus
 from gateway.errors import BadInput
-from gateway.ids import decode_cursor, decode_id_of, encode_cursor
-from gateway.ingest import channel_for_tenant
-from gateway.pubsub import Gap
+from gateway.ids import decode_id_of, decode_position, encode_position
+from gateway.live import SlowConsumer
 from gateway.repositories import changes as repo
-from gateway.repositories.emails import list_emails_by_ids
 from gateway.schema.inputs import EmailStatusChangeFilter
 from gateway.schema.types.emails import Email
 from gateway.schema.types.live import EmailStatusChange
 
-__all__ = ["email_status_changed"]
+__all__ = ["SLOW_CONSUMER_CLOSE_CODE", "email_status_changed"]
 
+log = logging.getLogger(__name__)
+
+# "Try Again Later": the client reconnects and resumes with `since`.
+SLOW_CONSUMER_CLOSE_CODE = 1013
 _REPLAY_BATCH = 500
-_CURSOR_KIND = "change"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,47 +55,47 @@ class _Filter:
             statuses=frozenset(EmailStatus(s) for s in f.statuses) if f.statuses is not None else None,
         )
 
-    def admits(self, email: models.Email, status: EmailStatus, documents: set[int]) -> bool:
+    def admits(self, change: models.StatusChange, email: models.Email, documents: frozenset[int] | None) -> bool:
         return (
             (self.email_ids is None or email.id in self.email_ids)
             and (self.relation_id is None or email.relation_id == self.relation_id)
             and (self.invoice_id is None or email.invoice_id == self.invoice_id)
-            and (self.document_id is None or self.document_id in documents)
-            and (self.statuses is None or status in self.statuses)
+            and (self.document_id is None or self.document_id in (documents or ()))
+            and (self.statuses is None or change.status in self.statuses)
         )
 
 
-def _cursor(position: int) -> str:
-    return encode_cursor(_CURSOR_KIND, None, position)
+def _payload(change: models.StatusChange, email: models.Email) -> EmailStatusChange:
+    return EmailStatusChange(
+        cursor=encode_position((change.txid, change.id)),  # type: ignore[arg-type]
+        email=Email(model=email),
+        previous_status=change.previous_status,
+        status=change.status,
+        changed_at=change.changed_at,
+    )
 
 
-async def _changes(ctx: Context, after: int, wanted: _Filter) -> list[tuple[int, EmailStatusChange | None]]:
-    """The changes after `after`, oldest first: each position, with the change if the filter admits it."""
-    async with ctx.db.session() as session:
-        rows = await repo.list_changes_after(
-            session=session, tenant_id=ctx.tenant_id, after=after, limit=_REPLAY_BATCH
-        )
-        ids = sorted({r.email_id for r in rows})
-        emails = {e.id: e for e in await list_emails_by_ids(session=session, tenant_id=ctx.tenant_id, ids=ids)} if ids else {}
-        documents = (
-            await repo.list_document_ids_by_email_ids(session=session, tenant_id=ctx.tenant_id, email_ids=ids)
-            if ids and wanted.document_id is not None
-            else {}
-        )
-        await session.rollback()  # end the read so that the next one sees newer commits
-    found: list[tuple[int, EmailStatusChange | None]] = []
-    for row in rows:
-        email = emails.get(row.email_id)
-        admitted = email is not None and wanted.admits(email, row.status, documents.get(row.email_id, set()))
-        change = EmailStatusChange(
-            cursor=_cursor(row.id),  # type: ignore[arg-type]
-            email=Email(model=email),  # type: ignore[arg-type]
-            previous_status=row.previous_status,
-            status=row.status,
-            changed_at=row.changed_at,
-        ) if admitted else None
-        found.append((row.id, change))  # type: ignore[arg-type]
-    return found
+async def _replay(
+    ctx: Context, after: repo.Position, wanted: _Filter
+) -> AsyncGenerator[tuple[repo.Position, EmailStatusChange | None], None]:
+    while True:
+        # A short session of its own per batch: each batch sees the newest commits,
+        # and the rows stay readable once it is closed.
+        async with ctx.session_factory() as session:
+            rows = await repo.list_changes_after(
+                session=session, after=after, limit=_REPLAY_BATCH, tenant_id=ctx.tenant_id
+            )
+            documents = (
+                await repo.list_document_ids_by_email_ids(session=session, email_ids=sorted({c.email_id for c, _ in rows}))
+                if rows and wanted.document_id is not None
+                else {}
+            )
+        for change, email in rows:
+            after = (change.txid, change.id)  # type: ignore[assignment]
+            admitted = wanted.admits(change, email, documents.get(change.email_id))
+            yield after, _payload(change, email) if admitted else None
+        if len(rows) < _REPLAY_BATCH:
+            return
 
 
 async def email_status_changed(
@@ -104,31 +110,38 @@ async def email_status_changed(
 ) -> AsyncGenerator[EmailStatusChange, None]:
     ctx = info.context
     wanted = _Filter.of(filter)
-    broker = ctx.broker
-    if broker is None:
+    feed = ctx.feed
+    if feed is None:
         raise BadInput("live subscriptions are not available on this server")
-    position = decode_cursor(since, _CURSOR_KIND)[1] if since is not None else None
-    async with broker.subscribe(channel_for_tenant(ctx.tenant_id)) as sub:
-        if position is None:
-            position = await _latest_position(ctx)
-        catch_up = True
-        while True:
-            if catch_up:
-                while batch := await _changes(ctx, position, wanted):
-                    for position, change in batch:
-                        if change is not None:
-                            ctx.loaders.clear_all()
-                            yield change
-            item = await anext(sub)
-            if isinstance(item, Gap):
-                catch_up = True
-                continue
-            announced = orjson.loads(item.data)["position"]
-            catch_up = announced > position
-
-
-async def _latest_position(ctx: Context) -> int:
-    async with ctx.db.session() as session:
-        rows = await repo.latest_position(session=session, tenant_id=ctx.tenant_id)
-        await session.rollback()
-    return rows
+    start = decode_position(since) if since is not None else None
+    if start is not None:
+        async with ctx.session_factory() as session:
+            known = await repo.change_exists(session=session, tenant_id=ctx.tenant_id, position=start)
+        if not known:
+            raise BadInput(f"unknown or expired cursor {since[:100]!r}: subscribe without `since`")  # type: ignore[index]
+    async with feed.listen(ctx.tenant_id, wants_documents=wanted.document_id is not None) as listener:
+        if start is None:
+            # Live from now: what was committed before subscribing is not news,
+            # even if this process's feed has not read it yet.
+            async with ctx.session_factory() as session:
+                start = await repo.latest_position(session=session)
+            position = start
+        else:
+            position = start
+        if since is not None:
+            async for position, change in _replay(ctx, position, wanted):
+                if change is not None:
+                    ctx.loaders.clear_all()
+                    yield change
+        try:
+            async for item in listener:
+                if item.position <= position:
+                    continue  # already sent by the replay
+                position = item.position
+                if wanted.admits(item.change, item.email, item.document_ids):
+                    ctx.loaders.clear_all()
+                    yield _payload(item.change, item.email)
+        except SlowConsumer:
+            log.info("closing a slow subscriber of tenant %s at %s", ctx.tenant_id, position)
+            await ctx.close_connection(SLOW_CONSUMER_CLOSE_CODE, "slow consumer: resume with since")
+            raise

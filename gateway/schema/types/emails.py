@@ -10,6 +10,7 @@ import strawberry
 from strawberry.types import Info
 
 from gateway import models
+from gateway.enums import EmailStatus as EnumStatus
 from gateway.context import Context
 from gateway.ids import encode_cursor, encode_id
 from gateway.repositories.pages import Page
@@ -147,7 +148,8 @@ class EmailDetails:
     @strawberry.field(description="Why it failed, when the status is DELIVERY_FAILED; null otherwise.")
     def failure(self) -> DeliveryFailure | None:
         m = self.model
-        if m.failure_category is None or m.failure_occurred_at is None:
+        # The row keeps the latest failure even after a later delivery superseded it.
+        if m.status is not EnumStatus.DELIVERY_FAILED or m.failure_category is None or m.failure_occurred_at is None:
             return None
         return DeliveryFailure(
             category=m.failure_category,

@@ -1,0 +1,1027 @@
+"""Live-subscription benchmark: webhook-to-subscriber latency and idle memory of one `gateway serve`.
+
+What the product promises (DESIGN.md, "Live: subscriptions"), measured here and never
+asserted by a test: against ONE `gateway serve` process, with 1,000 and then 10,000
+concurrent subscriptions (real websockets on loopback, graphql-transport-ws), a status
+change made through a webhook reaches the subscribers with p99 latency under 100 ms at
+1,000 and under 1 s at 10,000, and an idle subscription costs under 50 KiB of server
+resident memory.
+
+Honest by construction: the server is a real `gateway serve` child process on a real
+database (a fresh PostgreSQL database `gateway_bench_live_<pid>` on 127.0.0.1:5432, or
+a SQLite file); the subscribers are real websockets opened by a SEPARATE client process
+(`multiprocessing`, so the server's event loop does not share the Python loop of the
+clients); the changes are real SendGrid Event Webhook requests signed with a fresh ECDSA
+P-256 key. Every subscriber must receive every change exactly once; anything missing or
+doubled is reported and makes the exit status non-zero.
+
+    .venv/bin/python -m bench.live --help
+    .venv/bin/python -m bench.live                                  # 1,000 then 10,000, PostgreSQL, memory broker
+    .venv/bin/python -m bench.live --subscribers 1000 --database sqlite
+    .venv/bin/python -m bench.live --subscribers 10000 --py-spy /tmp/spy/bin/py-spy
+    .venv/bin/python -m bench.live --subscribers 1000 --tracemalloc   # where the idle memory goes
+
+Latency is measured from the monotonic time right after each webhook's HTTP answer to
+the monotonic time each client read the change off its socket (CLOCK_MONOTONIC is one
+clock for every process of the machine). See bench/README.md, "Live subscriptions".
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import math
+import multiprocessing
+import os
+import resource
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `python bench/live.py` puts bench/ first, not the project
+    sys.path.insert(0, str(ROOT))
+
+PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+PROTOCOL = "graphql-transport-ws"
+SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
+TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
+FILTER_SUFFIX = ".filter0001.16648.5515E0B88.0"
+GOALS = {1_000: 0.100, 10_000: 1.0}  # p99 delivery latency promised at these sizes (seconds)
+MEMORY_GOAL_KIB = 50.0
+_INSTRUMENTED_SERVE = "_serve-instrumented"
+
+SUBSCRIPTION = "subscription { emailStatusChanged { cursor status email { id } } }"
+REGISTER = "mutation($i: RegisterEmailInput!) { registerEmail(input: $i) { email { id } } }"
+
+
+class BenchError(RuntimeError):
+    """Something the benchmark cannot go on from (the server did not start, a webhook was refused...)."""
+
+
+# --- small helpers -------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of sorted `values` (q in 0..100)."""
+    rank = max(1, math.ceil(len(values) * q / 100))
+    return values[rank - 1]
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:,.1f} ms" if abs(seconds) < 1 else f"{seconds:,.2f} s"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def proc_status_kib(pid: int, name: str) -> int:
+    """A `kB` line of /proc/<pid>/status (VmRSS, VmHWM), in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(name + ":"):
+            return int(line.split()[1])
+    raise BenchError(f"no {name} in /proc/{pid}/status")
+
+
+def machine_cpu() -> float:
+    """CPU seconds the whole machine has been busy (every core, every process)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / _TICK
+
+
+def gateway_command() -> list[str]:
+    script = Path(sys.executable).parent / "gateway"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "gateway.cli"]
+
+
+# --- SendGrid --------------------------------------------------------------------
+
+
+def key_pair() -> tuple[Any, str]:
+    """A P-256 key pair; the public half as SendGrid shows it (base64 DER SubjectPublicKeyInfo)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    private = ec.generate_private_key(ec.SECP256R1())
+    der = private.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return private, base64.b64encode(der).decode()
+
+
+def signed_headers(key: Any, body: bytes) -> dict[str, str]:
+    """Sign like SendGrid: ECDSA P-256/SHA-256 over timestamp + raw body, base64 DER; fresh timestamp."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    timestamp = str(int(time.time()))
+    signature = key.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+    return {
+        SIGNATURE_HEADER: base64.b64encode(signature).decode(),
+        TIMESTAMP_HEADER: timestamp,
+        "Content-Type": "application/json",
+        "User-Agent": "SendGrid Event API",
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One webhook event that changes one e-mail's status; `key` is what subscribers see."""
+
+    email_id: str  # the global id registerEmail answered
+    message_id: str
+    kind: str  # SendGrid event: delivered or open
+    status: str  # the status the subscribers must see: DELIVERED or OPENED
+    occurred_at: int  # Unix seconds
+
+    @property
+    def key(self) -> str:
+        return f"{self.email_id}|{self.status}"
+
+    def body(self) -> bytes:
+        event: dict[str, Any] = {
+            "email": "client@example.com",
+            "timestamp": self.occurred_at,
+            "smtp-id": f"<{self.message_id}@ismtpd0001p1lon1.sendgrid.net>",
+            "event": self.kind,
+            "category": ["invoices"],
+            "sg_event_id": base64.b64encode(secrets.token_bytes(16)).decode(),
+            "sg_message_id": self.message_id + FILTER_SUFFIX,
+        }
+        if self.kind == "delivered":
+            event.update(response="250 2.0.0 OK", tls=1, ip="149.72.123.24")
+        else:
+            event.update(useragent="Mozilla/5.0 (Windows NT 10.0; Win64; x64) Outlook/16.0", ip="82.94.12.7",
+                         sg_machine_open=False)
+        return json.dumps([event]).encode()
+
+
+# --- the database and the server ---------------------------------------------------
+
+
+async def _pg_admin(sql: str) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres")
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+@contextlib.contextmanager
+def database(kind: str, workdir: Path) -> Iterator[str]:
+    """A fresh database's SQLAlchemy URL; dropped afterwards."""
+    if kind == "sqlite":
+        yield f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
+        return
+    name = f"gateway_bench_live_{os.getpid()}"
+    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+    finally:
+        try:
+            asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        except Exception as error:  # report, but do not hide the run's own outcome
+            print(f"  could not drop database {name}: {error}", file=sys.stderr)
+
+
+def gateway_env(database_url: str, data_dir: Path, verification_key: str, broker_url: str,
+                extra: Sequence[str]) -> dict[str, str]:
+    """The server's environment: ours only among GATEWAY_* (nothing inherited from the shell)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env.update(
+        GATEWAY_DATABASE_URL=database_url,
+        GATEWAY_DATA_DIR=str(data_dir),
+        GATEWAY_SECRET_KEY=secrets.token_urlsafe(48),
+        GATEWAY_SENDGRID_VERIFICATION_KEY=verification_key,
+        GATEWAY_BROKER_URL=broker_url,
+        GATEWAY_PURGE_INTERVAL_SECONDS="0",  # no background purge in the middle of a measurement
+    )
+    for item in extra:
+        name, sep, value = item.partition("=")
+        if not sep or not name.startswith("GATEWAY_"):
+            raise BenchError(f"--set takes GATEWAY_NAME=VALUE, got {item!r}")
+        env[name] = value
+    return env
+
+
+class Server:
+    """`gateway serve` as a child process; stopped with SIGTERM (then SIGKILL after 30 s)."""
+
+    def __init__(self, env: dict[str, str], port: int, log_path: Path, instruments: Path | None = None,
+                 tracemalloc_on: bool = False, gc_on: bool = False) -> None:
+        self.port = port
+        self.log_path = log_path
+        if instruments is None:
+            command = [*gateway_command(), "serve", "--port", str(port)]
+        else:
+            command = [sys.executable, str(Path(__file__).resolve()), _INSTRUMENTED_SERVE, str(instruments), str(port),
+                       str(int(tracemalloc_on)), str(int(gc_on))]
+        self.log = log_path.open("wb")
+        self.process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)  # noqa: S603
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise BenchError(f"gateway serve exited with {self.process.returncode}:\n{self.tail()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            time.sleep(0.1)
+        raise BenchError(f"gateway serve not ready after {timeout} s:\n{self.tail()}")
+
+    def rss_kib(self) -> int:
+        return proc_status_kib(self.pid, "VmRSS")
+
+    def tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+    def stop(self) -> float:
+        """Seconds it took to stop."""
+        started = time.monotonic()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                print("  server did not stop within 30 s after SIGTERM: killing it", file=sys.stderr)
+                self.process.kill()
+                self.process.wait()
+        if not self.log.closed:
+            self.log.close()
+        return time.monotonic() - started
+
+
+def serve_instrumented(out: str, port: str, tracemalloc_on: str, gc_on: str) -> None:
+    """The server process for --tracemalloc / --gc-stats: `gateway serve` unchanged, with
+    tracemalloc on (SIGUSR1 writes <out>/snapshot-<n>.pickle) and/or the garbage collector's
+    passes timed (SIGUSR2 writes <out>/gc-<n>.json, cumulative)."""
+    import gc
+    import tracemalloc
+
+    from gateway.cli import main
+
+    taken = {"snapshot": 0, "gc": 0}
+    passes: dict[int, list[float]] = {0: [0, 0.0, 0.0, 0], 1: [0, 0.0, 0.0, 0], 2: [0, 0.0, 0.0, 0]}
+    started = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+            return
+        entry = passes[info["generation"]]
+        took = time.perf_counter() - started[0]
+        entry[0] += 1
+        entry[1] += took
+        entry[2] = max(entry[2], took)
+        entry[3] += info["collected"]
+
+    def snapshot(*_: Any) -> None:
+        taken["snapshot"] += 1
+        path = Path(out) / f"snapshot-{taken['snapshot']}.pickle"
+        tracemalloc.take_snapshot().dump(str(path))
+        path.with_suffix(".done").touch()
+
+    def gc_report(*_: Any) -> None:
+        taken["gc"] += 1
+        path = Path(out) / f"gc-{taken['gc']}.json"
+        path.write_text(json.dumps({"passes": passes, "objects": len(gc.get_objects()), "thresholds": gc.get_threshold()}))
+        path.with_suffix(".done").touch()
+
+    if tracemalloc_on == "1":
+        tracemalloc.start(12)
+        signal.signal(signal.SIGUSR1, snapshot)
+    if gc_on == "1":
+        gc.callbacks.append(on_gc)
+        signal.signal(signal.SIGUSR2, gc_report)
+    main(["serve", "--port", port])
+
+
+def _ask(server: Server, directory: Path, stem: str, number: int, sig: int, timeout: float = 180) -> Path:
+    path = directory / f"{stem}-{number}"
+    server.process.send_signal(sig)
+    deadline = time.monotonic() + timeout
+    while not path.with_suffix(".done").exists():
+        if time.monotonic() > deadline:
+            raise BenchError(f"the instrumented server wrote no {stem} file")
+        time.sleep(0.05)
+    return path
+
+
+def take_snapshot(server: Server, directory: Path, number: int) -> Path:
+    return _ask(server, directory, "snapshot", number, signal.SIGUSR1).with_suffix(".pickle")
+
+
+def gc_stats(server: Server, directory: Path, number: int) -> dict[str, Any]:
+    return json.loads(_ask(server, directory, "gc", number, signal.SIGUSR2).with_suffix(".json").read_text())  # type: ignore[no-any-return]
+
+
+def report_gc(before: dict[str, Any], after: dict[str, Any], seconds: float) -> None:
+    print(f"  garbage collector while delivering ({after['objects']:,} objects tracked at the end, "
+          f"thresholds {tuple(after['thresholds'])}):")
+    total = 0.0
+    for generation in ("0", "1", "2"):
+        b, a = before["passes"][generation], after["passes"][generation]
+        count, took = a[0] - b[0], a[1] - b[1]
+        total += took
+        print(f"    generation {generation}: {count:,} passes, {took:.2f} s in all, longest {_ms(a[2])} "
+              f"(longest of the whole run), {a[3] - b[3]:,} objects freed")
+    print(f"    = {total / seconds:.0%} of the wall time spent in the collector")
+
+
+def report_tracemalloc(before: Path, after: Path, subscribers: int, what: str, top: int = 25) -> None:
+    import tracemalloc
+
+    ignore = [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, "<frozen importlib._bootstrap*>")]
+    old = tracemalloc.Snapshot.load(str(before)).filter_traces(ignore)
+    new = tracemalloc.Snapshot.load(str(after)).filter_traces(ignore)
+    by_line = new.compare_to(old, "lineno")
+    total = sum(d.size_diff for d in by_line)
+    print(f"  tracemalloc: Python heap {total / 1024 / 1024:+,.1f} MiB for {subscribers:,} {what} = "
+          f"{total / subscribers / 1024:,.2f} KiB each (traced allocations only: not zlib's or the kernel's "
+          "buffers, nor fragmentation)")
+    print(f"  top {top} lines by growth (bytes and blocks per unit):")
+    for diff in by_line[:top]:
+        frame = diff.traceback[0]
+        name = frame.filename.replace(str(ROOT) + "/", "").replace(sys.prefix + "/lib/python3.11/site-packages/", "")
+        print(f"    {diff.size_diff / subscribers:9,.0f} B  {diff.count_diff / subscribers:6.1f}  {name}:{frame.lineno}")
+    by_file: dict[str, int] = defaultdict(int)
+    for diff in by_line:
+        name = diff.traceback[0].filename.replace(sys.prefix + "/lib/python3.11/site-packages/", "")
+        package = name.split("/")[0] if not name.startswith(str(ROOT)) else "gateway/" + Path(name).name
+        by_file[package] += diff.size_diff
+    print("  growth by package (bytes per unit):")
+    for package, size in sorted(by_file.items(), key=lambda kv: -kv[1])[:12]:
+        print(f"    {size / subscribers:9,.0f} B  {package}")
+    grouped = new.compare_to(old, "traceback")
+    print("  the three largest growths, with their call stacks:")
+    for diff in grouped[:3]:
+        print(f"    {diff.size_diff / subscribers:,.0f} B per unit, {diff.count_diff / subscribers:.1f} blocks:")
+        for line in diff.traceback.format(limit=8, most_recent_first=True):
+            print("      " + line.replace(str(ROOT) + "/", "").replace(sys.prefix + "/lib/python3.11/site-packages/", ""))
+
+
+class PySpy:
+    """py-spy sampling the server while the changes are delivered."""
+
+    RATE = 250
+
+    def __init__(self, binary: str, pid: int, out: Path) -> None:
+        self.out = out
+        self.process = subprocess.Popen(  # noqa: S603
+            [binary, "record", "--pid", str(pid), "--format", "raw", "--output", str(out), "--rate", str(self.RATE),
+             "--nonblocking"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+
+    def stop(self, top: int = 30) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if not self.out.exists():
+            error = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
+            print(f"  py-spy wrote nothing: {error[-2000:]}", file=sys.stderr)
+            return
+        stacks: list[tuple[list[str], int]] = []
+        for line in self.out.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            if stack and count.isdigit():
+                stacks.append((stack.split(";"), int(count)))
+        total = sum(c for _, c in stacks)
+        if not total:
+            print("  py-spy: no samples")
+            return
+        inclusive: Counter[str] = Counter()
+        own: Counter[str] = Counter()
+        for frames, count in stacks:
+            for frame in set(frames):
+                inclusive[frame] += count
+            own[frames[-1]] += count
+
+        def short(frame: str) -> str:
+            return frame.replace(str(ROOT) + "/", "").replace(sys.prefix + "/lib/python3.11/site-packages/", "")
+
+        print(f"  py-spy: {total:,} busy samples at {self.RATE}/s (raw stacks in {self.out})")
+        print("  inclusive share of busy samples:")
+        for frame, count in inclusive.most_common(top):
+            print(f"    {count / total:6.1%}  {short(frame)}")
+        print("  self time (leaf frames):")
+        for frame, count in own.most_common(top):
+            print(f"    {count / total:6.1%}  {short(frame)}")
+
+
+# --- HTTP set-up ----------------------------------------------------------------
+
+
+def create_key(env: dict[str, str], workdir: Path) -> str:
+    for command in (["migrate"], ["create-api-key", "--tenant", "Live Bench"]):
+        done = subprocess.run([*gateway_command(), *command], env=env, cwd=workdir, capture_output=True, text=True)  # noqa: S603
+        if done.returncode != 0:
+            raise BenchError(f"gateway {' '.join(command)} failed:\n{done.stdout}{done.stderr}")
+    return done.stdout.strip().splitlines()[-1]
+
+
+def register_emails(url: str, key: str, count: int) -> list[tuple[str, str]]:
+    """`count` e-mails through the GraphQL registerEmail mutation: (global id, provider message id)."""
+    import httpx
+
+    sent_at = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    emails = []
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as http:
+        for n in range(count):
+            message_id = base64.urlsafe_b64encode(secrets.token_bytes(16)).decode().rstrip("=")
+            variables = {"i": {"externalId": f"live-{n}-{secrets.token_hex(4)}", "subject": f"Factuur 2026-{n:06d}",
+                               "recipient": "client@example.com", "sentAt": sent_at, "providerMessageId": message_id}}
+            answer = http.post("/graphql", json={"query": REGISTER, "variables": variables})
+            body = answer.json()
+            if answer.status_code != 200 or body.get("errors"):
+                raise BenchError(f"registerEmail answered {answer.status_code}: {body}")
+            emails.append((body["data"]["registerEmail"]["email"]["id"], message_id))
+    return emails
+
+
+def plan_changes(emails: Sequence[tuple[str, str]], count: int) -> list[Change]:
+    """`count` status changes: each e-mail delivered, then opened, one e-mail after the other."""
+    base = int(time.time()) - 1800
+    changes = []
+    for n in range(count):
+        email_id, message_id = emails[n // 2]
+        kind, status = ("delivered", "DELIVERED") if n % 2 == 0 else ("open", "OPENED")
+        changes.append(Change(email_id, message_id, kind, status, base + n * 10))
+    return changes
+
+
+@dataclass(slots=True)
+class Posted:
+    change: Change
+    sent: float  # monotonic, before the request
+    answered: float  # monotonic, right after the answer
+
+
+def post_change(http: Any, private_key: Any, change: Change) -> Posted:
+    body = change.body()
+    headers = signed_headers(private_key, body)
+    sent = time.monotonic()
+    answer = http.post("/webhooks/sendgrid", content=body, headers=headers)
+    answered = time.monotonic()
+    if answer.status_code != 200 or answer.json().get("applied") != 1:
+        raise BenchError(f"webhook for {change.key} answered {answer.status_code}: {answer.text[:300]}")
+    return Posted(change, sent, answered)
+
+
+# --- the client process -------------------------------------------------------------
+
+
+def client_process(conn: Connection, address: str, key: str, count: int, parallel: int, compression: bool) -> None:
+    """Open `count` subscriptions, then obey the main process's commands over `conn`."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:  # pragma: no cover
+        runner = asyncio.run
+    try:
+        runner(_client(conn, address, key, count, parallel, compression))
+    except BaseException as error:
+        with contextlib.suppress(Exception):
+            conn.send(("crashed", f"{type(error).__name__}: {error}"))
+        raise
+
+
+class _Subscribers:
+    """Every connection of this client process and what each received."""
+
+    def __init__(self) -> None:
+        self.sockets: list[Any] = []
+        self.readers: list[asyncio.Task[None]] = []
+        self.live = 0
+        self.failures: Counter[str] = Counter()
+        self.lost: Counter[str] = Counter()  # connections that ended while measuring, by reason
+        self.receipts: dict[str, list[tuple[int, float]]] = defaultdict(list)  # key -> (connection, monotonic)
+        self.first: Counter[str] = Counter()  # key -> connections that got it at least once
+        self.seen: set[tuple[int, str]] = set()
+        self.other: Counter[str] = Counter()  # anything but an expected `next`
+
+
+async def _client(conn: Connection, address: str, key: str, count: int, parallel: int, compression: bool) -> None:
+    import orjson
+    import websockets
+
+    subs = _Subscribers()
+    uri = f"ws://{address}/graphql"
+    init = orjson.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {key}"}}).decode()
+    subscribe = orjson.dumps({"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIPTION}}).decode()
+    pong = orjson.dumps({"type": "pong"}).decode()
+    loads, monotonic = orjson.loads, time.monotonic
+
+    async def read(index: int, ws: Any) -> None:
+        receipts, first, seen, other = subs.receipts, subs.first, subs.seen, subs.other
+        try:
+            async for raw in ws:
+                now = monotonic()
+                message = loads(raw)
+                kind = message.get("type")
+                if kind == "next" and not message["payload"].get("errors"):
+                    change = message["payload"]["data"]["emailStatusChanged"]
+                    k = f"{change['email']['id']}|{change['status']}"
+                    receipts[k].append((index, now))
+                    if (index, k) not in seen:
+                        seen.add((index, k))
+                        first[k] += 1
+                elif kind == "ping":
+                    await ws.send(pong)
+                else:
+                    other[f"{kind}: {str(message.get('payload'))[:200]}"] += 1
+        except websockets.ConnectionClosed as closed:
+            subs.lost[f"closed {closed.rcvd.code if closed.rcvd else 'without a close frame'}"
+                      f" {closed.rcvd.reason if closed.rcvd else ''}".strip()] += 1
+        except Exception as error:  # noqa: BLE001 - reported, not hidden
+            subs.lost[f"{type(error).__name__}: {error}"[:200]] += 1
+        else:
+            subs.lost["ended"] += 1
+
+    async def open_one(index: int) -> None:
+        try:
+            ws = await websockets.connect(
+                uri, subprotocols=[PROTOCOL], open_timeout=120, close_timeout=10, ping_interval=None,
+                compression="deflate" if compression else None, max_size=2**20,
+            )
+        except Exception as error:  # noqa: BLE001
+            subs.failures[f"connect: {type(error).__name__}: {error}"[:200]] += 1
+            return
+        try:
+            await ws.send(init)
+            async with asyncio.timeout(120):
+                ack = loads(await ws.recv())
+            if ack.get("type") != "connection_ack":
+                raise BenchError(f"expected connection_ack, got {ack}")
+            await ws.send(subscribe)
+        except Exception as error:  # noqa: BLE001
+            subs.failures[f"init: {type(error).__name__}: {error}"[:200]] += 1
+            await ws.close()
+            return
+        subs.sockets.append(ws)
+        subs.live += 1
+        subs.readers.append(asyncio.create_task(read(index, ws)))
+
+    started = monotonic()
+    pending: set[asyncio.Task[None]] = set()
+    for index in range(count):  # at most `parallel` handshakes in flight: the accept queue stays short
+        if len(pending) >= parallel:
+            _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        pending.add(asyncio.create_task(open_one(index)))
+    if pending:
+        await asyncio.wait(pending)
+    conn.send(("connected", subs.live, dict(subs.failures), monotonic() - started))
+
+    while True:
+        command, argument = await asyncio.to_thread(conn.recv)
+        if command == "wait":  # until every live connection has every key, or the deadline
+            keys, deadline = argument
+            while monotonic() < deadline and any(subs.first[k] < subs.live for k in keys):
+                await asyncio.sleep(0.01)
+            conn.send(("waited", all(subs.first[k] >= subs.live for k in keys)))
+        elif command == "collect":  # (first receipt times per key, duplicates per key) for these keys
+            keys = argument
+            result: dict[str, tuple[list[float], int, int]] = {}
+            for k in keys:
+                firsts: dict[int, float] = {}
+                duplicates = 0
+                for index, at in subs.receipts.get(k, ()):
+                    if index in firsts:
+                        duplicates += 1
+                    else:
+                        firsts[index] = at
+                result[k] = (list(firsts.values()), duplicates, subs.live - len(firsts))
+            unexpected = {k: len(v) for k, v in subs.receipts.items() if k not in keys}
+            conn.send(("collected", result, unexpected, dict(subs.other), dict(subs.lost), subs.live))
+        elif command == "close":
+            closing = time.monotonic()
+            for task in subs.readers:
+                task.cancel()
+            for start in range(0, len(subs.sockets), 500):
+                await asyncio.gather(*(ws.close() for ws in subs.sockets[start:start + 500]), return_exceptions=True)
+            conn.send(("closed", time.monotonic() - closing))
+            return
+
+
+class Clients:
+    """The client processes, each with its share of the subscriptions."""
+
+    def __init__(self, processes: int, address: str, key: str, total: int, parallel: int, compression: bool) -> None:
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: nothing inherited from this one
+        shares = [total // processes + (1 if n < total % processes else 0) for n in range(processes)]
+        self.pipes: list[Connection] = []
+        self.processes: list[Any] = []
+        for share in shares:
+            parent, child = context.Pipe()
+            process = context.Process(target=client_process, args=(child, address, key, share, parallel, compression),
+                                      daemon=True)
+            process.start()
+            child.close()
+            self.pipes.append(parent)
+            self.processes.append(process)
+
+    def receive(self, expected: str, timeout: float) -> list[tuple[Any, ...]]:
+        answers = []
+        for pipe in self.pipes:
+            if not pipe.poll(timeout):
+                raise BenchError(f"a client process did not answer {expected!r} within {timeout:.0f} s")
+            answer = pipe.recv()
+            if answer[0] != expected:
+                raise BenchError(f"a client process answered {answer!r}, expected {expected!r}")
+            answers.append(answer)
+        return answers
+
+    def send(self, command: str, argument: Any = None) -> None:
+        for pipe in self.pipes:
+            pipe.send((command, argument))
+
+    def cpu(self) -> float:
+        return sum(proc_cpu(p.pid) for p in self.processes)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.kill()
+                process.join()
+
+
+# --- one size ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class RunResult:
+    subscribers: int
+    connected: int = 0
+    connect_seconds: float = 0.0
+    rss_before_kib: int = 0
+    rss_idle_kib: int = 0
+    rss_peak_kib: int = 0
+    rss_after_close_kib: int = 0
+    latencies: list[float] = field(default_factory=list)
+    answers: list[float] = field(default_factory=list)  # webhook request durations
+    deliveries: int = 0
+    elapsed: float = 0.0
+    server_cpu: float = 0.0
+    client_cpu: float = 0.0
+    machine_cpu: float = 0.0
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def kib_per_subscription(self) -> float:
+        return (self.rss_idle_kib - self.rss_before_kib) / max(1, self.connected)
+
+    @property
+    def p99(self) -> float:
+        return percentile(self.latencies, 99) if self.latencies else math.inf
+
+
+def run_size(n: int, args: argparse.Namespace) -> RunResult:
+    import httpx
+
+    result = RunResult(n)
+    processes = args.client_processes or (1 if n <= 15_000 else 2)
+    broker = "memory://" if args.broker == "memory" else REDIS_URL
+    print(f"\n== {n:,} subscribers: {args.database}, {args.broker} broker, {processes} client process(es), "
+          f"permessage-deflate {'offered' if args.compression == 'deflate' else 'off'}; "
+          f"{args.changes} changes at {args.rate:g}/s ==", flush=True)
+    with tempfile.TemporaryDirectory(prefix="gateway-bench-live-") as tmp, database(args.database, Path(tmp)) as url:
+        workdir = Path(tmp)
+        private_key, public_key = key_pair()
+        env = gateway_env(url, workdir / "data", public_key, broker, args.set)
+        started = time.monotonic()
+        key = create_key(env, workdir)
+        port = free_port()
+        instruments = workdir / "instruments" if args.tracemalloc or args.gc_stats else None
+        snapshots = instruments if args.tracemalloc else None
+        if instruments is not None:
+            instruments.mkdir()
+        server = Server(env, port, workdir / "server.log", instruments, args.tracemalloc, args.gc_stats)
+        clients: Clients | None = None
+        try:
+            server.wait_ready()
+            emails = register_emails(server.url, key, math.ceil(args.changes / 2) + 1)
+            warmup_email, emails = emails[0], emails[1:]
+            changes = plan_changes(emails, args.changes)
+            warmup = Change(warmup_email[0], warmup_email[1], "delivered", "DELIVERED", int(time.time()) - 1800)
+            print(f"  setup: migrate, key, server up on :{port}, {len(emails) + 1} e-mails registered in "
+                  f"{time.monotonic() - started:.1f} s; server pid {server.pid}", flush=True)
+
+            # One subscription opened and closed first, so that code loaded on first use
+            # (websocket protocol, GraphQL subscription machinery) is in the baseline.
+            primer = Clients(1, f"127.0.0.1:{port}", key, 1, 1, args.compression == "deflate")
+            primer.receive("connected", 60)
+            primer.send("close")
+            primer.receive("closed", 60)
+            primer.stop()
+            time.sleep(args.settle)
+            result.rss_before_kib = server.rss_kib()
+            before_snapshot = take_snapshot(server, snapshots, 1) if snapshots else None
+
+            clients = Clients(processes, f"127.0.0.1:{port}", key, n, args.parallel, args.compression == "deflate")
+            connecting = time.monotonic()
+            answers = clients.receive("connected", 600)
+            result.connected = sum(a[1] for a in answers)
+            result.connect_seconds = time.monotonic() - connecting
+            failures: Counter[str] = Counter()
+            for a in answers:
+                failures.update(a[2])
+            print(f"  connected, acknowledged and subscribed: {result.connected:,} of {n:,} in "
+                  f"{result.connect_seconds:.1f} s ({result.connected / result.connect_seconds:,.0f}/s)", flush=True)
+            if failures:
+                result.problems.append(f"{n - result.connected} subscriptions could not be opened")
+                for reason, count in failures.most_common(5):
+                    print(f"    {count:,} failed: {reason}")
+            time.sleep(args.settle)
+            result.rss_idle_kib = server.rss_kib()
+            kib = result.kib_per_subscription
+            print(f"  server RSS: {result.rss_before_kib / 1024:,.1f} MiB before, {result.rss_idle_kib / 1024:,.1f} MiB "
+                  f"with {result.connected:,} idle subscriptions ({args.settle:g} s after the last) = "
+                  f"{kib:,.1f} KiB per subscription (goal < {MEMORY_GOAL_KIB:g} KiB: "
+                  f"{'met' if kib < MEMORY_GOAL_KIB else 'MISSED'})", flush=True)
+            if snapshots is not None:
+                print("  (--tracemalloc: the server runs with tracemalloc on, so its RSS and speed are not the product's)")
+                idle_snapshot = take_snapshot(server, snapshots, 2)
+                report_tracemalloc(before_snapshot, idle_snapshot, max(1, result.connected),  # type: ignore[arg-type]
+                                   "idle subscriptions")
+
+            with httpx.Client(base_url=server.url, timeout=60) as http:
+                # A first change that every subscriber must get: proves each subscription is
+                # live on the server before anything is timed (subscribe has no ack).
+                posted = post_change(http, private_key, warmup)
+                clients.send("wait", ([warmup.key], time.monotonic() + 120))
+                complete = all(a[1] for a in clients.receive("waited", 180))
+                print(f"  warm-up change reached {'every' if complete else 'NOT every'} subscriber "
+                      f"{time.monotonic() - posted.answered:.2f} s after its answer", flush=True)
+                if not complete:
+                    result.problems.append("the warm-up change did not reach every subscriber within 120 s")
+
+                spy = PySpy(args.py_spy, server.pid, workdir / "py-spy.txt") if args.py_spy else None
+                gc_before = gc_stats(server, instruments, 1) if args.gc_stats else None
+                server_cpu, client_cpu, all_cpu = proc_cpu(server.pid), clients.cpu(), machine_cpu()
+                posts: list[Posted] = []
+                first_sent = time.monotonic()
+                for number, change in enumerate(changes):
+                    delay = first_sent + number / args.rate - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                    posts.append(post_change(http, private_key, change))
+                posting = time.monotonic() - first_sent
+            keys = [c.key for c in changes]
+            clients.send("wait", (keys, time.monotonic() + args.patience))
+            complete = all(a[1] for a in clients.receive("waited", args.patience + 60))
+            result.server_cpu = proc_cpu(server.pid) - server_cpu
+            result.client_cpu = clients.cpu() - client_cpu
+            result.machine_cpu = machine_cpu() - all_cpu
+            if spy is not None:
+                spy.stop()
+            gc_after = gc_stats(server, instruments, 2) if args.gc_stats else None
+            time.sleep(1.0)  # anything doubled would come now
+            clients.send("collect", [*keys, warmup.key])
+            collected = clients.receive("collected", 120)
+            result.rss_peak_kib = proc_status_kib(server.pid, "VmHWM")
+
+            answered = {p.change.key: p.answered for p in posts}
+            result.answers = sorted(p.answered - p.sent for p in posts)
+            last = first_sent
+            missing = duplicates = 0
+            unexpected: Counter[str] = Counter()
+            others: Counter[str] = Counter()
+            lost: Counter[str] = Counter()
+            for _, per_key, extra, other, closed, _live in collected:
+                unexpected.update(extra)
+                others.update(other)
+                lost.update(closed)
+                for k, (times, doubled, absent) in per_key.items():
+                    duplicates += doubled
+                    missing += absent
+                    if k == warmup.key:  # checked for loss and doubles, not timed
+                        continue
+                    result.deliveries += len(times) + doubled
+                    if times:
+                        last = max(last, max(times))
+                    result.latencies.extend(t - answered[k] for t in times)
+            result.latencies.sort()
+            result.elapsed = last - first_sent
+            early = sum(1 for x in result.latencies if x < 0)
+            print(f"  {len(posts)} webhooks posted in {posting:.1f} s ({len(posts) / posting:.1f}/s); answer "
+                  f"p50 {_ms(percentile(result.answers, 50))}, max {_ms(result.answers[-1])}", flush=True)
+            if not complete:
+                print(f"  NOT every change reached every subscriber within {args.patience:g} s of the last webhook")
+            if missing:
+                result.problems.append(f"{missing:,} deliveries missing (of {(len(keys) + 1) * result.connected:,})")
+            if duplicates:
+                result.problems.append(f"{duplicates:,} deliveries received twice or more")
+            # The registrations' own changes (status SENT) were committed before anybody
+            # subscribed: "live from now" says they are not news. Noted, not a loss.
+            registered = {e for e, _ in emails} | {warmup.email_id}
+            old_news = sum(c for k, c in unexpected.items() if k.split("|")[0] in registered and k.endswith("|SENT"))
+            if old_news:
+                result.notes.append(
+                    f"{old_news:,} deliveries of the registrations' SENT changes, committed before the clients "
+                    f"subscribed ({old_news / max(1, result.connected):.1f} per subscriber): a subscription without "
+                    "`since` should start live from now")
+            if sum(unexpected.values()) > old_news:
+                result.problems.append(f"{sum(unexpected.values()) - old_news:,} changes received that were not sent: "
+                                       f"{dict(unexpected.most_common(3))}")
+            if others:
+                result.problems.append(f"{sum(others.values()):,} other messages: {dict(others.most_common(3))}")
+            if lost:
+                result.problems.append(f"connections ended while measuring: {dict(lost.most_common(3))}")
+            print_latency(result, early)
+            if gc_before is not None and gc_after is not None:
+                report_gc(gc_before, gc_after, result.elapsed)
+            if snapshots is not None:
+                delivered_snapshot = take_snapshot(server, snapshots, 3)
+                report_tracemalloc(idle_snapshot, delivered_snapshot, max(1, result.deliveries),
+                                   f"deliveries (kept after the {len(keys)} changes, sockets still open)", top=12)
+            clients.send("close")
+            closing = clients.receive("closed", 300)
+            clients.stop()
+            clients = None
+            time.sleep(args.settle)
+            result.rss_after_close_kib = server.rss_kib()
+            if snapshots is not None:
+                closed_snapshot = take_snapshot(server, snapshots, 4)
+                report_tracemalloc(before_snapshot, closed_snapshot, max(1, result.connected),  # type: ignore[arg-type]
+                                   "subscriptions, all closed again (what a closed subscription leaves)", top=12)
+            print(f"  closed every socket in {max(a[1] for a in closing):.1f} s; server RSS "
+                  f"{result.rss_after_close_kib / 1024:,.1f} MiB after they closed "
+                  f"(peak {result.rss_peak_kib / 1024:,.1f} MiB)", flush=True)
+        except BaseException:
+            server.stop()
+            print(f"  server log (last lines):\n{server.tail()}", file=sys.stderr)
+            raise
+        finally:
+            if clients is not None:
+                for process in clients.processes:
+                    process.kill()
+                clients.stop()
+            stopped = server.stop()
+        print(f"  server stopped {stopped:.1f} s after SIGTERM", flush=True)
+        for note in result.notes:
+            print(f"  note: {note}")
+        print("  check: " + ("OK: every subscriber got every change exactly once" if not result.problems
+                             else "FAILED: " + "; ".join(result.problems)), flush=True)
+    return result
+
+
+def print_latency(result: RunResult, early: int) -> None:
+    lat = result.latencies
+    goal = GOALS.get(result.subscribers)
+    if not lat:
+        print("  no deliveries")
+        return
+    verdict = f" (goal p99 < {_ms(goal)}: {'met' if lat and percentile(lat, 99) < goal else 'MISSED'})" if goal else ""
+    print(f"  delivery latency, webhook answer -> client receipt, {len(lat):,} deliveries: "
+          f"p50 {_ms(percentile(lat, 50))}, p90 {_ms(percentile(lat, 90))}, p99 {_ms(percentile(lat, 99))}, "
+          f"max {_ms(lat[-1])}{verdict}")
+    if early:
+        print(f"    ({early:,} deliveries were read before the webhook's answer: negative latencies, counted as they are)")
+    rate = result.deliveries / result.elapsed if result.elapsed > 0 else 0.0
+    print(f"  delivered: {result.deliveries:,} messages in {result.elapsed:.2f} s (first webhook sent -> last receipt) "
+          f"= {rate:,.0f} messages/s = {rate / max(1, result.connected):.2f} changes/s to each subscriber")
+    print(f"  CPU/wall over that time: server {result.server_cpu / result.elapsed:.0%}, "
+          f"client process(es) {result.client_cpu / result.elapsed:.0%}, everything else (PostgreSQL, and "
+          f"anybody else's processes) {(result.machine_cpu - result.server_cpu - result.client_cpu) / result.elapsed:.0%}"
+          f" ({os.cpu_count()} cores = {os.cpu_count() or 1}00%)", flush=True)
+
+
+def print_summary(results: Sequence[RunResult]) -> None:
+    print("\n== summary ==")
+    header = (f"{'subscribers':>11} | {'p50':>9} | {'p90':>9} | {'p99':>9} | {'max':>9} | {'goal p99':>9} | "
+              f"{'msgs/s':>8} | {'KiB/sub':>7} | check")
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        lat = r.latencies
+        goal = GOALS.get(r.subscribers)
+        cells = [_ms(percentile(lat, q)) if lat else "-" for q in (50, 90, 99)] + [_ms(lat[-1]) if lat else "-"]
+        goal_cell = ("met " if r.p99 < goal else "MISSED ") + _ms(goal) if goal else "-"
+        rate = r.deliveries / r.elapsed if r.elapsed else 0
+        print(f"{r.subscribers:>11,} | " + " | ".join(f"{c:>9}" for c in cells) + f" | {goal_cell:>9} | {rate:>8,.0f} | "
+              f"{r.kib_per_subscription:>7.1f} | {'OK' if not r.problems else 'FAILED'}")
+    print(f"memory goal: < {MEMORY_GOAL_KIB:g} KiB of server RSS per idle subscription")
+
+
+# --- command line ---------------------------------------------------------------------
+
+
+def _sizes(value: str) -> list[int]:
+    try:
+        sizes = [int(part.replace("_", "")) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of whole numbers, got {value!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError("every size must be at least 1")
+    return sizes
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.live",
+        description="Live subscriptions against one `gateway serve`: webhook-to-subscriber latency, "
+                    "delivery rate and server memory per idle subscription.",
+    )
+    parser.add_argument("--subscribers", type=_sizes, default=[1_000, 10_000],
+                        help="comma-separated sizes, each a separate run with a fresh server and database "
+                             "(default 1000,10000)")
+    parser.add_argument("--changes", type=int, default=50, help="status changes posted per run (default 50)")
+    parser.add_argument("--rate", type=float, default=5.0, help="webhooks per second (default 5)")
+    parser.add_argument("--database", choices=["postgresql", "sqlite"], default="postgresql",
+                        help=f"postgresql: a fresh database on {PG_HOST}:{PG_PORT} (user {PG_USER}), dropped "
+                             "afterwards; sqlite: a temporary file (default postgresql)")
+    parser.add_argument("--broker", choices=["memory", "redis"], default="memory",
+                        help=f"memory:// (default) or {REDIS_URL}")
+    parser.add_argument("--compression", choices=["deflate", "none"], default="deflate",
+                        help="whether the clients offer permessage-deflate, as browsers do (default deflate)")
+    parser.add_argument("--client-processes", type=int, default=0,
+                        help="client processes sharing the sockets (default: 1 up to 15,000 sockets, else 2)")
+    parser.add_argument("--parallel", type=int, default=200,
+                        help="handshakes in flight per client process while connecting (default 200)")
+    parser.add_argument("--settle", type=float, default=3.0,
+                        help="seconds of quiet before reading the server's RSS (default 3)")
+    parser.add_argument("--patience", type=float, default=120.0,
+                        help="seconds to wait after the last webhook for every delivery (default 120)")
+    parser.add_argument("--set", action="append", default=[], metavar="GATEWAY_NAME=VALUE",
+                        help="an extra server setting, e.g. GATEWAY_FEED_POLL_SECONDS=0.5 (repeatable)")
+    parser.add_argument("--py-spy", metavar="BINARY",
+                        help="sample the server with this py-spy while the changes are delivered, and summarize")
+    parser.add_argument("--gc-stats", action="store_true",
+                        help="run the server through a wrapper that times the garbage collector's passes while the "
+                             "changes are delivered")
+    parser.add_argument("--tracemalloc", action="store_true",
+                        help="run the server under tracemalloc and show where the idle subscriptions' memory goes "
+                             "(slows the server and inflates its RSS: not for the figures)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == [_INSTRUMENTED_SERVE]:
+        serve_instrumented(*argv[1:5])
+        return 0
+    args = build_parser().parse_args(argv)
+    if args.changes < 1 or args.rate <= 0:
+        raise SystemExit("--changes must be at least 1 and --rate above 0")
+    results = []
+    for n in args.subscribers:
+        results.append(run_size(n, args))
+    print_summary(results)
+    return 1 if any(r.problems for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

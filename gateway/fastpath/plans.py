@@ -1,0 +1,303 @@
+"""Plans: compiled once per query document, run per request."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    GraphQLError,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    get_variable_values,
+    parse,
+    validate,
+)
+from graphql.execution.values import get_argument_values
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+import gateway.schema  # noqa: F401  (the resolvers below import its types: load it first)
+from gateway.errors import BadInput
+from gateway.ids import decode_cursor, encode_cursor
+from gateway.repositories import emails as email_rows
+from gateway.repositories import items as item_rows
+from gateway.repositories.pages import PageRequest, check_first
+from gateway.resolvers.emails import email_query
+from gateway.schema.inputs import DocumentFilter, EmailFilter, InvoiceFilter
+from gateway.resolvers.items import item_query
+
+from .fields import Unsupported, collect
+from .writers import Lookups, Needs, Writer, compile_document, compile_email, compile_invoice
+
+__all__ = ["UNKNOWN", "FastPath", "Plan"]
+
+log = logging.getLogger(__name__)
+
+_ROOTS = {"emails": "Email", "documents": "Document", "invoices": "Invoice"}
+_CURSOR_KIND = {"emails": "email", "documents": "document", "invoices": "invoice"}
+_UNKNOWN = object()
+
+
+@dataclass
+class _Page:
+    rows: list[Any]
+    has_next: bool
+    has_previous: bool
+    count: int | None
+
+
+@dataclass
+class _Root:
+    key: str
+    name: str
+    node: FieldNode
+    write: Callable[[_Page, Lookups], Any]
+    wants_count: bool
+
+
+@dataclass
+class Plan:
+    operation: OperationDefinitionNode
+    roots: list[_Root]
+    needs: Needs
+    item_columns: dict[str, set[str]] = field(default_factory=dict)
+
+
+def _cursor_of(name: str) -> Callable[[Any], str]:
+    if name == "emails":
+        return lambda row: encode_cursor("email", row.sent_at, row.id)
+    kind = _CURSOR_KIND[name]
+    return lambda row: encode_cursor(kind, None, row.id)
+
+
+def _compile_connection(
+    name: str, selections: list[SelectionSetNode], fragments: dict[str, FragmentDefinitionNode], needs: Needs,
+    columns: set[str],
+) -> tuple[Callable[[_Page, Lookups], Any], bool]:
+    type_name = _ROOTS[name]
+    cursor = _cursor_of(name)
+    if name == "emails":
+        node: Writer = compile_email
+    else:
+        node = compile_document if name == "documents" else compile_invoice
+    parts: list[tuple[str, Callable[[_Page, Lookups], Any]]] = []
+    wants_count = False
+    for f in collect(selections, fragments, frozenset({f"{type_name}Connection"})):
+        if f.arguments:
+            raise Unsupported("arguments")
+        if f.name == "__typename":
+            parts.append((f.key, lambda _p, _l, t=f"{type_name}Connection": t))
+        elif f.name == "totalCount":
+            wants_count = True
+            parts.append((f.key, lambda p, _l: p.count))
+        elif f.name == "pageInfo":
+            parts.append((f.key, _compile_page_info(f.selections, fragments, cursor)))
+        elif f.name == "edges":
+            edge_parts: list[tuple[str, Writer]] = []
+            for e in collect(f.selections, fragments, frozenset({f"{type_name}Edge"})):
+                if e.arguments:
+                    raise Unsupported("arguments")
+                if e.name == "__typename":
+                    edge_parts.append((e.key, lambda _r, _l, t=f"{type_name}Edge": t))
+                elif e.name == "cursor":
+                    edge_parts.append((e.key, lambda r, _l: cursor(r)))
+                elif e.name == "node":
+                    edge_parts.append((e.key, node(e.selections, fragments, needs, columns)))  # type: ignore[call-arg]
+                else:
+                    raise Unsupported(e.name)
+            parts.append((f.key, lambda p, lk, ep=edge_parts: [{k: w(r, lk) for k, w in ep} for r in p.rows]))
+        else:
+            raise Unsupported(f.name)
+    return (lambda page, lookups: {key: part(page, lookups) for key, part in parts}), wants_count
+
+
+def _compile_page_info(
+    selections: list[SelectionSetNode], fragments: dict[str, FragmentDefinitionNode], cursor: Callable[[Any], str]
+) -> Callable[[_Page, Lookups], Any]:
+    parts: list[tuple[str, Callable[[_Page], Any]]] = []
+    for f in collect(selections, fragments, frozenset({"PageInfo"})):
+        if f.arguments:
+            raise Unsupported("arguments")
+        getter: Callable[[_Page], Any]
+        if f.name == "__typename":
+            getter = lambda _p: "PageInfo"  # noqa: E731
+        elif f.name == "hasNextPage":
+            getter = lambda p: p.has_next  # noqa: E731
+        elif f.name == "hasPreviousPage":
+            getter = lambda p: p.has_previous  # noqa: E731
+        elif f.name == "startCursor":
+            getter = lambda p: cursor(p.rows[0]) if p.rows else None  # noqa: E731
+        elif f.name == "endCursor":
+            getter = lambda p: cursor(p.rows[-1]) if p.rows else None  # noqa: E731
+        else:
+            raise Unsupported(f.name)
+        parts.append((f.key, getter))
+    return lambda page, _l: {key: get(page) for key, get in parts}
+
+
+def compile_plan(schema: GraphQLSchema, query: str, operation_name: str | None) -> Plan | None:
+    """The plan of a query document, or None when the fast path cannot serve it."""
+    document = parse(query)
+    if validate(schema, document):
+        return None
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+    chosen = [o for o in operations if operation_name is None or (o.name and o.name.value == operation_name)]
+    if len(chosen) != 1 or chosen[0].operation is not OperationType.QUERY or chosen[0].directives:
+        return None
+    operation = chosen[0]
+    needs = Needs()
+    roots: list[_Root] = []
+    plan = Plan(operation=operation, roots=roots, needs=needs)
+    try:
+        for selection in operation.selection_set.selections:
+            if not isinstance(selection, FieldNode) or selection.directives:
+                raise Unsupported("root selection")
+            name = selection.name.value
+            if name not in _ROOTS or selection.selection_set is None:
+                raise Unsupported(name)
+            if any(r.key == (selection.alias.value if selection.alias else name) for r in roots):
+                raise Unsupported("repeated root key")
+            columns = needs.email if name == "emails" else plan.item_columns.setdefault(name, {"id"})
+            write, wants_count = _compile_connection(name, [selection.selection_set], fragments, needs, columns)
+            key = selection.alias.value if selection.alias else name
+            roots.append(_Root(key, name, selection, write, wants_count))
+    except Unsupported as reason:
+        log.debug("fast path: not for this document (%s)", reason)
+        return None
+    return plan if roots else None
+
+
+class FastPath:
+    """Plans by query text; `run` answers a request or returns None for the reference."""
+
+    def __init__(self, schema: GraphQLSchema, *, max_page_size: int, history_days: int, size: int = 512) -> None:
+        self._schema = schema
+        self._max_page_size = max_page_size
+        self._history_days = history_days
+        self._size = size
+        self._plans: OrderedDict[tuple[str, str | None], Plan | None] = OrderedDict()
+
+    def plan(self, query: str, operation_name: str | None) -> Plan | None | object:
+        """The plan, None if the document is not for the fast path, or `UNKNOWN` if not learned yet."""
+        found = self._plans.get((query, operation_name), _UNKNOWN)
+        if found is not _UNKNOWN:
+            self._plans.move_to_end((query, operation_name))
+        return found
+
+    def learn(self, query: str, operation_name: str | None) -> None:
+        """Compile a document the reference executor has just answered without errors."""
+        try:
+            plan = compile_plan(self._schema, query, operation_name)
+        except GraphQLError:
+            plan = None
+        self._plans[(query, operation_name)] = plan
+        while len(self._plans) > self._size:
+            self._plans.popitem(last=False)
+
+    async def run(
+        self, plan: Plan, variables: dict[str, Any] | None, tenant_id: int, engine: AsyncEngine
+    ) -> bytes | None:
+        """The response body, or None when the reference executor must answer instead."""
+        coerced = get_variable_values(self._schema, plan.operation.variable_definitions or (), variables or {})
+        if isinstance(coerced, list):
+            return None  # the reference reports the variables' errors
+        try:
+            requests = [self._page_request(root, coerced) for root in plan.roots]
+        except (BadInput, GraphQLError, TypeError, ValueError):
+            return None
+        lookups = Lookups(history_days=self._history_days, now=datetime.now(UTC))
+        async with engine.connect() as connection:
+            pages = [await self._fetch(connection, plan, root, request, tenant_id) for root, request in zip(plan.roots, requests, strict=True)]
+            await self._look_up(connection, plan, pages, lookups, tenant_id)
+        data = {root.key: root.write(page, lookups) for root, page in zip(plan.roots, pages, strict=True)}
+        return orjson.dumps({"data": data})
+
+    def _page_request(self, root: _Root, variables: dict[str, Any]) -> tuple[Any, PageRequest]:
+        field_def = self._schema.query_type.fields[root.name]  # type: ignore[union-attr]
+        arguments = get_argument_values(field_def, root.node, variables)
+        first = check_first(arguments.get("first"), self._max_page_size)
+        after = arguments.get("after")
+        position = decode_cursor(after, _CURSOR_KIND[root.name]) if after is not None else None
+        raw_filter = arguments.get("filter")
+        if root.name == "emails":
+            query = email_query(_input(EmailFilter, raw_filter))
+        else:
+            query = item_query(_input(DocumentFilter if root.name == "documents" else InvoiceFilter, raw_filter))
+        return query, PageRequest(first=first, after=position)
+
+    async def _fetch(
+        self, connection: AsyncConnection, plan: Plan, root: _Root, request: tuple[Any, PageRequest], tenant_id: int
+    ) -> _Page:
+        query, page = request
+        if root.name == "emails":
+            rows, has_next = await email_rows.list_email_rows(
+                connection=connection, tenant_id=tenant_id, query=query, page=page, columns=sorted(plan.needs.email)
+            )
+            count = await email_rows.count_email_rows(connection=connection, tenant_id=tenant_id, query=query) if root.wants_count else None
+        else:
+            kind = root.name[:-1]
+            rows, has_next = await item_rows.list_item_rows(
+                connection=connection, kind=kind, tenant_id=tenant_id, query=query, page=page,
+                columns=sorted(plan.item_columns[root.name]),
+            )
+            count = await item_rows.count_item_rows(connection=connection, kind=kind, tenant_id=tenant_id, query=query) if root.wants_count else None
+        return _Page(rows=rows, has_next=has_next, has_previous=page.after is not None, count=count)
+
+    async def _look_up(self, connection: AsyncConnection, plan: Plan, pages: list[_Page], lookups: Lookups, tenant_id: int) -> None:
+        needs = plan.needs
+        email_pages = [p for r, p in zip(plan.roots, pages, strict=True) if r.name == "emails"]
+        emails = [row for page in email_pages for row in page.rows]
+        items = [row for r, p in zip(plan.roots, pages, strict=True) if r.name != "emails" for row in p.rows]
+        if needs.document is not None and emails:
+            for row in await item_rows.list_document_rows_by_email_ids(
+                connection=connection, tenant_id=tenant_id, email_ids=sorted({e.id for e in emails}), columns=sorted(needs.document)
+            ):
+                lookups.documents_by_email.setdefault(row[0], []).append(row)
+        if needs.invoice is not None:
+            ids = {e.invoice_id for e in emails if e.invoice_id is not None}
+            if ids:
+                rows = await item_rows.list_item_rows_by_ids(
+                    connection=connection, kind="invoice", tenant_id=tenant_id, ids=sorted(ids), columns=sorted(needs.invoice)
+                )
+                lookups.invoices = {r.id: r for r in rows}
+        documents = [d for ds in lookups.documents_by_email.values() for d in ds]
+        carried = [*items, *documents, *lookups.invoices.values()]
+        if needs.latest_email is not None:
+            ids = {_get(r, "latest_email_id") for r in carried} - {None}
+            if ids:
+                rows = await email_rows.list_email_rows_by_ids(
+                    connection=connection, tenant_id=tenant_id, ids=sorted(ids), columns=sorted(needs.latest_email)  # type: ignore[type-var]
+                )
+                lookups.latest_emails = {r.id: r for r in rows}
+        if needs.relation is not None:
+            ids = {_get(r, "relation_id") for r in (*emails, *carried)} - {None}
+            if ids:
+                rows = await item_rows.list_item_rows_by_ids(
+                    connection=connection, kind="relation", tenant_id=tenant_id, ids=sorted(ids), columns=sorted(needs.relation)  # type: ignore[type-var]
+                )
+                lookups.relations = {r.id: r for r in rows}
+
+
+def _input(cls: type, value: dict[str, Any] | None) -> Any:
+    """graphql-core's coerced input object (camelCase keys) as the schema's input class."""
+    if value is None:
+        return None
+    return cls(**{re.sub(r"(?<!^)(?=[A-Z])", "_", k).lower(): v for k, v in value.items()})
+
+
+def _get(row: Any, name: str) -> Any:
+    return row._mapping.get(name)
+
+
+UNKNOWN = _UNKNOWN

@@ -1,0 +1,269 @@
+"""Compiling selections into writers: plain rows in, the response's dicts out.
+
+Each `compile_*` function walks one type's collected fields, records which
+columns and lookups it needs in `Needs`, and returns a writer. Any field or
+argument outside the supported set raises `Unsupported`, and the whole document
+is left to the reference executor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from graphql import FragmentDefinitionNode, SelectionSetNode
+
+from gateway.enums import EmailStatus
+from gateway.ids import encode_id
+from gateway.schema.types.emails import OPEN_NOTICE
+
+from .fields import Collected, Unsupported, collect
+
+__all__ = ["Lookups", "Needs", "Writer", "compile_document", "compile_email", "compile_invoice"]
+
+Writer = Callable[[Any, "Lookups"], Any]
+Fragments = dict[str, FragmentDefinitionNode]
+
+
+@dataclass
+class Needs:
+    """Columns each kind of row must carry, and which lookups a plan makes."""
+
+    email: set[str] = field(default_factory=lambda: {"id", "sent_at"})
+    item: set[str] = field(default_factory=lambda: {"id"})  # the root documents or invoices
+    relation: set[str] | None = None
+    invoice: set[str] | None = None
+    document: set[str] | None = None  # documents of e-mails
+    latest_email: set[str] | None = None  # the newest e-mail of documents and invoices
+
+
+@dataclass
+class Lookups:
+    """What the lookups found, by id."""
+
+    history_days: int
+    now: datetime
+    relations: dict[int, Any] = field(default_factory=dict)
+    invoices: dict[int, Any] = field(default_factory=dict)
+    documents_by_email: dict[int, list[Any]] = field(default_factory=dict)
+    latest_emails: dict[int, Any] = field(default_factory=dict)
+
+
+def dt(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat() if value is not None else None
+
+
+def _fields(selections: list[SelectionSetNode], fragments: Fragments, *type_names: str) -> list[Collected]:
+    found = collect(selections, fragments, frozenset(type_names))
+    for f in found:
+        if f.arguments:
+            raise Unsupported(f"arguments on {f.name}")
+    return found
+
+
+def _object(parts: list[tuple[str, Writer]]) -> Writer:
+    def write(row: Any, lookups: Lookups) -> dict[str, Any]:
+        return {key: part(row, lookups) for key, part in parts}
+
+    return write
+
+
+def _column(columns: set[str], name: str, convert: Callable[[Any], Any] | None = None) -> Writer:
+    columns.add(name)
+    if convert is None:
+        return lambda row, _l: getattr(row, name)
+    return lambda row, _l: convert(getattr(row, name))
+
+
+def _enum(value: Any) -> str | None:
+    return value.value if value is not None else None
+
+
+def _constant(value: Any) -> Writer:
+    return lambda _row, _l: value
+
+
+def compile_failure(selections: list[SelectionSetNode], fragments: Fragments, columns: set[str]) -> Writer:
+    columns.update({"status", "failure_category", "failure_reason", "failure_smtp_code", "failure_occurred_at"})
+    names = {"category": ("failure_category", _enum), "reason": ("failure_reason", lambda v: v or ""),
+             "smtpCode": ("failure_smtp_code", None), "occurredAt": ("failure_occurred_at", dt)}
+    parts: list[tuple[str, Writer]] = []
+    for f in _fields(selections, fragments, "DeliveryFailure"):
+        if f.name == "__typename":
+            parts.append((f.key, _constant("DeliveryFailure")))
+        elif f.name in names:
+            parts.append((f.key, _column(columns, *names[f.name])))  # type: ignore[arg-type]
+        else:
+            raise Unsupported(f.name)
+    body = _object(parts)
+
+    def write(row: Any, lookups: Lookups) -> Any:
+        if row.status is not EmailStatus.DELIVERY_FAILED or row.failure_category is None or row.failure_occurred_at is None:
+            return None
+        return body(row, lookups)
+
+    return write
+
+
+def compile_opens(selections: list[SelectionSetNode], fragments: Fragments, columns: set[str]) -> Writer:
+    names = {"count": ("open_count", None), "firstOpenedAt": ("first_opened_at", dt),
+             "lastOpenedAt": ("last_opened_at", dt), "likelyAutomated": ("opens_likely_automated", None)}
+    parts: list[tuple[str, Writer]] = []
+    for f in _fields(selections, fragments, "OpenTracking"):
+        if f.name == "__typename":
+            parts.append((f.key, _constant("OpenTracking")))
+        elif f.name == "notice":
+            parts.append((f.key, _constant(OPEN_NOTICE)))
+        elif f.name in names:
+            parts.append((f.key, _column(columns, *names[f.name])))  # type: ignore[arg-type]
+        else:
+            raise Unsupported(f.name)
+    return _object(parts)
+
+
+def compile_details(selections: list[SelectionSetNode], fragments: Fragments, columns: set[str]) -> Writer:
+    simple = {"status": ("status", _enum), "statusChangedAt": ("status_changed_at", dt),
+              "subject": ("subject", None), "recipient": ("recipient", None), "sentAt": ("sent_at", dt),
+              "deliveredAt": ("delivered_at", dt)}
+    parts: list[tuple[str, Writer]] = []
+    for f in _fields(selections, fragments, "EmailDetails"):
+        if f.name == "__typename":
+            parts.append((f.key, _constant("EmailDetails")))
+        elif f.name == "emailId":
+            parts.append((f.key, _column(columns, "id", lambda v: encode_id("Email", v))))
+        elif f.name in simple:
+            parts.append((f.key, _column(columns, *simple[f.name])))  # type: ignore[arg-type]
+        elif f.name == "failure":
+            parts.append((f.key, compile_failure(f.selections, fragments, columns)))
+        elif f.name == "opens":
+            parts.append((f.key, compile_opens(f.selections, fragments, columns)))
+        elif f.name in ("historyAvailableUntil", "historyExpired"):
+            columns.update({"sent_at", "history_purged_at"})
+            parts.append((f.key, _until if f.name == "historyAvailableUntil" else _expired))
+        else:
+            raise Unsupported(f.name)  # history: the reference loads it
+    return _object(parts)
+
+
+def _until(row: Any, lookups: Lookups) -> str | None:
+    return dt(row.sent_at + timedelta(days=lookups.history_days))
+
+
+def _expired(row: Any, lookups: Lookups) -> bool:
+    return row.history_purged_at is not None or lookups.now >= row.sent_at + timedelta(days=lookups.history_days)
+
+
+def compile_relation(selections: list[SelectionSetNode], fragments: Fragments, needs: Needs) -> Writer:
+    if needs.relation is None:
+        needs.relation = {"id"}
+    columns = needs.relation
+    parts: list[tuple[str, Writer]] = []
+    for f in _fields(selections, fragments, "Relation", "Node"):
+        if f.name == "__typename":
+            parts.append((f.key, _constant("Relation")))
+        elif f.name == "id":
+            parts.append((f.key, _column(columns, "id", lambda v: encode_id("Relation", v))))
+        elif f.name == "externalId":
+            parts.append((f.key, _column(columns, "external_id")))
+        elif f.name == "name":
+            parts.append((f.key, _column(columns, "name")))
+        else:
+            raise Unsupported(f.name)  # timeline: the reference pages it
+    return _object(parts)
+
+
+def _relation_of(columns: set[str], selections: list[SelectionSetNode], fragments: Fragments, needs: Needs) -> Writer:
+    columns.add("relation_id")
+    relation = compile_relation(selections, fragments, needs)
+
+    def write(row: Any, lookups: Lookups) -> Any:
+        found = lookups.relations.get(row.relation_id) if row.relation_id is not None else None
+        return relation(found, lookups) if found is not None else None
+
+    return write
+
+
+def compile_email(
+    selections: list[SelectionSetNode], fragments: Fragments, needs: Needs, columns: set[str]
+) -> Writer:
+    simple = {"externalId": ("external_id", None), "subject": ("subject", None), "recipient": ("recipient", None),
+              "sentAt": ("sent_at", dt), "emailStatus": ("status", _enum)}
+    parts: list[tuple[str, Writer]] = []
+    for f in _fields(selections, fragments, "Email", "Node", "EmailTracked"):
+        if f.name == "__typename":
+            parts.append((f.key, _constant("Email")))
+        elif f.name == "id":
+            parts.append((f.key, _column(columns, "id", lambda v: encode_id("Email", v))))
+        elif f.name in simple:
+            parts.append((f.key, _column(columns, *simple[f.name])))  # type: ignore[arg-type]
+        elif f.name == "details":
+            parts.append((f.key, compile_details(f.selections, fragments, columns)))
+        elif f.name == "relation":
+            parts.append((f.key, _relation_of(columns, f.selections, fragments, needs)))
+        elif f.name == "documents":
+            if needs.document is None:
+                needs.document = {"id"}
+            document = compile_document(f.selections, fragments, needs, needs.document)
+            parts.append((f.key, lambda row, lk, w=document: [w(d, lk) for d in lk.documents_by_email.get(row.id, ())]))
+        elif f.name == "invoice":
+            columns.add("invoice_id")
+            if needs.invoice is None:
+                needs.invoice = {"id"}
+            invoice = compile_invoice(f.selections, fragments, needs, needs.invoice)
+
+            def write_invoice(row: Any, lk: Lookups, w: Writer = invoice) -> Any:
+                found = lk.invoices.get(row.invoice_id) if row.invoice_id is not None else None
+                return w(found, lk) if found is not None else None
+
+            parts.append((f.key, write_invoice))
+        else:
+            raise Unsupported(f.name)
+    return _object(parts)
+
+
+def _item(
+    kind: str, selections: list[SelectionSetNode], fragments: Fragments, needs: Needs, columns: set[str],
+    simple: dict[str, tuple[str, Callable[[Any], Any] | None]],
+) -> Writer:
+    type_name = kind.capitalize()
+    parts: list[tuple[str, Writer]] = []
+    for f in _fields(selections, fragments, type_name, "Node", "EmailTracked"):
+        if f.name == "__typename":
+            parts.append((f.key, _constant(type_name)))
+        elif f.name == "id":
+            parts.append((f.key, _column(columns, "id", lambda v, t=type_name: encode_id(t, v))))
+        elif f.name in simple:
+            parts.append((f.key, _column(columns, *simple[f.name])))  # type: ignore[arg-type]
+        elif f.name == "relation":
+            parts.append((f.key, _relation_of(columns, f.selections, fragments, needs)))
+        elif f.name in ("emailStatus", "details"):
+            columns.add("latest_email_id")
+            if needs.latest_email is None:
+                needs.latest_email = {"id", "sent_at"}
+            latest = needs.latest_email
+            inner = (
+                _column(latest, "status", _enum)
+                if f.name == "emailStatus"
+                else compile_details(f.selections, fragments, latest)
+            )
+
+            def write_latest(row: Any, lk: Lookups, w: Writer = inner) -> Any:
+                email = lk.latest_emails.get(row.latest_email_id) if row.latest_email_id is not None else None
+                return w(email, lk) if email is not None else None
+
+            parts.append((f.key, write_latest))
+        else:
+            raise Unsupported(f.name)  # emails: the reference pages them
+    return _object(parts)
+
+
+def compile_document(selections: list[SelectionSetNode], fragments: Fragments, needs: Needs, columns: set[str]) -> Writer:
+    simple = {"externalId": ("external_id", None), "title": ("title", None)}
+    return _item("document", selections, fragments, needs, columns, simple)
+
+
+def compile_invoice(selections: list[SelectionSetNode], fragments: Fragments, needs: Needs, columns: set[str]) -> Writer:
+    simple = {"externalId": ("external_id", None), "number": ("number", None), "invoiceStatus": ("invoice_status", _enum)}
+    return _item("invoice", selections, fragments, needs, columns, simple)

@@ -1,0 +1,250 @@
+"""Live status over graphql-transport-ws: auth, filters, tenants, resume, slow clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+import websockets
+from conftest import make_settings
+from factories import make_tenant
+from live_helpers import CHANGES, PATIENCE, Client, expect_error, record_via_api, register_via_api, serving
+
+from gateway.ids import encode_id
+
+
+@pytest.fixture
+async def live(backend, tmp_path, session_factory):  # type: ignore[no-untyped-def]
+    settings = make_settings(backend, tmp_path, purge_interval_seconds=0, ws_init_timeout_seconds=1, subscriber_queue_size=50)
+    async with serving(settings) as (address, app):
+        yield address, app
+
+
+@pytest.fixture
+async def office(session_factory):  # type: ignore[no-untyped-def]
+    return await make_tenant(session_factory)
+
+
+async def test_a_subscriber_sees_its_changes_as_they_happen(live, office):  # type: ignore[no-untyped-def]
+    address, _ = live
+    async with Client.connect(address, office.key) as client:
+        await client.subscribe("1", CHANGES)
+        await asyncio.sleep(0.1)  # the subscription is registered before the change
+        email_id = await register_via_api(address, office.key, "m-1", relation={"externalId": "r", "name": "Bakery"})
+        first = (await client.next_data("1"))["emailStatusChanged"]
+        assert (first["previousStatus"], first["status"]) == (None, "SENT")
+        assert first["email"] == {"id": email_id, "subject": "Subject m-1", "emailStatus": "SENT", "relation": {"name": "Bakery"}}
+        await record_via_api(address, office.key, email_id, "DELIVERED", "d-1")
+        second = (await client.next_data("1"))["emailStatusChanged"]
+        assert (second["previousStatus"], second["status"]) == ("SENT", "DELIVERED")
+        assert second["cursor"] != first["cursor"]
+
+
+async def test_filters_combine_and_run_on_the_server(live, office):  # type: ignore[no-untyped-def]
+    address, _ = live
+    a = await register_via_api(address, office.key, "a", relation={"externalId": "r1", "name": "One"}, documents=[{"externalId": "d1", "title": "T"}])
+    b = await register_via_api(address, office.key, "b", relation={"externalId": "r2", "name": "Two"}, invoice={"externalId": "i1", "number": "1"})
+    data = await Client_ids(address, office.key)
+    async with Client.connect(address, office.key) as client:
+        await client.subscribe("docs", CHANGES, {"filter": {"documentId": data["document"], "statuses": ["DELIVERED"]}})
+        await client.subscribe("inv", CHANGES, {"filter": {"invoiceId": data["invoice"]}})
+        await client.subscribe("rel", CHANGES, {"filter": {"relationId": data["relation_one"], "emailIds": [a]}})
+        await asyncio.sleep(0.1)
+        await record_via_api(address, office.key, b, "OPENED", "o-b")      # invoice only
+        await record_via_api(address, office.key, a, "DELIVERY_FAILED", "f-a")  # relation only (not DELIVERED)
+        await record_via_api(address, office.key, a, "DELIVERED", "d-a", occurred_at="2026-11-02T10:00:00Z")  # docs + rel
+        seen: dict[str, list[str]] = {"docs": [], "inv": [], "rel": []}
+        for _ in range(4):
+            message = await client.receive()
+            seen[message["id"]].append(message["payload"]["data"]["emailStatusChanged"]["status"])
+        assert seen == {"docs": ["DELIVERED"], "inv": ["OPENED"], "rel": ["DELIVERY_FAILED", "DELIVERED"]}
+        with pytest.raises(TimeoutError):
+            await client.receive(timeout=0.5)
+
+
+async def Client_ids(address: str, key: str) -> dict[str, str]:  # noqa: N802
+    from live_helpers import gql
+
+    data = await gql(address, key, "{ emails { edges { node { relation { id name } documents { id } invoice { id } } } } }")
+    ids: dict[str, str] = {}
+    for edge in data["emails"]["edges"]:
+        node = edge["node"]
+        if node["relation"]["name"] == "One":
+            ids["relation_one"] = node["relation"]["id"]
+            ids["document"] = node["documents"][0]["id"]
+        else:
+            ids["invoice"] = node["invoice"]["id"]
+    return ids
+
+
+async def test_a_subscriber_never_sees_another_tenants_changes(live, office, session_factory):  # type: ignore[no-untyped-def]
+    address, _ = live
+    other = await make_tenant(session_factory)
+    theirs = await register_via_api(address, other.key, "theirs")
+    async with Client.connect(address, office.key) as client:
+        # even a filter naming the other office's e-mail receives nothing of it
+        await client.subscribe("1", CHANGES, {"filter": {"emailIds": [theirs]}})
+        await client.subscribe("2", CHANGES)
+        await asyncio.sleep(0.1)
+        await record_via_api(address, other.key, theirs, "DELIVERED", "x")
+        mine = await register_via_api(address, office.key, "mine")
+        message = await client.receive()
+        assert message["id"] == "2" and message["payload"]["data"]["emailStatusChanged"]["email"]["id"] == mine
+        with pytest.raises(TimeoutError):
+            await client.receive(timeout=0.5)
+
+
+async def test_resuming_with_since_replays_what_was_missed_then_goes_live(live, office):  # type: ignore[no-untyped-def]
+    address, _ = live
+    email_id = await register_via_api(address, office.key, "r-1")
+    async with Client.connect(address, office.key) as client:
+        await client.subscribe("1", CHANGES)
+        await asyncio.sleep(0.1)
+        await record_via_api(address, office.key, email_id, "DELIVERED", "d")
+        cursor = (await client.next_data("1"))["emailStatusChanged"]["cursor"]
+    # missed while disconnected
+    second = await register_via_api(address, office.key, "r-2")
+    await record_via_api(address, office.key, email_id, "OPENED", "o", occurred_at="2026-11-03T10:00:00Z")
+    async with Client.connect(address, office.key) as client:
+        await client.subscribe("1", CHANGES, {"since": cursor})
+        replayed = [(await client.next_data("1"))["emailStatusChanged"] for _ in range(2)]
+        assert [(c["email"]["id"], c["status"]) for c in replayed] == [(second, "SENT"), (email_id, "OPENED")]
+        await record_via_api(address, office.key, second, "DELIVERED", "d2")
+        live_change = (await client.next_data("1"))["emailStatusChanged"]
+        assert (live_change["email"]["id"], live_change["status"]) == (second, "DELIVERED")
+        with pytest.raises(TimeoutError):
+            await client.receive(timeout=0.5)
+
+
+@pytest.mark.parametrize("since", ["garbage", encode_id("Email", 1)])
+async def test_a_bad_cursor_gets_a_clear_error(live, office, since):  # type: ignore[no-untyped-def]
+    address, _ = live
+    async with Client.connect(address, office.key) as client:
+        await client.subscribe("1", CHANGES, {"since": since})
+        assert "Invalid cursor" in await expect_error(client, "1")
+
+
+async def test_an_unknown_or_foreign_cursor_is_refused(live, office, session_factory):  # type: ignore[no-untyped-def]
+    from gateway.ids import encode_position
+
+    address, _ = live
+    other = await make_tenant(session_factory)
+    theirs = await register_via_api(address, other.key, "t")
+    async with Client.connect(address, other.key) as client:
+        await client.subscribe("1", CHANGES)
+        await asyncio.sleep(0.1)
+        await record_via_api(address, other.key, theirs, "DELIVERED", "d")
+        foreign_cursor = (await client.next_data("1"))["emailStatusChanged"]["cursor"]
+    async with Client.connect(address, office.key) as client:
+        for op, cursor in (("a", foreign_cursor), ("b", encode_position((0, 999_999)))):
+            await client.subscribe(op, CHANGES, {"since": cursor})
+            assert "unknown or expired cursor" in await expect_error(client, op)
+
+
+async def test_a_slow_subscriber_is_disconnected_and_resumes_without_loss(backend, tmp_path, session_factory):  # type: ignore[no-untyped-def]
+    from factories import register
+
+    from gateway import ingest
+    from gateway.enums import EmailStatus
+    from gateway.events import IncomingEvent
+    from gateway.models import utcnow
+
+    settings = make_settings(backend, tmp_path, purge_interval_seconds=0, subscriber_queue_size=3)
+    tenant = await make_tenant(session_factory)
+    emails = [await register(session_factory, tenant, n=i) for i in range(20)]
+    async with serving(settings) as (address, app):
+        async with Client.connect(address, tenant.key) as client:
+            await client.subscribe("1", CHANGES)
+            await asyncio.sleep(0.1)
+            await register_via_api(address, tenant.key, "marker")
+            marker = (await client.next_data("1"))["emailStatusChanged"]["cursor"]
+            # given: a burst of 20 changes in one transaction, more than the buffer of 3
+            async with session_factory() as session:
+                events = [(e, IncomingEvent("api", f"b{e.id}", EmailStatus.DELIVERED, utcnow(), "burst")) for e in emails]
+                await ingest.apply_events(session=session, events=events)
+                await session.commit()
+            app.state.feed.poke()
+            # when / then: the server closes the socket, saying to resume
+            code, reason = await client.closed_with()
+            assert code == 1013 and "since" in reason
+        assert app.state.feed.listener_count == 0
+        # and resuming from the last cursor received gets all 20, once each
+        async with Client.connect(address, tenant.key) as client:
+            await client.subscribe("1", CHANGES, {"since": marker})
+            got = [(await client.next_data("1"))["emailStatusChanged"] for _ in range(20)]
+            with pytest.raises(TimeoutError):
+                await client.receive(timeout=0.5)
+        assert sorted(c["email"]["id"] for c in got) == sorted(encode_id("Email", e.id) for e in emails)
+        assert {c["status"] for c in got} == {"DELIVERED"}
+
+
+async def test_nothing_is_left_behind_after_many_connections(live, office):  # type: ignore[no-untyped-def]
+    address, app = live
+    feed, broker = app.state.feed, app.state.broker
+    baseline = broker.subscriber_count
+    for i in range(30):
+        async with Client.connect(address, office.key) as client:
+            await client.subscribe(str(i), CHANGES)
+            await client.subscribe(f"{i}b", CHANGES, {"filter": {"statuses": ["OPENED"]}})
+            async with asyncio.timeout(PATIENCE):
+                while feed.listener_count < 2:
+                    await asyncio.sleep(0.01)
+        # the server notices the close and ends both subscriptions
+        async with asyncio.timeout(PATIENCE):
+            while feed.listener_count:
+                await asyncio.sleep(0.01)
+    assert broker.subscriber_count == baseline == 1  # the feed's own, whatever the subscribers
+
+
+async def test_authentication_on_the_socket(live, office):  # type: ignore[no-untyped-def]
+    address, _ = live
+    async with Client.connect(address, None, init=False) as client:
+        await client.send({"type": "connection_init", "payload": {}})
+        assert (await client.closed_with())[0] == 4403
+    async with Client.connect(address, None, init=False) as client:
+        await client.send({"type": "connection_init", "payload": {"authorization": "Bearer gw_wrong"}})
+        assert (await client.closed_with())[0] == 4403
+    async with Client.connect(address, None, init=False) as client:
+        await client.subscribe("1", CHANGES)
+        assert (await client.closed_with())[0] == 4401
+    async with Client.connect(address, None, init=False) as client:
+        assert (await client.closed_with())[0] == 4408  # no connection_init in time
+    async with Client.connect(address, office.read_key) as client:
+        await client.subscribe("1", CHANGES)
+        await client.subscribe("1", CHANGES)
+        assert (await client.closed_with())[0] == 4409
+
+
+async def test_garbage_closes_one_socket_and_the_server_goes_on(live, office):  # type: ignore[no-untyped-def]
+    address, _ = live
+    for garbage in ("{not json", json.dumps({"type": "what"}), json.dumps([1, 2]), json.dumps({"type": "subscribe"})):
+        async with Client.connect(address, office.key) as client:
+            await client.ws.send(garbage)
+            assert (await client.closed_with())[0] == 4400
+    async with Client.connect(address, office.key) as client:
+        await client.subscribe("1", "subscription { nope }")
+        assert "nope" in await expect_error(client, "1")
+        await client.subscribe("2", "subscription { emailStatusChanged(filter: {statuses: [BOUNCED]}) { cursor } }")
+        assert "BOUNCED" in await expect_error(client, "2")
+    async with Client.connect(address, office.key, max_size=None) as client:
+        await client.ws.send("x" * (300 * 1024))
+        assert (await client.closed_with())[0] == 1009  # message too big
+    async with Client.connect(address, office.key) as client:  # still serving everyone else
+        await client.subscribe("ok", CHANGES)
+        email_id = await register_via_api(address, office.key, "after-garbage")
+        assert (await client.next_data("ok"))["emailStatusChanged"]["email"]["id"] == email_id
+
+
+async def test_the_legacy_protocol_is_off_unless_asked_for(backend, tmp_path, session_factory):  # type: ignore[no-untyped-def]
+    tenant = await make_tenant(session_factory)
+    for enabled in (False, True):
+        async with serving(make_settings(backend, tmp_path, purge_interval_seconds=0, legacy_ws=enabled)) as (address, _):
+            try:
+                async with websockets.connect(f"ws://{address}/graphql", subprotocols=["graphql-ws"]) as ws:  # type: ignore[list-item]
+                    await ws.send(json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {tenant.key}"}}))
+                    answer = json.loads(await asyncio.wait_for(ws.recv(), PATIENCE))
+                    accepted = answer["type"] == "connection_ack"
+            except (websockets.InvalidStatus, websockets.ConnectionClosed, websockets.InvalidHandshake):
+                accepted = False
+            assert accepted is enabled
