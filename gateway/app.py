@@ -28,6 +28,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_P
 
 from gateway import pixel
 from gateway.config import Settings, get_settings
+from gateway.auth import Authenticator
 from gateway.context import Context
 from gateway.enums import Scope as KeyScope
 from gateway.fastpath import FastPath
@@ -36,7 +37,7 @@ from gateway.live import ChangeFeed
 from gateway.db import SessionFactory, create_engine, create_session_factory
 from gateway.metrics import Metrics, MetricsMiddleware
 from gateway.pubsub import Broker, BrokerUnavailable
-from gateway.repositories.api_keys import Principal, get_principal
+from gateway.repositories.api_keys import Principal
 from gateway.retention import purge_periodically
 from gateway.schema import build_schema
 from gateway.webhooks.providers.ses import CertificateStore
@@ -56,24 +57,9 @@ class State(TypedDict):
     broker: Broker
     feed: ChangeFeed
     signing_key: bytes
+    authenticator: Authenticator
     metrics: Metrics
     sns_certificates: CertificateStore
-
-
-def _bearer(value: str | None) -> str | None:
-    if not value:
-        return None
-    scheme, _, key = value.partition(" ")
-    return key.strip() if scheme.lower() == "bearer" and key.strip() else None
-
-
-async def authenticate(session_factory: SessionFactory, authorization: object) -> Principal | None:
-    """The principal behind an `Authorization: Bearer <key>` value, or None."""
-    key = _bearer(authorization) if isinstance(authorization, str) else None
-    if key is None:
-        return None
-    async with session_factory() as session:
-        return await get_principal(session=session, raw_key=key)
 
 
 def _unauthenticated(message: str) -> JSONResponse:
@@ -96,7 +82,7 @@ class GatewayGraphQL(GraphQL[Context, None]):
     async def on_ws_connect(self, context: Context) -> None:
         params = context.connection_params
         authorization = params.get("authorization") if isinstance(params, dict) else None
-        principal = await authenticate(context.session_factory, authorization)
+        principal = await context.authenticator(authorization) if context.authenticator else None
         if principal is None:
             raise ConnectionRejectionError({"message": "a valid API key is required"})
         context.authenticate(principal)
@@ -179,9 +165,7 @@ class GraphQLEndpoint:
                 and "query" not in request.query_params
             )
             if not wants_ide:
-                principal = await authenticate(
-                    request.state.session_factory, request.headers.get("authorization")
-                )
+                principal = await request.state.authenticator(request.headers.get("authorization"))
                 if principal is None:
                     message = (
                         "missing API key: send Authorization: Bearer <key>"
@@ -213,6 +197,7 @@ class GraphQLEndpoint:
             broker=state["broker"],
             signing_key=state["signing_key"],
             feed=state["feed"],
+            authenticator=state["authenticator"],
             principal=principal,
         )
         state["context"] = context
@@ -363,6 +348,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 broker=broker,
                 feed=feed,
                 signing_key=settings.signing_key(),
+                authenticator=Authenticator(session_factory, ttl=settings.key_cache_seconds),
                 metrics=app_metrics,
                 sns_certificates=CertificateStore(),
             )

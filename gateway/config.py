@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     public_url: AnyHttpUrl = Field(default=AnyHttpUrl("http://127.0.0.1:8000"), description="Base of tracking-image URLs.")
     debug: bool = False
     fast_path: bool = True
+    key_cache_seconds: float = Field(default=10.0, ge=0, le=3600)
     introspection: bool = True
     max_page_size: int = Field(default=100, ge=1, le=10_000)
     max_query_depth: int = Field(default=12, ge=2, le=100)

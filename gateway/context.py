@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from gateway.auth import Authenticator
 from gateway.config import Settings
 from gateway.db import RequestDb, SessionFactory
 from gateway.enums import Scope
@@ -32,6 +33,7 @@ class Context:
     broker: Broker | None
     signing_key: bytes
     feed: ChangeFeed | None = None
+    authenticator: Authenticator | None = None
     principal: Principal | None = None
     connection_params: object = None
     connection: WebSocket | None = None

@@ -63,6 +63,9 @@ class Listener:
         self.wants_documents = wants_documents
         self._queue: asyncio.Queue[FeedItem] = asyncio.Queue(maxsize=size)
         self.overflowed = False
+        # Set by the subscriber once it knows where it starts: from then on, every
+        # change committed is delivered (operators and tests can wait for it).
+        self.ready = False
         self._overflow = asyncio.Event()
 
     def put(self, item: FeedItem) -> None:
@@ -130,6 +133,10 @@ class ChangeFeed:
     @property
     def listener_count(self) -> int:
         return sum(len(group) for group in self._listeners.values())
+
+    @property
+    def ready_count(self) -> int:
+        return sum(li.ready for group in self._listeners.values() for li in group)
 
     @contextlib.asynccontextmanager
     async def listen(self, tenant_id: int, *, wants_documents: bool = False) -> AsyncIterator[Listener]:

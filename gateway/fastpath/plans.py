@@ -217,7 +217,10 @@ class FastPath:
         except (BadInput, GraphQLError, TypeError, ValueError):
             return None
         lookups = Lookups(history_days=self._history_days, now=datetime.now(UTC))
-        async with engine.connect() as connection:
+        # Autocommit: read-only statements need no BEGIN/COMMIT round trips. Each
+        # statement sees the latest commits, as under the reference's READ COMMITTED.
+        async with engine.connect() as plain:
+            connection = await plain.execution_options(isolation_level="AUTOCOMMIT")
             pages = [await self._fetch(connection, plan, root, request, tenant_id) for root, request in zip(plan.roots, requests, strict=True)]
             await self._look_up(connection, plan, pages, lookups, tenant_id)
         data = {root.key: root.write(page, lookups) for root, page in zip(plan.roots, pages, strict=True)}

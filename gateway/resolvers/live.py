@@ -133,6 +133,7 @@ async def email_status_changed(
                 if change is not None:
                     ctx.loaders.clear_all()
                     yield change
+        listener.ready = True
         try:
             async for item in listener:
                 if item.position <= position:

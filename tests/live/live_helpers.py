@@ -152,3 +152,10 @@ async def expect_error(client: Client, op_id: str) -> str:
         done = await client.receive()
         assert done == {"id": op_id, "type": "complete"}, done
     return text
+
+
+async def listening(app: Any, count: int) -> None:
+    """Wait until `count` subscriptions know where they start: later changes reach them."""
+    async with asyncio.timeout(PATIENCE):
+        while app.state.feed.ready_count < count:
+            await asyncio.sleep(0.01)

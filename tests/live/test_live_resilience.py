@@ -19,7 +19,7 @@ from conftest import IN_CI, PG_HOST, PG_PORT, _pg_admin, make_settings, need_ser
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from factories import event, make_tenant, register
-from live_helpers import CHANGES, PATIENCE, Client, free_port, gql, record_via_api, register_via_api, serving
+from live_helpers import CHANGES, PATIENCE, Client, free_port, gql, listening, record_via_api, register_via_api, serving
 from sqlalchemy import select
 
 from gateway import ingest, models
@@ -151,7 +151,7 @@ async def test_a_redis_outage_loses_nothing(backend, tmp_path, session_factory):
             email_id = await register_via_api(address, tenant.key, "outage")
             async with Client.connect(address, tenant.key) as client:
                 await client.subscribe("1", CHANGES)
-                await asyncio.sleep(0.2)
+                await listening(app, 1)
                 # when: Redis goes away
                 await redis.kill()
                 async with httpx.AsyncClient(base_url=f"http://{address}") as http:

@@ -9,7 +9,7 @@ import pytest
 import websockets
 from conftest import make_settings
 from factories import make_tenant
-from live_helpers import CHANGES, PATIENCE, Client, expect_error, record_via_api, register_via_api, serving
+from live_helpers import CHANGES, PATIENCE, Client, expect_error, listening, record_via_api, register_via_api, serving
 
 from gateway.ids import encode_id
 
@@ -27,10 +27,10 @@ async def office(session_factory):  # type: ignore[no-untyped-def]
 
 
 async def test_a_subscriber_sees_its_changes_as_they_happen(live, office):  # type: ignore[no-untyped-def]
-    address, _ = live
+    address, app = live
     async with Client.connect(address, office.key) as client:
         await client.subscribe("1", CHANGES)
-        await asyncio.sleep(0.1)  # the subscription is registered before the change
+        await listening(app, 1)
         email_id = await register_via_api(address, office.key, "m-1", relation={"externalId": "r", "name": "Bakery"})
         first = (await client.next_data("1"))["emailStatusChanged"]
         assert (first["previousStatus"], first["status"]) == (None, "SENT")
@@ -42,7 +42,7 @@ async def test_a_subscriber_sees_its_changes_as_they_happen(live, office):  # ty
 
 
 async def test_filters_combine_and_run_on_the_server(live, office):  # type: ignore[no-untyped-def]
-    address, _ = live
+    address, app = live
     a = await register_via_api(address, office.key, "a", relation={"externalId": "r1", "name": "One"}, documents=[{"externalId": "d1", "title": "T"}])
     b = await register_via_api(address, office.key, "b", relation={"externalId": "r2", "name": "Two"}, invoice={"externalId": "i1", "number": "1"})
     data = await Client_ids(address, office.key)
@@ -50,7 +50,7 @@ async def test_filters_combine_and_run_on_the_server(live, office):  # type: ign
         await client.subscribe("docs", CHANGES, {"filter": {"documentId": data["document"], "statuses": ["DELIVERED"]}})
         await client.subscribe("inv", CHANGES, {"filter": {"invoiceId": data["invoice"]}})
         await client.subscribe("rel", CHANGES, {"filter": {"relationId": data["relation_one"], "emailIds": [a]}})
-        await asyncio.sleep(0.1)
+        await listening(app, 3)
         await record_via_api(address, office.key, b, "OPENED", "o-b")      # invoice only
         await record_via_api(address, office.key, a, "DELIVERY_FAILED", "f-a")  # relation only (not DELIVERED)
         await record_via_api(address, office.key, a, "DELIVERED", "d-a", occurred_at="2026-11-02T10:00:00Z")  # docs + rel
@@ -79,14 +79,14 @@ async def Client_ids(address: str, key: str) -> dict[str, str]:  # noqa: N802
 
 
 async def test_a_subscriber_never_sees_another_tenants_changes(live, office, session_factory):  # type: ignore[no-untyped-def]
-    address, _ = live
+    address, app = live
     other = await make_tenant(session_factory)
     theirs = await register_via_api(address, other.key, "theirs")
     async with Client.connect(address, office.key) as client:
         # even a filter naming the other office's e-mail receives nothing of it
         await client.subscribe("1", CHANGES, {"filter": {"emailIds": [theirs]}})
         await client.subscribe("2", CHANGES)
-        await asyncio.sleep(0.1)
+        await listening(app, 2)
         await record_via_api(address, other.key, theirs, "DELIVERED", "x")
         mine = await register_via_api(address, office.key, "mine")
         message = await client.receive()
@@ -96,11 +96,11 @@ async def test_a_subscriber_never_sees_another_tenants_changes(live, office, ses
 
 
 async def test_resuming_with_since_replays_what_was_missed_then_goes_live(live, office):  # type: ignore[no-untyped-def]
-    address, _ = live
+    address, app = live
     email_id = await register_via_api(address, office.key, "r-1")
     async with Client.connect(address, office.key) as client:
         await client.subscribe("1", CHANGES)
-        await asyncio.sleep(0.1)
+        await listening(app, 1)
         await record_via_api(address, office.key, email_id, "DELIVERED", "d")
         cursor = (await client.next_data("1"))["emailStatusChanged"]["cursor"]
     # missed while disconnected
@@ -128,12 +128,12 @@ async def test_a_bad_cursor_gets_a_clear_error(live, office, since):  # type: ig
 async def test_an_unknown_or_foreign_cursor_is_refused(live, office, session_factory):  # type: ignore[no-untyped-def]
     from gateway.ids import encode_position
 
-    address, _ = live
+    address, app = live
     other = await make_tenant(session_factory)
     theirs = await register_via_api(address, other.key, "t")
     async with Client.connect(address, other.key) as client:
         await client.subscribe("1", CHANGES)
-        await asyncio.sleep(0.1)
+        await listening(app, 1)
         await record_via_api(address, other.key, theirs, "DELIVERED", "d")
         foreign_cursor = (await client.next_data("1"))["emailStatusChanged"]["cursor"]
     async with Client.connect(address, office.key) as client:
@@ -156,7 +156,7 @@ async def test_a_slow_subscriber_is_disconnected_and_resumes_without_loss(backen
     async with serving(settings) as (address, app):
         async with Client.connect(address, tenant.key) as client:
             await client.subscribe("1", CHANGES)
-            await asyncio.sleep(0.1)
+            await listening(app, 1)
             await register_via_api(address, tenant.key, "marker")
             marker = (await client.next_data("1"))["emailStatusChanged"]["cursor"]
             # given: a burst of 20 changes in one transaction, more than the buffer of 3
