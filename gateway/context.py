@@ -47,13 +47,20 @@ class Context:
 
     def authenticate(self, principal: Principal) -> None:
         self.principal = principal
-        self._loaders = Loaders.create(db=self.db, tenant_id=principal.tenant_id)
+        self._loaders = None
 
     @property
     def loaders(self) -> Loaders:
+        # Made on first use: an idle websocket never needs them.
         if self._loaders is None:
-            raise Unauthenticated("not authenticated")
+            if self.principal is None:
+                raise Unauthenticated("not authenticated")
+            self._loaders = Loaders.create(db=self.db, tenant_id=self.principal.tenant_id)
         return self._loaders
+
+    def forget_loaded(self) -> None:
+        """Drop what the loaders cached (a subscription outlives one change)."""
+        self._loaders = None
 
     @property
     def tenant_id(self) -> int:

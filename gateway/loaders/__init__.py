@@ -28,11 +28,6 @@ class Loaders:
     email_count_by_document_id: EmailCountByParentIdLoader
     email_count_by_invoice_id: EmailCountByParentIdLoader
 
-    def clear_all(self) -> None:
-        """Forget cached results (a subscription outlives one change)."""
-        for name in self.__dataclass_fields__:
-            getattr(self, name).clear_all()
-
     @classmethod
     def create(cls, *, db: RequestDb, tenant_id: int) -> Loaders:
         scope = {"db": db, "tenant_id": tenant_id}

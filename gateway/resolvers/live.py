@@ -131,7 +131,7 @@ async def email_status_changed(
         if since is not None:
             async for position, change in _replay(ctx, position, wanted):
                 if change is not None:
-                    ctx.loaders.clear_all()
+                    ctx.forget_loaded()
                     yield change
         listener.ready = True
         try:
@@ -140,7 +140,7 @@ async def email_status_changed(
                     continue  # already sent by the replay
                 position = item.position
                 if wanted.admits(item.change, item.email, item.document_ids):
-                    ctx.loaders.clear_all()
+                    ctx.forget_loaded()
                     yield _payload(item.change, item.email)
         except SlowConsumer:
             log.info("closing a slow subscriber of tenant %s at %s", ctx.tenant_id, position)
