@@ -73,7 +73,15 @@ class Opt:
 EMAIL_STATUSES = frozenset({"SENT", "DELIVERED", "DELIVERY_FAILED", "OPENED"})
 INVOICE_STATUSES = frozenset({"DRAFT", "ISSUED", "PAID", "CANCELLED"})
 FAILURES = frozenset(
-    {"HARD_BOUNCE", "SOFT_BOUNCE", "BLOCKED", "INVALID_RECIPIENT", "SPAM_COMPLAINT", "DROPPED", "OTHER"}
+    {
+        "HARD_BOUNCE",
+        "SOFT_BOUNCE",
+        "BLOCKED",
+        "INVALID_RECIPIENT",
+        "SPAM_COMPLAINT",
+        "DROPPED",
+        "OTHER",
+    }
 )
 
 
@@ -139,7 +147,9 @@ class Screen:
 
 
 def _gateway_pk(global_id: str, type_name: str) -> int:
-    found, _, pk = base64.urlsafe_b64decode(global_id + "=" * (-len(global_id) % 4)).decode().partition(":")
+    found, _, pk = (
+        base64.urlsafe_b64decode(global_id + "=" * (-len(global_id) % 4)).decode().partition(":")
+    )
     if found != type_name:
         raise BenchError(f"{global_id!r} is not a {type_name} id")
     return int(pk)
@@ -161,22 +171,35 @@ def _name_of(value: dict[str, Any] | None) -> str | None:
 
 
 _GW_EMAIL = {
-    "id": str, "subject": str, "recipient": str, "emailStatus": EMAIL_STATUSES, "sentAt": str,
-    "relation": Opt({"name": str}), "documents": [{"title": str}],
+    "id": str,
+    "subject": str,
+    "recipient": str,
+    "emailStatus": EMAIL_STATUSES,
+    "sentAt": str,
+    "relation": Opt({"name": str}),
+    "documents": [{"title": str}],
 }
 _GW_DETAILS = {
-    "status": EMAIL_STATUSES, "statusChangedAt": str,
+    "status": EMAIL_STATUSES,
+    "statusChangedAt": str,
     "failure": Opt({"category": FAILURES, "reason": str}),
     "opens": {"count": int, "likelyAutomated": bool},
 }
 _PG_EMAIL = {
-    "id": str, "subject": str, "recipient": str, "status": EMAIL_STATUSES, "sentAt": str,
+    "id": str,
+    "subject": str,
+    "recipient": str,
+    "status": EMAIL_STATUSES,
+    "sentAt": str,
     "relationByRelationId": Opt({"name": str}),
     "emailDocumentsByEmailId": {"nodes": [{"documentByDocumentId": Opt({"title": str})}]},
 }
 _PG_DETAILS = {
-    "statusChangedAt": str, "failureCategory": Opt(FAILURES), "failureReason": Opt(str),
-    "openCount": int, "opensLikelyAutomated": bool,
+    "statusChangedAt": str,
+    "failureCategory": Opt(FAILURES),
+    "failureReason": Opt(str),
+    "openCount": int,
+    "opensLikelyAutomated": bool,
 }
 _GW_EMAIL_FIELDS = "id subject recipient emailStatus sentAt relation { name } documents { title }"
 _GW_DETAILS_FIELDS = (
@@ -191,24 +214,41 @@ _PG_DETAILS_FIELDS = "statusChangedAt failureCategory failureReason openCount op
 
 def _gw_email_row(n: dict[str, Any]) -> Row:
     return (
-        _gateway_pk(n["id"], "Email"), n["subject"], n["recipient"], n["emailStatus"], _time(n["sentAt"]),
-        _name_of(n["relation"]), tuple(d["title"] for d in n["documents"]),
+        _gateway_pk(n["id"], "Email"),
+        n["subject"],
+        n["recipient"],
+        n["emailStatus"],
+        _time(n["sentAt"]),
+        _name_of(n["relation"]),
+        tuple(d["title"] for d in n["documents"]),
     )
 
 
 def _pg_email_row(n: dict[str, Any]) -> Row:
     return (
-        _postgraphile_pk(n["id"], "Email"), n["subject"], n["recipient"], n["status"], _time(n["sentAt"]),
+        _postgraphile_pk(n["id"], "Email"),
+        n["subject"],
+        n["recipient"],
+        n["status"],
+        _time(n["sentAt"]),
         _name_of(n["relationByRelationId"]),
-        tuple(link["documentByDocumentId"]["title"] for link in n["emailDocumentsByEmailId"]["nodes"]),
+        tuple(
+            link["documentByDocumentId"]["title"] for link in n["emailDocumentsByEmailId"]["nodes"]
+        ),
     )
 
 
 def _gw_details_row(n: dict[str, Any]) -> Row:
     d = n["details"]
     failure = (d["failure"]["category"], d["failure"]["reason"]) if d["failure"] else None
-    return (*_gw_email_row(n), d["status"], _time(d["statusChangedAt"]), failure,
-            d["opens"]["count"], d["opens"]["likelyAutomated"])
+    return (
+        *_gw_email_row(n),
+        d["status"],
+        _time(d["statusChangedAt"]),
+        failure,
+        d["opens"]["count"],
+        d["opens"]["likelyAutomated"],
+    )
 
 
 def _pg_details_row(n: dict[str, Any]) -> Row:
@@ -216,8 +256,14 @@ def _pg_details_row(n: dict[str, Any]) -> Row:
     # the raw columns through PostGraphile does the same.
     failed = n["status"] == "DELIVERY_FAILED" and n["failureCategory"] is not None
     failure = (n["failureCategory"], n["failureReason"] or "") if failed else None
-    return (*_pg_email_row(n), n["status"], _time(n["statusChangedAt"]), failure,
-            n["openCount"], n["opensLikelyAutomated"])
+    return (
+        *_pg_email_row(n),
+        n["status"],
+        _time(n["statusChangedAt"]),
+        failure,
+        n["openCount"],
+        n["opensLikelyAutomated"],
+    )
 
 
 def _condition(tenant_id: int, order: str) -> str:
@@ -231,13 +277,18 @@ SCREENS: dict[str, Screen] = {
             key="emails",
             title="E-mails screen: 50 most recent e-mails, relation name, document titles",
             gateway=Query(
-                f"query {{ emails(first: {PAGE}) {{ edges {{ node {{ {_GW_EMAIL_FIELDS} }} }} }} }}",
-                "emails", _GW_EMAIL, _gw_email_row,
+                f"query {{ emails(first: {PAGE}) "
+                f"{{ edges {{ node {{ {_GW_EMAIL_FIELDS} }} }} }} }}",
+                "emails",
+                _GW_EMAIL,
+                _gw_email_row,
             ),
             postgraphile=lambda t: Query(
                 f"query {{ allEmails({_condition(t, 'SENT_AT_DESC, ROW_ID_DESC')}) "
                 f"{{ edges {{ node {{ {_PG_EMAIL_FIELDS} }} }} }} }}",
-                "allEmails", _PG_EMAIL, _pg_email_row,
+                "allEmails",
+                _PG_EMAIL,
+                _pg_email_row,
             ),
             raw=True,
         ),
@@ -247,12 +298,16 @@ SCREENS: dict[str, Screen] = {
             gateway=Query(
                 f"query {{ emails(first: {PAGE}) {{ edges {{ node {{ {_GW_EMAIL_FIELDS} "
                 f"{_GW_DETAILS_FIELDS} }} }} }} }}",
-                "emails", {**_GW_EMAIL, "details": _GW_DETAILS}, _gw_details_row,
+                "emails",
+                {**_GW_EMAIL, "details": _GW_DETAILS},
+                _gw_details_row,
             ),
             postgraphile=lambda t: Query(
                 f"query {{ allEmails({_condition(t, 'SENT_AT_DESC, ROW_ID_DESC')}) "
                 f"{{ edges {{ node {{ {_PG_EMAIL_FIELDS} {_PG_DETAILS_FIELDS} }} }} }} }}",
-                "allEmails", {**_PG_EMAIL, **_PG_DETAILS}, _pg_details_row,
+                "allEmails",
+                {**_PG_EMAIL, **_PG_DETAILS},
+                _pg_details_row,
             ),
         ),
         Screen(
@@ -262,17 +317,33 @@ SCREENS: dict[str, Screen] = {
                 f"query {{ documents(first: {PAGE}) {{ edges {{ node {{ id title emailStatus "
                 "relation { name } } } } }",
                 "documents",
-                {"id": str, "title": str, "emailStatus": Opt(EMAIL_STATUSES), "relation": Opt({"name": str})},
-                lambda n: (_gateway_pk(n["id"], "Document"), n["title"], n["emailStatus"], _name_of(n["relation"])),
+                {
+                    "id": str,
+                    "title": str,
+                    "emailStatus": Opt(EMAIL_STATUSES),
+                    "relation": Opt({"name": str}),
+                },
+                lambda n: (
+                    _gateway_pk(n["id"], "Document"),
+                    n["title"],
+                    n["emailStatus"],
+                    _name_of(n["relation"]),
+                ),
             ),
             postgraphile=lambda t: Query(
-                f"query {{ allDocuments({_condition(t, 'ROW_ID_DESC')}) {{ edges {{ node {{ id title "
+                f"query {{ allDocuments({_condition(t, 'ROW_ID_DESC')}) "
+                "{ edges { node { id title "
                 "emailByLatestEmailId { status } relationByRelationId { name } } } } }",
                 "allDocuments",
-                {"id": str, "title": str, "emailByLatestEmailId": Opt({"status": EMAIL_STATUSES}),
-                 "relationByRelationId": Opt({"name": str})},
+                {
+                    "id": str,
+                    "title": str,
+                    "emailByLatestEmailId": Opt({"status": EMAIL_STATUSES}),
+                    "relationByRelationId": Opt({"name": str}),
+                },
                 lambda n: (
-                    _postgraphile_pk(n["id"], "Document"), n["title"],
+                    _postgraphile_pk(n["id"], "Document"),
+                    n["title"],
                     n["emailByLatestEmailId"]["status"] if n["emailByLatestEmailId"] else None,
                     _name_of(n["relationByRelationId"]),
                 ),
@@ -285,19 +356,37 @@ SCREENS: dict[str, Screen] = {
                 f"query {{ invoices(first: {PAGE}) {{ edges {{ node {{ id number invoiceStatus "
                 "emailStatus relation { name } } } } }",
                 "invoices",
-                {"id": str, "number": str, "invoiceStatus": INVOICE_STATUSES,
-                 "emailStatus": Opt(EMAIL_STATUSES), "relation": Opt({"name": str})},
-                lambda n: (_gateway_pk(n["id"], "Invoice"), n["number"], n["invoiceStatus"], n["emailStatus"],
-                           _name_of(n["relation"])),
+                {
+                    "id": str,
+                    "number": str,
+                    "invoiceStatus": INVOICE_STATUSES,
+                    "emailStatus": Opt(EMAIL_STATUSES),
+                    "relation": Opt({"name": str}),
+                },
+                lambda n: (
+                    _gateway_pk(n["id"], "Invoice"),
+                    n["number"],
+                    n["invoiceStatus"],
+                    n["emailStatus"],
+                    _name_of(n["relation"]),
+                ),
             ),
             postgraphile=lambda t: Query(
-                f"query {{ allInvoices({_condition(t, 'ROW_ID_DESC')}) {{ edges {{ node {{ id number "
-                "invoiceStatus emailByLatestEmailId { status } relationByRelationId { name } } } } }",
+                f"query {{ allInvoices({_condition(t, 'ROW_ID_DESC')}) "
+                "{ edges { node { id number invoiceStatus emailByLatestEmailId { status } "
+                "relationByRelationId { name } } } } }",
                 "allInvoices",
-                {"id": str, "number": str, "invoiceStatus": INVOICE_STATUSES,
-                 "emailByLatestEmailId": Opt({"status": EMAIL_STATUSES}), "relationByRelationId": Opt({"name": str})},
+                {
+                    "id": str,
+                    "number": str,
+                    "invoiceStatus": INVOICE_STATUSES,
+                    "emailByLatestEmailId": Opt({"status": EMAIL_STATUSES}),
+                    "relationByRelationId": Opt({"name": str}),
+                },
                 lambda n: (
-                    _postgraphile_pk(n["id"], "Invoice"), n["number"], n["invoiceStatus"],
+                    _postgraphile_pk(n["id"], "Invoice"),
+                    n["number"],
+                    n["invoiceStatus"],
                     n["emailByLatestEmailId"]["status"] if n["emailByLatestEmailId"] else None,
                     _name_of(n["relationByRelationId"]),
                 ),
@@ -313,7 +402,11 @@ def check_answer(content: bytes, query: Query) -> list[dict[str, Any]]:
         payload = orjson.loads(content)
     except orjson.JSONDecodeError:
         raise BenchError(f"not JSON: {content[:300]!r}") from None
-    if not isinstance(payload, dict) or payload.get("errors") or not isinstance(payload.get("data"), dict):
+    if (
+        not isinstance(payload, dict)
+        or payload.get("errors")
+        or not isinstance(payload.get("data"), dict)
+    ):
         raise BenchError(f"errors in the answer: {content[:600]!r}")
     connection = payload["data"].get(query.root)
     edges = connection.get("edges") if isinstance(connection, dict) else None
@@ -375,23 +468,39 @@ def raw_app() -> Any:
     async def graphql(request: Request) -> Response:
         body = orjson.loads(await request.body())
         if not isinstance(body, dict) or not isinstance(body.get("query"), str):
-            return Response(b'{"errors":[{"message":"not a GraphQL request"}]}', 400, media_type="application/json")
+            return Response(
+                b'{"errors":[{"message":"not a GraphQL request"}]}',
+                400,
+                media_type="application/json",
+            )
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not key:
-            return Response(b'{"errors":[{"message":"unauthenticated"}]}', 401, media_type="application/json")
+            return Response(
+                b'{"errors":[{"message":"unauthenticated"}]}', 401, media_type="application/json"
+            )
         rows = await pool[0].fetch(RAW_SQL, hashlib.sha256(key.encode()).hexdigest(), PAGE)
         if not rows:
-            return Response(b'{"errors":[{"message":"unauthenticated"}]}', 401, media_type="application/json")
+            return Response(
+                b'{"errors":[{"message":"unauthenticated"}]}', 401, media_type="application/json"
+            )
         edges = [
-            {"node": {
-                "id": _id(r[0]), "subject": r[1], "recipient": r[2], "emailStatus": r[3],
-                "sentAt": r[4].isoformat(), "relation": None if r[5] is None else {"name": r[5]},
-                "documents": [{"title": t} for t in r[6]],
-            }}
+            {
+                "node": {
+                    "id": _id(r[0]),
+                    "subject": r[1],
+                    "recipient": r[2],
+                    "emailStatus": r[3],
+                    "sentAt": r[4].isoformat(),
+                    "relation": None if r[5] is None else {"name": r[5]},
+                    "documents": [{"title": t} for t in r[6]],
+                }
+            }
             for r in rows
             if r[0] is not None
         ]
-        return Response(orjson.dumps({"data": {"emails": {"edges": edges}}}), media_type="application/json")
+        return Response(
+            orjson.dumps({"data": {"emails": {"edges": edges}}}), media_type="application/json"
+        )
 
     return Starlette(routes=[Route("/graphql", graphql, methods=["POST"])], lifespan=lifespan)
 
@@ -414,7 +523,8 @@ async def _first_tenant(database: str) -> tuple[int, int] | None:
     try:
         rows = await _pg(
             database,
-            "SELECT t.id, (SELECT count(*) FROM email e WHERE e.tenant_id = t.id) FROM tenant t WHERE t.name = $1",
+            "SELECT t.id, (SELECT count(*) FROM email e WHERE e.tenant_id = t.id) "
+            "FROM tenant t WHERE t.name = $1",
             TENANT,
         )
     except Exception:  # noqa: BLE001 (missing database or tables: not ready)
@@ -446,7 +556,9 @@ def gateway_command() -> list[str]:
 def _run(command: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT) -> str:
     done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, check=False)  # noqa: S603
     if done.returncode:
-        raise BenchError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        raise BenchError(
+            f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
+        )
     return done.stdout
 
 
@@ -467,7 +579,10 @@ def prepare_database(database: str, emails: int, reuse: bool, env: dict[str, str
 
     report = asyncio.run(seed(database, emails=emails))
     counts = ", ".join(f"{table} {count:,}" for table, count in report.rows.items())
-    print(f"  seeded {report.emails:,} e-mails for {TENANT!r} with bench.seed in {report.seconds:.1f} s ({counts}); ANALYZE done")
+    print(
+        f"  seeded {report.emails:,} e-mails for {TENANT!r} with bench.seed "
+        f"in {report.seconds:.1f} s ({counts}); ANALYZE done"
+    )
     return report.tenant_id
 
 
@@ -516,8 +631,15 @@ def free_port() -> int:
 class Server:
     """A server under test, as a child process, answering GraphQL at /graphql."""
 
-    def __init__(self, name: str, command: list[str], env: dict[str, str], port: int, log_path: Path,
-                 cwd: Path = ROOT) -> None:
+    def __init__(
+        self,
+        name: str,
+        command: list[str],
+        env: dict[str, str],
+        port: int,
+        log_path: Path,
+        cwd: Path = ROOT,
+    ) -> None:
         self.name = name
         self.port = port
         self.log_path = log_path
@@ -538,10 +660,17 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise BenchError(f"{self.name} exited with {self.process.returncode}:\n{self.tail()}")
+                raise BenchError(
+                    f"{self.name} exited with {self.process.returncode}:\n{self.tail()}"
+                )
             with contextlib.suppress(httpx.HTTPError):
-                answer = httpx.post(self.url, json={"query": "{ __typename }"}, headers=headers,
-                                    timeout=2, trust_env=False)
+                answer = httpx.post(
+                    self.url,
+                    json={"query": "{ __typename }"},
+                    headers=headers,
+                    timeout=2,
+                    trust_env=False,
+                )
                 if answer.status_code in (200, 400):
                     return
             time.sleep(0.2)
@@ -589,21 +718,65 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def pg_backend_pids(database: str) -> list[int]:
-    rows = await _pg("postgres", "SELECT pid FROM pg_stat_activity WHERE datname = $1", database)
-    return [r[0] for r in rows]
+def pg_backends(database: str) -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend connected to `database`, found by process title."""
+    needle = f" {database} ".encode()
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            title = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if title.startswith(b"postgres: ") and needle in title:
+            found[int(entry.name)] = proc_cpu(int(entry.name))
+    return found
+
+
+class PgCpu:
+    """CPU used by the database's backends over a round, including backends that connect or
+    disconnect during it (polled every half second; a pool that closes idle connections would
+    otherwise hide their work)."""
+
+    def __init__(self, database: str | None) -> None:
+        self.database = database
+        self.first = pg_backends(database) if database else {}
+        self.last = dict(self.first)
+        self.task = asyncio.get_running_loop().create_task(self._poll()) if database else None
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            self._sample()
+
+    def _sample(self) -> None:
+        if self.database:
+            for pid, cpu in pg_backends(self.database).items():
+                self.first.setdefault(pid, 0.0)  # connected during the round
+                self.last[pid] = cpu
+
+    def stop(self) -> float:
+        if self.task is not None:
+            self.task.cancel()
+        self._sample()
+        return sum(self.last[pid] - self.first[pid] for pid in self.last)
 
 
 async def load(
-    client: httpx.AsyncClient, server: Server, headers: dict[str, str], query: Query,
-    seconds: float, connections: int, database: str | None = None,
+    client: httpx.AsyncClient,
+    server: Server,
+    headers: dict[str, str],
+    query: Query,
+    seconds: float,
+    connections: int,
+    database: str | None = None,
 ) -> RoundResult:
     """Closed loop: `connections` workers, each sends its next request when the last is answered
     and checked, until `seconds` have passed. Every answer is checked."""
     body = query.body()
     latencies: list[float] = []
-    pids = await pg_backend_pids(database) if database else []
-    pg_before = sum(proc_cpu(p) for p in pids)
+    pg = PgCpu(database)
     server_before = proc_cpu(server.pid)
     client_before = time.process_time()
     machine_before = machine_cpu()
@@ -616,13 +789,18 @@ async def load(
             answer = await client.post(server.url, content=body, headers=headers)
             latencies.append(time.perf_counter() - sent)
             if answer.status_code != 200:
-                raise BenchError(f"{server.name} answered {answer.status_code}: {answer.content[:600]!r}")
+                raise BenchError(
+                    f"{server.name} answered {answer.status_code}: {answer.content[:600]!r}"
+                )
             check_answer(answer.content, query)
 
-    await asyncio.gather(*(worker() for _ in range(connections)))
+    try:
+        await asyncio.gather(*(worker() for _ in range(connections)))
+    finally:
+        pg_seconds = pg.stop()
     elapsed = time.perf_counter() - started
     server_cpu = (proc_cpu(server.pid) - server_before) / elapsed
-    pg_cpu = (sum(proc_cpu(p) for p in pids) - pg_before) / elapsed
+    pg_cpu = pg_seconds / elapsed
     client_cpu = (time.process_time() - client_before) / elapsed
     machine = (machine_cpu() - machine_before) / elapsed
     return RoundResult(
@@ -649,6 +827,11 @@ class Contestant:
     client: httpx.AsyncClient | None = None
     results: dict[str, list[RoundResult]] = field(default_factory=dict)
 
+    def http(self) -> httpx.AsyncClient:
+        if self.client is None:
+            raise BenchError(f"{self.label}: no HTTP client (run_screens makes them)")
+        return self.client
+
 
 def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f}"
@@ -661,8 +844,7 @@ async def compare_rows(screen: Screen, contestants: Sequence[Contestant]) -> str
         if c.key == "raw" and not screen.raw:
             continue
         query = c.query_of(screen)
-        assert c.client is not None  # noqa: S101
-        answer = await c.client.post(c.server.url, content=query.body(), headers=c.headers)
+        answer = await c.http().post(c.server.url, content=query.body(), headers=c.headers)
         if answer.status_code != 200:
             raise BenchError(f"{c.label} answered {answer.status_code}: {answer.content[:600]!r}")
         rows[c.label] = [query.row(n) for n in check_answer(answer.content, query)]
@@ -670,14 +852,23 @@ async def compare_rows(screen: Screen, contestants: Sequence[Contestant]) -> str
     for label, other in others:
         for i, (a, b) in enumerate(zip(first, other, strict=True)):
             if a != b:
-                raise BenchError(f"{screen.key}: row {i} differs\n  {first_label}: {a}\n  {label}: {b}")
+                raise BenchError(
+                    f"{screen.key}: row {i} differs\n  {first_label}: {a}\n  {label}: {b}"
+                )
     ids = [r[0] for r in first]
-    return (f"same {len(first)} rows from {', '.join(rows)} (ids {ids[0]}..{ids[-1]}, "
-            f"subjects/titles, statuses, relations{', documents' if screen.key in ('emails', 'details') else ''})")
+    documents = ", documents" if screen.key in ("emails", "details") else ""
+    return (
+        f"same {len(first)} rows from {', '.join(rows)} (ids {ids[0]}..{ids[-1]}, "
+        f"subjects/titles, statuses, relations{documents})"
+    )
 
 
-async def run_screens(args: argparse.Namespace, contestants: list[Contestant], database: str) -> None:
-    limits = httpx.Limits(max_connections=args.connections, max_keepalive_connections=args.connections)
+async def run_screens(
+    args: argparse.Namespace, contestants: list[Contestant], database: str
+) -> None:
+    limits = httpx.Limits(
+        max_connections=args.connections, max_keepalive_connections=args.connections
+    )
     for c in contestants:
         c.client = httpx.AsyncClient(limits=limits, timeout=60, trust_env=False)
     try:
@@ -688,18 +879,32 @@ async def run_screens(args: argparse.Namespace, contestants: list[Contestant], d
             playing = [c for c in contestants if c.key != "raw" or screen.raw]
             print(f"\n{screen.title}  [{screen.key}]")
             for c in playing:
-                await load(c.client, c.server, c.headers, c.query_of(screen), args.warmup,  # type: ignore[arg-type]
-                           args.connections)
+                await load(
+                    c.http(), c.server, c.headers, c.query_of(screen), args.warmup, args.connections
+                )
             for r in range(args.rounds):
-                order = playing[r % len(playing):] + playing[: r % len(playing)]  # alternate who goes first
+                order = (
+                    playing[r % len(playing) :] + playing[: r % len(playing)]
+                )  # alternate who goes first
                 for c in order:
-                    result = await load(c.client, c.server, c.headers, c.query_of(screen), args.seconds,  # type: ignore[arg-type]
-                                        args.connections, database)
+                    result = await load(
+                        c.http(),
+                        c.server,
+                        c.headers,
+                        c.query_of(screen),
+                        args.seconds,
+                        args.connections,
+                        database,
+                    )
                     c.results.setdefault(screen.key, []).append(result)
-                    print(f"  round {r + 1} {c.label:<13} {result.rps:8.1f} req/s  p50 {_ms(percentile(result.latencies, 0.5)):>7} ms"
-                          f"  p99 {_ms(percentile(result.latencies, 0.99)):>7} ms   CPU: server {result.server_cpu:4.0%}"
-                          f"  postgres {result.pg_cpu:4.0%}  client {result.client_cpu:4.0%}  other {result.other_cpu:4.0%}",
-                          flush=True)
+                    print(
+                        f"  round {r + 1} {c.label:<13} {result.rps:8.1f} req/s"
+                        f"  p50 {_ms(percentile(result.latencies, 0.5)):>7} ms"
+                        f"  p99 {_ms(percentile(result.latencies, 0.99)):>7} ms"
+                        f"   CPU: server {result.server_cpu:4.0%}  postgres {result.pg_cpu:4.0%}"
+                        f"  client {result.client_cpu:4.0%}  other {result.other_cpu:4.0%}",
+                        flush=True,
+                    )
     finally:
         for c in contestants:
             if c.client is not None:
@@ -707,10 +912,16 @@ async def run_screens(args: argparse.Namespace, contestants: list[Contestant], d
 
 
 def summary(args: argparse.Namespace, contestants: Sequence[Contestant]) -> str:
-    lines = ["", f"Summary: {args.emails:,} e-mails, {args.connections} connections, "
-             f"{args.rounds} rounds x {args.seconds:g} s per server and screen (median of rounds; "
-             "latency over all requests of the rounds)"]
-    header = f"  {'screen':<10} {'server':<13} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'server CPU':>11} {'pg CPU':>7} {'client CPU':>11} {'other CPU':>10}"
+    lines = [
+        "",
+        f"Summary: {args.emails:,} e-mails, {args.connections} connections, "
+        f"{args.rounds} rounds x {args.seconds:g} s per server and screen (median of rounds; "
+        "latency over all requests of the rounds)",
+    ]
+    header = (
+        f"  {'screen':<10} {'server':<13} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'server CPU':>11} {'pg CPU':>7} {'client CPU':>11} {'other CPU':>10}"
+    )
     lines.append(header)
     by_key = {c.key: c for c in contestants}
     for key in args.screens:
@@ -730,19 +941,29 @@ def summary(args: argparse.Namespace, contestants: Sequence[Contestant]) -> str:
         gateway, pgl = by_key["gateway"].results.get(key), by_key.get("postgraphile")
         if gateway and pgl is not None and pgl.results.get(key):
             ratios = [g.rps / p.rps for g, p in zip(gateway, pgl.results[key], strict=True)]
-            text = f"  {key:<10} ratio gateway/PostGraphile: {statistics.median(ratios):.3f} (rounds: {', '.join(f'{r:.3f}' for r in ratios)})"
+            each = ", ".join(f"{r:.3f}" for r in ratios)
+            text = (
+                f"  {key:<10} ratio gateway/PostGraphile: {statistics.median(ratios):.3f} "
+                f"(rounds: {each})"
+            )
             raw = by_key.get("raw")
             if raw is not None and raw.results.get(key):
                 raw_ratios = [g.rps / w.rps for g, w in zip(gateway, raw.results[key], strict=True)]
-                pg_raw = [p.rps / w.rps for p, w in zip(pgl.results[key], raw.results[key], strict=True)]
-                text += (f"; gateway/raw ceiling: {statistics.median(raw_ratios):.3f}"
-                         f"; PostGraphile/raw ceiling: {statistics.median(pg_raw):.3f}")
+                pg_raw = [
+                    p.rps / w.rps for p, w in zip(pgl.results[key], raw.results[key], strict=True)
+                ]
+                text += (
+                    f"; gateway/raw ceiling: {statistics.median(raw_ratios):.3f}"
+                    f"; PostGraphile/raw ceiling: {statistics.median(pg_raw):.3f}"
+                )
             lines.append(text)
     return "\n".join(lines)
 
 
 @contextlib.contextmanager
-def servers(args: argparse.Namespace, database: str, workdir: Path) -> Iterator[tuple[list[Contestant], int]]:
+def servers(
+    args: argparse.Namespace, database: str, workdir: Path
+) -> Iterator[tuple[list[Contestant], int]]:
     env = gateway_env(database, workdir / "gateway-data")
     for item in args.gateway_env:
         name, sep, value = item.partition("=")
@@ -755,33 +976,73 @@ def servers(args: argparse.Namespace, database: str, workdir: Path) -> Iterator[
     plain = {"Content-Type": "application/json"}
     started: list[Server] = []
     try:
-        gateway = Server("gateway", [*gateway_command(), "serve", "--port", str(port := free_port())],
-                         env, port, workdir / "gateway.log")
+        gateway = Server(
+            "gateway",
+            [*gateway_command(), "serve", "--port", str(port := free_port())],
+            env,
+            port,
+            workdir / "gateway.log",
+        )
         started.append(gateway)
         contestants = [Contestant("gateway", "gateway", gateway, auth, lambda s: s.gateway)]
         if args.compare:
             ensure_postgraphile()
             node_env = {**os.environ, "NODE_ENV": "production", "GRAPHILE_ENV": "production"}
             pg_url = f"postgres://{PG_USER}@{PG_HOST}:{PG_PORT}/{database}"
-            pgl = Server("postgraphile", [str(NODE), "server.mjs", pg_url, str(port := free_port())],
-                         node_env, port, workdir / "postgraphile.log", cwd=POSTGRAPHILE_DIR)
+            pgl = Server(
+                "postgraphile",
+                [str(NODE), "server.mjs", pg_url, str(port := free_port())],
+                node_env,
+                port,
+                workdir / "postgraphile.log",
+                cwd=POSTGRAPHILE_DIR,
+            )
             started.append(pgl)
-            contestants.append(Contestant("postgraphile", "PostGraphile", pgl, plain,
-                                          lambda s: s.postgraphile(tenant_id)))
-            raw_env = {**os.environ, RAW_DSN_ENV: f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{database}"}
-            raw = Server("raw", [sys.executable, "-m", "uvicorn", "--factory", "bench.screens:raw_app",
-                                 "--host", "127.0.0.1", "--port", str(port := free_port()),
-                                 "--no-access-log", "--log-level", "warning"],
-                         raw_env, port, workdir / "raw.log")
+            contestants.append(
+                Contestant(
+                    "postgraphile", "PostGraphile", pgl, plain, lambda s: s.postgraphile(tenant_id)
+                )
+            )
+            raw_env = {
+                **os.environ,
+                RAW_DSN_ENV: f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{database}",
+            }
+            raw = Server(
+                "raw",
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "--factory",
+                    "bench.screens:raw_app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port := free_port()),
+                    "--no-access-log",
+                    "--log-level",
+                    "warning",
+                ],
+                raw_env,
+                port,
+                workdir / "raw.log",
+            )
             started.append(raw)
             contestants.append(Contestant("raw", "raw ceiling", raw, auth, lambda s: s.gateway))
         for c in contestants:
             c.server.wait_ready(c.headers)
-        versions = [f"gateway pid {gateway.pid}" + (f" ({', '.join(args.gateway_env)})" if args.gateway_env else "")]
+        versions = [
+            f"gateway pid {gateway.pid}"
+            + (f" ({', '.join(args.gateway_env)})" if args.gateway_env else "")
+        ]
         if args.compare:
             node_version = _run([str(NODE), "--version"]).strip()
-            pg_version = orjson.loads((POSTGRAPHILE_DIR / "node_modules" / "postgraphile" / "package.json").read_bytes())["version"]
-            versions.append(f"PostGraphile {pg_version} on Node {node_version} pid {started[1].pid}")
+            pg_version = orjson.loads(
+                (POSTGRAPHILE_DIR / "node_modules" / "postgraphile" / "package.json").read_bytes()
+            )["version"]
+            versions.append(
+                f"PostGraphile {pg_version} on Node {node_version} pid {started[1].pid}"
+            )
             versions.append(f"raw ceiling (Starlette + asyncpg) pid {started[2].pid}")
         print("servers: " + "; ".join(versions))
         yield contestants, tenant_id
@@ -799,78 +1060,189 @@ async def profile_gateway(args: argparse.Namespace, gateway: Contestant) -> None
     out = Path(args.profile_dir) / "screens-gateway.pyspy.txt"
     out.parent.mkdir(parents=True, exist_ok=True)
     rate = 250
-    spy = subprocess.Popen(  # noqa: S603 (the py-spy the user named)
-        [args.py_spy, "record", "--pid", str(gateway.server.pid), "--format", "raw", "--output", str(out),
-         "--rate", str(rate), "--nonblocking", "--duration", str(int(args.seconds) + 2)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    spy = subprocess.Popen(  # noqa: S603, ASYNC220 (the py-spy the user named; starts at once)
+        [
+            args.py_spy,
+            "record",
+            "--pid",
+            str(gateway.server.pid),
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+            "--rate",
+            str(rate),
+            "--nonblocking",
+            "--duration",
+            str(int(args.seconds) + 2),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     await asyncio.sleep(1.0)  # py-spy attaches
-    limits = httpx.Limits(max_connections=args.connections, max_keepalive_connections=args.connections)
+    limits = httpx.Limits(
+        max_connections=args.connections, max_keepalive_connections=args.connections
+    )
     async with httpx.AsyncClient(limits=limits, timeout=60, trust_env=False) as client:
-        result = await load(client, gateway.server, gateway.headers, SCREENS["emails"].gateway, args.seconds,
-                            args.connections)
+        result = await load(
+            client,
+            gateway.server,
+            gateway.headers,
+            SCREENS["emails"].gateway,
+            args.seconds,
+            args.connections,
+        )
     spy.wait(timeout=60)
-    print(f"\nProfiled gateway round (E-mails screen): {result.rps:.1f} req/s, server CPU {result.server_cpu:.0%}")
+    print(
+        f"\nProfiled gateway round (E-mails screen): {result.rps:.1f} req/s, "
+        f"server CPU {result.server_cpu:.0%}"
+    )
     if not out.exists():
-        print(f"  py-spy wrote nothing: {(spy.stderr.read() if spy.stderr else b'').decode()[-1500:]}")
+        print(
+            f"  py-spy wrote nothing: {(spy.stderr.read() if spy.stderr else b'').decode()[-1500:]}"
+        )
         return
     print(f"  collapsed stacks: {out}")
     print(profile_summary(out, result.requests))
 
 
-# Where a sample's time goes, by the first matching frame from the leaf up (file paths
-# as py-spy prints them: relative to their sys.path entry).
-_PHASES: list[tuple[str, tuple[str, ...]]] = [
-    ("SQL: asyncpg protocol and driver", ("asyncpg/",)),
-    ("SQL: SQLAlchemy (compile, execute, ORM rows)", ("sqlalchemy/",)),
-    ("GraphQL parsing", ("graphql/language/",)),
-    ("GraphQL validation", ("graphql/validation/", "strawberry/extensions/")),
-    ("serialization (JSON, scalars)", ("orjson", "json/", "strawberry/http/", "strawberry/types/scalar",
-                                       "schema/scalars.py")),
-    ("gateway resolvers, loaders, repositories", ("gateway/", "resolvers/", "loaders/", "repositories/",
-                                                  "schema/types/", "aiodataloader")),
-    ("GraphQL execution (graphql-core, strawberry)", ("graphql/", "strawberry/")),
-    ("HTTP: uvicorn, starlette, middleware", ("uvicorn/", "starlette/", "metrics.py", "prometheus_client/",
-                                              "app.py", "httptools")),
-    ("event loop, asyncio, other", ("",)),
+# Where a sample's time goes: the first rule that any frame of its stack matches. py-spy
+# names a file relative to its sys.path entry: "schema/types/emails.py" is the gateway's,
+# "strawberry/schema/schema.py" a library's.
+_GATEWAY_CODE = (
+    "schema/types/",
+    "schema/permissions.py",
+    "resolvers/",
+    "loaders/",
+    "repositories/",
+    "db.py",
+    "context.py",
+    "ids.py",
+    "fastpath/",
+    "aiodataloader/",
+)
+_LOOP = "event loop (uvloop, socket I/O, protocol callbacks), other"
+_VALIDATION_EXTENSIONS = {
+    f"strawberry/extensions/{name}.py"
+    for name in (
+        "validation_cache",
+        "add_validation_rules",
+        "query_depth_limiter",
+        "max_aliases",
+        "max_tokens",
+    )
+}
+_PHASES: list[tuple[str, Callable[[str, str], bool]]] = [
+    ("SQL: asyncpg driver (protocol, socket I/O)", lambda _fn, path: path.startswith("asyncpg/")),
+    (
+        "SQL: SQLAlchemy (compile, execute, ORM objects, session, greenlets)",
+        lambda _fn, path: path.startswith(("sqlalchemy/", "greenlet")),
+    ),
+    (
+        "GraphQL parsing",
+        lambda fn, path: (
+            path in ("graphql/language/parser.py", "graphql/language/lexer.py")
+            or fn in ("_parse_operation_document", "parse_document")
+        ),
+    ),
+    (
+        "GraphQL validation (rules, depth/alias/token limits)",
+        lambda fn, path: (
+            path.startswith("graphql/validation/")
+            or path in _VALIDATION_EXTENSIONS
+            or fn == "validate_document"
+        ),
+    ),
+    (
+        "serialization (leaf values, scalars, JSON encoding)",
+        lambda fn, path: (
+            path in ("graphql/type/scalars.py", "schema/scalars.py", "json/encoder.py")
+            or fn.endswith(("complete_leaf_value", "encode_json", ".serialize", "dumps"))
+        ),
+    ),
+    (
+        "resolvers and DataLoaders (gateway code, aiodataloader)",
+        lambda _fn, path: path.startswith(_GATEWAY_CODE),
+    ),
+    (
+        "GraphQL execution (graphql-core executor, strawberry field wrappers)",
+        lambda _fn, path: (
+            path.startswith(("graphql/", "strawberry/")) and not path.startswith("strawberry/http/")
+        ),
+    ),
+    (
+        "HTTP and authentication (uvicorn, starlette, middleware, request body, API key)",
+        lambda _fn, path: (
+            path.startswith(
+                (
+                    "uvicorn/",
+                    "starlette/",
+                    "strawberry/http/",
+                    "prometheus_client/",
+                    "h11/",
+                    "httptools/",
+                )
+            )
+            or path in ("app.py", "metrics.py")
+        ),
+    ),
+    (_LOOP, lambda _fn, _path: True),
 ]
 
 
-def _phase_of(frames: Sequence[str]) -> str:
-    for frame in reversed(frames):
-        where = frame.rpartition(" (")[2]
-        for phase, needles in _PHASES[:-1]:
-            if any(needle in where for needle in needles):
-                return phase
+def _frame(frame: str) -> tuple[str, str]:
+    """(function, file) of a py-spy frame "function (file:line)"."""
+    function, _, where = frame.rpartition(" (")
+    return function, where.rsplit(":", 1)[0].rstrip(")")
+
+
+def phase_of(frames: Sequence[str]) -> str:
+    parsed = [_frame(f) for f in frames]
+    # Only what runs inside the event loop: the frames below `Runner.run` (the server's
+    # start-up frames, uvicorn's among them, are on every stack). A sample that stops at
+    # Runner.run is the loop itself: uvloop's C code, socket I/O, and the callbacks that
+    # uvloop calls from C (httptools' and asyncpg's protocol parsing).
+    loop = [i for i, (_, path) in enumerate(parsed) if path == "asyncio/runners.py"]
+    if loop:
+        parsed = parsed[loop[-1] + 1 :]
+        if not parsed:
+            return _LOOP
+    for phase, matches in _PHASES:
+        if any(matches(fn, path) for fn, path in parsed):
+            return phase
     return _PHASES[-1][0]
 
 
-def profile_summary(path: Path, requests: int, top: int = 25) -> str:
+def profile_summary(path: Path, requests: int, top: int = 20) -> str:
     stacks: list[tuple[list[str], int]] = []
     for line in path.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if stack and count.isdigit():
-            stacks.append((stack.split(";"), int(count)))
+        stack, _, number = line.rpartition(" ")
+        if stack and number.isdigit():
+            stacks.append((stack.split(";"), int(number)))
     total = sum(c for _, c in stacks)
     if not total:
         return "  (no samples)"
     phases: dict[str, int] = {}
     leaves: dict[str, int] = {}
     for frames, count in stacks:
-        phases[_phase_of(frames)] = phases.get(_phase_of(frames), 0) + count
+        phase = phase_of(frames)
+        phases[phase] = phases.get(phase, 0) + count
         leaves[frames[-1]] = leaves.get(frames[-1], 0) + count
-    lines = [f"  {total:,} busy samples; share of the gateway's busy time, by the innermost frame's package:"]
+    lines = [
+        f"  {total:,} busy samples over {requests:,} requests; share of the gateway's busy time "
+        "(first matching rule, from SQL down to HTTP, over all frames of a sample):"
+    ]
     for phase, _ in _PHASES:
         if phases.get(phase):
             lines.append(f"    {phases[phase] / total:6.1%}  {phase}")
-    lines.append("  hottest leaf frames:")
+    lines.append("  hottest leaf frames (self time):")
     for frame, count in sorted(leaves.items(), key=lambda kv: -kv[1])[:top]:
         lines.append(f"    {count / total:6.1%}  {frame}")
     return "\n".join(lines)
 
 
 def run_fast(coroutine: Any) -> Any:
-    """Run the load generator on uvloop when it is there (it is a dependency of uvicorn[standard])."""
+    """Run the load generator on uvloop when it is there (uvicorn[standard] brings it)."""
     try:
         import uvloop
     except ImportError:
@@ -885,23 +1257,54 @@ def build_parser() -> argparse.ArgumentParser:
         description="Screens benchmark: the gateway (and with --compare PostGraphile v5 and a raw "
         "Starlette+asyncpg ceiling) on the same PostgreSQL data, in alternating rounds.",
     )
-    parser.add_argument("--emails", type=int, default=100_000, help="e-mails of the tenant read (default 100000)")
-    parser.add_argument("--compare", action="store_true",
-                        help="also measure PostGraphile v5 and the raw ceiling, in alternating rounds")
-    parser.add_argument("--reuse", action="store_true",
-                        help="reuse the database gateway_screens_<emails> when it holds the data, and keep it")
+    parser.add_argument(
+        "--emails", type=int, default=100_000, help="e-mails of the tenant read (default 100000)"
+    )
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="also measure PostGraphile v5 and the raw ceiling, in alternating rounds",
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="reuse the database gateway_screens_<emails> when it holds the data, and keep it",
+    )
     parser.add_argument("--connections", type=int, default=8, help="requests in flight (default 8)")
-    parser.add_argument("--seconds", type=float, default=10, help="duration of a round (default 10)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds per server and screen (default 3)")
-    parser.add_argument("--warmup", type=float, default=3, help="untimed seconds per server and screen (default 3)")
-    parser.add_argument("--screens", nargs="+", choices=list(SCREENS), default=list(SCREENS),
-                        help="which screens (default all)")
-    parser.add_argument("--gateway-env", action="append", default=[], metavar="GATEWAY_NAME=VALUE",
-                        help="a setting for the gateway server (repeatable), e.g. GATEWAY_FAST_PATH=false")
-    parser.add_argument("--py-spy", metavar="PATH", help="a py-spy binary: profile one more gateway round "
-                        "on the E-mails screen (python3 -m venv /tmp/pyspy && /tmp/pyspy/bin/pip install py-spy)")
-    parser.add_argument("--profile-dir", default=str(ROOT / "bench" / "results"),
-                        help="where py-spy's output goes (default bench/results)")
+    parser.add_argument(
+        "--seconds", type=float, default=10, help="duration of a round (default 10)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds per server and screen (default 3)"
+    )
+    parser.add_argument(
+        "--warmup", type=float, default=3, help="untimed seconds per server and screen (default 3)"
+    )
+    parser.add_argument(
+        "--screens",
+        nargs="+",
+        choices=list(SCREENS),
+        default=list(SCREENS),
+        help="which screens (default all)",
+    )
+    parser.add_argument(
+        "--gateway-env",
+        action="append",
+        default=[],
+        metavar="GATEWAY_NAME=VALUE",
+        help="a setting for the gateway server (repeatable), e.g. GATEWAY_FAST_PATH=false",
+    )
+    parser.add_argument(
+        "--py-spy",
+        metavar="PATH",
+        help="a py-spy binary: profile one more gateway round "
+        "on the E-mails screen (python3 -m venv /tmp/pyspy && /tmp/pyspy/bin/pip install py-spy)",
+    )
+    parser.add_argument(
+        "--profile-dir",
+        default=str(ROOT / "bench" / "results"),
+        help="where py-spy's output goes (default bench/results)",
+    )
     return parser
 
 
@@ -910,7 +1313,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     database = f"gateway_screens_{args.emails}"
     started = time.perf_counter()
     try:
-        with tempfile.TemporaryDirectory(prefix="screens-") as tmp, servers(args, database, Path(tmp)) as (contestants, _):
+        with (
+            tempfile.TemporaryDirectory(prefix="screens-") as tmp,
+            servers(args, database, Path(tmp)) as (contestants, _),
+        ):
             run_fast(run_screens(args, contestants, database))
             print(summary(args, contestants))
             if args.py_spy:

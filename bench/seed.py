@@ -51,16 +51,54 @@ PG_PORT = 5432
 PG_USER = "postgres"
 
 _EMAIL_COLUMNS = (
-    "id", "tenant_id", "external_id", "subject", "recipient", "sent_at", "provider_message_id",
-    "tracking_id", "relation_id", "invoice_id", "status", "status_changed_at", "delivered_at",
-    "failure_category", "failure_reason", "failure_smtp_code", "failure_occurred_at", "open_count",
-    "first_opened_at", "last_opened_at", "opens_likely_automated", "history_purged_at", "created_at",
+    "id",
+    "tenant_id",
+    "external_id",
+    "subject",
+    "recipient",
+    "sent_at",
+    "provider_message_id",
+    "tracking_id",
+    "relation_id",
+    "invoice_id",
+    "status",
+    "status_changed_at",
+    "delivered_at",
+    "failure_category",
+    "failure_reason",
+    "failure_smtp_code",
+    "failure_occurred_at",
+    "open_count",
+    "first_opened_at",
+    "last_opened_at",
+    "opens_likely_automated",
+    "history_purged_at",
+    "created_at",
 )
 _EVENT_COLUMNS = (
-    "tenant_id", "email_id", "source", "event_key", "status", "occurred_at", "received_at",
-    "description", "failure_category", "reason", "smtp_code", "machine_open", "user_agent", "ip",
+    "tenant_id",
+    "email_id",
+    "source",
+    "event_key",
+    "status",
+    "occurred_at",
+    "received_at",
+    "description",
+    "failure_category",
+    "reason",
+    "smtp_code",
+    "machine_open",
+    "user_agent",
+    "ip",
 )
-_CHANGE_COLUMNS = ("tenant_id", "email_id", "previous_status", "status", "changed_at", "recorded_at")
+_CHANGE_COLUMNS = (
+    "tenant_id",
+    "email_id",
+    "previous_status",
+    "status",
+    "changed_at",
+    "recorded_at",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,35 +132,70 @@ async def seed(database: str, *, emails: int, seed_value: int = 1) -> SeedReport
     try:
         async with connection.transaction():
             if await connection.fetchval("SELECT count(*) FROM email"):
-                raise RuntimeError(f"database {database!r} already holds e-mails: seed an empty one")
+                raise RuntimeError(
+                    f"database {database!r} already holds e-mails: seed an empty one"
+                )
             now = datetime.now(UTC)
             tenant_ids = []
             for name in demo.DEMO_TENANTS:
-                tenant_ids.append(await connection.fetchval(
-                    "INSERT INTO tenant (name, created_at) VALUES ($1, $2) "
-                    "ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id",
-                    name, now,
-                ))
+                tenant_ids.append(
+                    await connection.fetchval(
+                        "INSERT INTO tenant (name, created_at) VALUES ($1, $2) "
+                        "ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id",
+                        name,
+                        now,
+                    )
+                )
             rows = _generate(tenant_ids, first_tenant_total(emails), seed_value, now)
             for table, columns in (
                 ("relation", ("id", "tenant_id", "external_id", "name", "created_at")),
-                ("invoice", ("id", "tenant_id", "external_id", "number", "invoice_status",
-                             "relation_id", "latest_email_id", "created_at")),
+                (
+                    "invoice",
+                    (
+                        "id",
+                        "tenant_id",
+                        "external_id",
+                        "number",
+                        "invoice_status",
+                        "relation_id",
+                        "latest_email_id",
+                        "created_at",
+                    ),
+                ),
                 ("email", _EMAIL_COLUMNS),
-                ("document", ("id", "tenant_id", "external_id", "title", "relation_id",
-                              "latest_email_id", "created_at")),
+                (
+                    "document",
+                    (
+                        "id",
+                        "tenant_id",
+                        "external_id",
+                        "title",
+                        "relation_id",
+                        "latest_email_id",
+                        "created_at",
+                    ),
+                ),
                 ("email_document", ("email_id", "document_id", "tenant_id")),
                 ("email_event", _EVENT_COLUMNS),
                 ("status_change", _CHANGE_COLUMNS),
             ):
                 await connection.copy_records_to_table(table, records=rows[table], columns=columns)
-            for table in ("relation", "invoice", "email", "document", "email_event", "status_change"):
+            for table in (
+                "relation",
+                "invoice",
+                "email",
+                "document",
+                "email_event",
+                "status_change",
+            ):
                 await connection.execute(
                     f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608 (our table names)
                     f"(SELECT coalesce(max(id), 0) + 1 FROM {table}), false)"
                 )
         await connection.execute("ANALYZE")
-        first = await connection.fetchval("SELECT count(*) FROM email WHERE tenant_id = $1", tenant_ids[0])
+        first = await connection.fetchval(
+            "SELECT count(*) FROM email WHERE tenant_id = $1", tenant_ids[0]
+        )
     finally:
         await connection.close()
     return SeedReport(
@@ -146,7 +219,15 @@ def _generate(
     relation_ids: dict[tuple[int, str], int] = {}
     out: dict[str, list[tuple[Any, ...]]] = {
         name: []
-        for name in ("relation", "invoice", "email", "document", "email_document", "email_event", "status_change")
+        for name in (
+            "relation",
+            "invoice",
+            "email",
+            "document",
+            "email_document",
+            "email_event",
+            "status_change",
+        )
     }
     for n in range(total):
         email_id = n + 1
@@ -155,7 +236,9 @@ def _generate(
         relation_id = relation_ids.get((tenant_id, relation_external_id))
         if relation_id is None:
             relation_id = relation_ids[(tenant_id, relation_external_id)] = len(relation_ids) + 1
-            out["relation"].append((relation_id, tenant_id, relation_external_id, relation_name, now))
+            out["relation"].append(
+                (relation_id, tenant_id, relation_external_id, relation_name, now)
+            )
         sent_at = demo._EPOCH - timedelta(minutes=n * 7 + rng.randint(0, 5))  # noqa: SLF001
         kind = rng.random()
         invoice_id = None
@@ -163,7 +246,15 @@ def _generate(
             title = rng.choice(demo._DOCS)  # noqa: SLF001
             document_id = len(out["document"]) + 1
             out["document"].append(
-                (document_id, tenant_id, f"doc-{n:06d}", f"{title} {relation_name}", relation_id, email_id, now)
+                (
+                    document_id,
+                    tenant_id,
+                    f"doc-{n:06d}",
+                    f"{title} {relation_name}",
+                    relation_id,
+                    email_id,
+                    now,
+                )
             )
             out["email_document"].append((email_id, document_id, tenant_id))
             subject = f"{title} voor {relation_name}"
@@ -172,7 +263,16 @@ def _generate(
             invoice_id = len(out["invoice"]) + 1
             invoice_status = rng.choice(list(InvoiceStatus))
             out["invoice"].append(
-                (invoice_id, tenant_id, f"inv-{n:06d}", number, invoice_status.value, relation_id, email_id, now)
+                (
+                    invoice_id,
+                    tenant_id,
+                    f"inv-{n:06d}",
+                    number,
+                    invoice_status.value,
+                    relation_id,
+                    email_id,
+                    now,
+                )
             )
             subject = f"Factuur {number}"
         else:
@@ -182,35 +282,77 @@ def _generate(
         events = demo._events(rng, SimpleNamespace(id=email_id, sent_at=sent_at))  # type: ignore[arg-type]  # noqa: SLF001
         facts = [
             Fact(
-                key=f"{e.source}:{e.key}", status=e.status, occurred_at=e.occurred_at,
-                failure_category=e.failure_category, reason=e.reason, smtp_code=e.smtp_code,
+                key=f"{e.source}:{e.key}",
+                status=e.status,
+                occurred_at=e.occurred_at,
+                failure_category=e.failure_category,
+                reason=e.reason,
+                smtp_code=e.smtp_code,
                 automated=bool(e.machine_open),
             )
             for e in events
         ]
         p = project(sent_at, facts)
         failure = p.failure
-        out["email"].append((
-            email_id, tenant_id, f"demo-{n:06d}", subject, recipient, sent_at, f"demo-msg-{n:06d}",
-            secrets.token_urlsafe(16), relation_id, invoice_id, p.status.value, p.status_changed_at,
-            p.delivered_at,
-            _name(failure.category) if failure else None,
-            failure.reason[:2000] if failure else None,
-            failure.smtp_code if failure else None,
-            failure.occurred_at if failure else None,
-            p.opens.count, p.opens.first_opened_at, p.opens.last_opened_at, p.opens.likely_automated,
-            None, now,
-        ))
+        out["email"].append(
+            (
+                email_id,
+                tenant_id,
+                f"demo-{n:06d}",
+                subject,
+                recipient,
+                sent_at,
+                f"demo-msg-{n:06d}",
+                secrets.token_urlsafe(16),
+                relation_id,
+                invoice_id,
+                p.status.value,
+                p.status_changed_at,
+                p.delivered_at,
+                _name(failure.category) if failure else None,
+                failure.reason[:2000] if failure else None,
+                failure.smtp_code if failure else None,
+                failure.occurred_at if failure else None,
+                p.opens.count,
+                p.opens.first_opened_at,
+                p.opens.last_opened_at,
+                p.opens.likely_automated,
+                None,
+                now,
+            )
+        )
         for e in events:
-            out["email_event"].append((
-                tenant_id, email_id, e.source, e.key[:300], e.status.value, e.occurred_at, now,
-                e.description[:2000], _name(e.failure_category), e.reason, e.smtp_code,
-                bool(e.machine_open), e.user_agent, e.ip,
-            ))
-        out["status_change"].append((tenant_id, email_id, None, EmailStatus.SENT.value, sent_at, now))
+            out["email_event"].append(
+                (
+                    tenant_id,
+                    email_id,
+                    e.source,
+                    e.key[:300],
+                    e.status.value,
+                    e.occurred_at,
+                    now,
+                    e.description[:2000],
+                    _name(e.failure_category),
+                    e.reason,
+                    e.smtp_code,
+                    bool(e.machine_open),
+                    e.user_agent,
+                    e.ip,
+                )
+            )
+        out["status_change"].append(
+            (tenant_id, email_id, None, EmailStatus.SENT.value, sent_at, now)
+        )
         if p.status is not EmailStatus.SENT:
             out["status_change"].append(
-                (tenant_id, email_id, EmailStatus.SENT.value, p.status.value, p.status_changed_at, now)
+                (
+                    tenant_id,
+                    email_id,
+                    EmailStatus.SENT.value,
+                    p.status.value,
+                    p.status_changed_at,
+                    now,
+                )
             )
     return out
 
@@ -222,8 +364,12 @@ def build_parser() -> argparse.ArgumentParser:
         "on 127.0.0.1:5432 (user postgres).",
     )
     parser.add_argument("--database", required=True, help="the database name")
-    parser.add_argument("--emails", type=int, default=100_000,
-                        help="e-mails of the first tenant (default 100000); the second gets a quarter as many")
+    parser.add_argument(
+        "--emails",
+        type=int,
+        default=100_000,
+        help="e-mails of the first tenant (default 100000); the second gets a quarter as many",
+    )
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     return parser
 
@@ -232,7 +378,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     report = asyncio.run(seed(args.database, emails=args.emails, seed_value=args.seed))
     counts = ", ".join(f"{table} {count:,}" for table, count in report.rows.items())
-    print(f"seeded {report.emails:,} e-mails for {report.tenant_name!r} in {report.seconds:.1f} s ({counts})")
+    print(
+        f"seeded {report.emails:,} e-mails for {report.tenant_name!r} "
+        f"in {report.seconds:.1f} s ({counts})"
+    )
     return 0
 
 

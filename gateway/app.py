@@ -11,8 +11,10 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any, TypedDict
 
+import asyncpg
 import orjson
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
@@ -33,6 +35,7 @@ from gateway.context import Context
 from gateway.enums import Scope as KeyScope
 from gateway.fastpath import FastPath
 from gateway.fastpath.plans import UNKNOWN
+from gateway.fastpath.rows import PgRows, RepositoryRows, RowSource
 from gateway.live import ChangeFeed
 from gateway.db import SessionFactory, create_engine, create_session_factory
 from gateway.metrics import Metrics, MetricsMiddleware
@@ -56,6 +59,7 @@ class State(TypedDict):
     session_factory: SessionFactory
     broker: Broker
     feed: ChangeFeed
+    rows: RowSource
     signing_key: bytes
     authenticator: Authenticator
     metrics: Metrics
@@ -142,7 +146,7 @@ class GraphQLEndpoint:
         if plan is None or not principal.can(KeyScope.READ):
             return False
         try:
-            answer = await self.fastpath.run(plan, variables, principal.tenant_id, state["engine"])  # type: ignore[arg-type]
+            answer = await self.fastpath.run(plan, variables, principal.tenant_id, state["rows"])  # type: ignore[arg-type]
         except Exception:  # the reference answers, and reports what went wrong its own way
             log.warning("fast path failed; falling back", exc_info=True)
             return False
@@ -264,6 +268,19 @@ def _learning(send: Send, learn: Callable[[], None]) -> Send:
     return wrapper
 
 
+async def _fast_pool(settings: Settings) -> asyncpg.Pool | None:
+    """Plain asyncpg connections for the fast path, on PostgreSQL only."""
+    url = make_url(settings.database_url)
+    if url.get_backend_name() != "postgresql":
+        return None
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        return await asyncpg.create_pool(dsn, min_size=1, max_size=10)
+    except (OSError, asyncpg.PostgresError):
+        log.warning("fast path off: PostgreSQL unreachable at start", exc_info=True)
+        return None
+
+
 async def healthz(_: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
@@ -318,6 +335,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             # clients are served by the feed's polling, and the feed reconnects.
             log.warning("broker %s unreachable at start; live changes will be polled", settings.broker_url.split("@")[-1])
         session_factory = create_session_factory(engine)
+        pool = await _fast_pool(settings) if settings.fast_path else None
+        rows: RowSource = PgRows(pool) if pool is not None else RepositoryRows(engine)
         feed = ChangeFeed(
             session_factory=session_factory,
             broker=broker,
@@ -347,6 +366,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 session_factory=session_factory,
                 broker=broker,
                 feed=feed,
+                rows=rows,
                 signing_key=settings.signing_key(),
                 authenticator=Authenticator(session_factory, ttl=settings.key_cache_seconds),
                 metrics=app_metrics,
@@ -354,6 +374,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             )
         finally:
             await feed.stop()
+            if pool is not None:
+                await pool.close()
             if purge is not None:
                 purge.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -40,8 +40,10 @@ const preset = {
     makePgService({
       connectionString,
       schemas: ["public"],
-      // The same order of size as the gateway's pool (10, plus overflow).
-      poolConfig: { max: 10 },
+      // The same order of size as the gateway's pool (10, plus overflow). Idle connections
+      // stay open, as in the gateway's SQLAlchemy pool: node-postgres closes them after 10 s
+      // by default, which would make PostGraphile reconnect after every gateway round.
+      poolConfig: { max: 10, idleTimeoutMillis: 0 },
     }),
   ],
   grafserv: {

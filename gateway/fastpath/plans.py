@@ -24,19 +24,17 @@ from graphql import (
     validate,
 )
 from graphql.execution.values import get_argument_values
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 import gateway.schema  # noqa: F401  (the resolvers below import its types: load it first)
 from gateway.errors import BadInput
 from gateway.ids import decode_cursor, encode_cursor
-from gateway.repositories import emails as email_rows
-from gateway.repositories import items as item_rows
 from gateway.repositories.pages import PageRequest, check_first
 from gateway.resolvers.emails import email_query
 from gateway.schema.inputs import DocumentFilter, EmailFilter, InvoiceFilter
 from gateway.resolvers.items import item_query
 
 from .fields import Unsupported, collect
+from .rows import Rows, RowSource
 from .writers import Lookups, Needs, Writer, compile_document, compile_email, compile_invoice
 
 __all__ = ["UNKNOWN", "FastPath", "Plan"]
@@ -75,9 +73,9 @@ class Plan:
 
 def _cursor_of(name: str) -> Callable[[Any], str]:
     if name == "emails":
-        return lambda row: encode_cursor("email", row.sent_at, row.id)
+        return lambda row: encode_cursor("email", row["sent_at"], row["id"])
     kind = _CURSOR_KIND[name]
-    return lambda row: encode_cursor(kind, None, row.id)
+    return lambda row: encode_cursor(kind, None, row["id"])
 
 
 def _compile_connection(
@@ -205,9 +203,7 @@ class FastPath:
         while len(self._plans) > self._size:
             self._plans.popitem(last=False)
 
-    async def run(
-        self, plan: Plan, variables: dict[str, Any] | None, tenant_id: int, engine: AsyncEngine
-    ) -> bytes | None:
+    async def run(self, plan: Plan, variables: dict[str, Any] | None, tenant_id: int, source: RowSource) -> bytes | None:
         """The response body, or None when the reference executor must answer instead."""
         coerced = get_variable_values(self._schema, plan.operation.variable_definitions or (), variables or {})
         if isinstance(coerced, list):
@@ -217,12 +213,9 @@ class FastPath:
         except (BadInput, GraphQLError, TypeError, ValueError):
             return None
         lookups = Lookups(history_days=self._history_days, now=datetime.now(UTC))
-        # Autocommit: read-only statements need no BEGIN/COMMIT round trips. Each
-        # statement sees the latest commits, as under the reference's READ COMMITTED.
-        async with engine.connect() as plain:
-            connection = await plain.execution_options(isolation_level="AUTOCOMMIT")
-            pages = [await self._fetch(connection, plan, root, request, tenant_id) for root, request in zip(plan.roots, requests, strict=True)]
-            await self._look_up(connection, plan, pages, lookups, tenant_id)
+        async with source.open(tenant_id) as rows:
+            pages = [await self._fetch(rows, plan, root, request) for root, request in zip(plan.roots, requests, strict=True)]
+            await self._look_up(rows, plan, pages, lookups)
         data = {root.key: root.write(page, lookups) for root, page in zip(plan.roots, pages, strict=True)}
         return orjson.dumps({"data": data})
 
@@ -239,57 +232,40 @@ class FastPath:
             query = item_query(_input(DocumentFilter if root.name == "documents" else InvoiceFilter, raw_filter))
         return query, PageRequest(first=first, after=position)
 
-    async def _fetch(
-        self, connection: AsyncConnection, plan: Plan, root: _Root, request: tuple[Any, PageRequest], tenant_id: int
-    ) -> _Page:
+    async def _fetch(self, rows: Rows, plan: Plan, root: _Root, request: tuple[Any, PageRequest]) -> _Page:
         query, page = request
         if root.name == "emails":
-            rows, has_next = await email_rows.list_email_rows(
-                connection=connection, tenant_id=tenant_id, query=query, page=page, columns=sorted(plan.needs.email)
-            )
-            count = await email_rows.count_email_rows(connection=connection, tenant_id=tenant_id, query=query) if root.wants_count else None
+            found, has_next = await rows.email_page(query, page, sorted(plan.needs.email))
+            count = await rows.email_count(query) if root.wants_count else None
         else:
             kind = root.name[:-1]
-            rows, has_next = await item_rows.list_item_rows(
-                connection=connection, kind=kind, tenant_id=tenant_id, query=query, page=page,
-                columns=sorted(plan.item_columns[root.name]),
-            )
-            count = await item_rows.count_item_rows(connection=connection, kind=kind, tenant_id=tenant_id, query=query) if root.wants_count else None
-        return _Page(rows=rows, has_next=has_next, has_previous=page.after is not None, count=count)
+            found, has_next = await rows.item_page(kind, query, page, sorted(plan.item_columns[root.name]))
+            count = await rows.item_count(kind, query) if root.wants_count else None
+        return _Page(rows=found, has_next=has_next, has_previous=page.after is not None, count=count)
 
-    async def _look_up(self, connection: AsyncConnection, plan: Plan, pages: list[_Page], lookups: Lookups, tenant_id: int) -> None:
+    async def _look_up(self, rows: Rows, plan: Plan, pages: list[_Page], lookups: Lookups) -> None:
         needs = plan.needs
-        email_pages = [p for r, p in zip(plan.roots, pages, strict=True) if r.name == "emails"]
-        emails = [row for page in email_pages for row in page.rows]
+        emails = [row for r, p in zip(plan.roots, pages, strict=True) if r.name == "emails" for row in p.rows]
         items = [row for r, p in zip(plan.roots, pages, strict=True) if r.name != "emails" for row in p.rows]
         if needs.document is not None and emails:
-            for row in await item_rows.list_document_rows_by_email_ids(
-                connection=connection, tenant_id=tenant_id, email_ids=sorted({e.id for e in emails}), columns=sorted(needs.document)
-            ):
-                lookups.documents_by_email.setdefault(row[0], []).append(row)
+            for row in await rows.documents_by_email_ids(sorted({e["id"] for e in emails}), sorted(needs.document)):
+                lookups.documents_by_email.setdefault(row["email_id"], []).append(row)
         if needs.invoice is not None:
-            ids = {e.invoice_id for e in emails if e.invoice_id is not None}
+            ids = {e["invoice_id"] for e in emails} - {None}
             if ids:
-                rows = await item_rows.list_item_rows_by_ids(
-                    connection=connection, kind="invoice", tenant_id=tenant_id, ids=sorted(ids), columns=sorted(needs.invoice)
-                )
-                lookups.invoices = {r.id: r for r in rows}
+                lookups.invoices = {r["id"]: r for r in await rows.items_by_ids("invoice", sorted(ids), sorted(needs.invoice))}
         documents = [d for ds in lookups.documents_by_email.values() for d in ds]
         carried = [*items, *documents, *lookups.invoices.values()]
         if needs.latest_email is not None:
-            ids = {_get(r, "latest_email_id") for r in carried} - {None}
+            ids = {r.get("latest_email_id") for r in carried} - {None}
             if ids:
-                rows = await email_rows.list_email_rows_by_ids(
-                    connection=connection, tenant_id=tenant_id, ids=sorted(ids), columns=sorted(needs.latest_email)  # type: ignore[type-var]
-                )
-                lookups.latest_emails = {r.id: r for r in rows}
+                found = await rows.emails_by_ids(sorted(ids), sorted(needs.latest_email))  # type: ignore[type-var]
+                lookups.latest_emails = {r["id"]: r for r in found}
         if needs.relation is not None:
-            ids = {_get(r, "relation_id") for r in (*emails, *carried)} - {None}
+            ids = {r.get("relation_id") for r in (*emails, *carried)} - {None}
             if ids:
-                rows = await item_rows.list_item_rows_by_ids(
-                    connection=connection, kind="relation", tenant_id=tenant_id, ids=sorted(ids), columns=sorted(needs.relation)  # type: ignore[type-var]
-                )
-                lookups.relations = {r.id: r for r in rows}
+                found = await rows.items_by_ids("relation", sorted(ids), sorted(needs.relation))  # type: ignore[type-var]
+                lookups.relations = {r["id"]: r for r in found}
 
 
 def _input(cls: type, value: dict[str, Any] | None) -> Any:
@@ -297,10 +273,6 @@ def _input(cls: type, value: dict[str, Any] | None) -> Any:
     if value is None:
         return None
     return cls(**{re.sub(r"(?<!^)(?=[A-Z])", "_", k).lower(): v for k, v in value.items()})
-
-
-def _get(row: Any, name: str) -> Any:
-    return row._mapping.get(name)
 
 
 UNKNOWN = _UNKNOWN

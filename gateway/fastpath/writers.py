@@ -24,6 +24,7 @@ from .fields import Collected, Unsupported, collect
 __all__ = ["Lookups", "Needs", "Writer", "compile_document", "compile_email", "compile_invoice"]
 
 Writer = Callable[[Any, "Lookups"], Any]
+_FAILED = EmailStatus.DELIVERY_FAILED.value
 Fragments = dict[str, FragmentDefinitionNode]
 
 
@@ -73,12 +74,13 @@ def _object(parts: list[tuple[str, Writer]]) -> Writer:
 def _column(columns: set[str], name: str, convert: Callable[[Any], Any] | None = None) -> Writer:
     columns.add(name)
     if convert is None:
-        return lambda row, _l: getattr(row, name)
-    return lambda row, _l: convert(getattr(row, name))
+        return lambda row, _l: row[name]
+    return lambda row, _l: convert(row[name])
 
 
 def _enum(value: Any) -> str | None:
-    return value.value if value is not None else None
+    # An enum member from SQLAlchemy, its name as text from asyncpg: the same here.
+    return getattr(value, "value", value)
 
 
 def _constant(value: Any) -> Writer:
@@ -100,7 +102,7 @@ def compile_failure(selections: list[SelectionSetNode], fragments: Fragments, co
     body = _object(parts)
 
     def write(row: Any, lookups: Lookups) -> Any:
-        if row.status is not EmailStatus.DELIVERY_FAILED or row.failure_category is None or row.failure_occurred_at is None:
+        if _enum(row["status"]) != _FAILED or row["failure_category"] is None or row["failure_occurred_at"] is None:
             return None
         return body(row, lookups)
 
@@ -148,11 +150,11 @@ def compile_details(selections: list[SelectionSetNode], fragments: Fragments, co
 
 
 def _until(row: Any, lookups: Lookups) -> str | None:
-    return dt(row.sent_at + timedelta(days=lookups.history_days))
+    return dt(row["sent_at"] + timedelta(days=lookups.history_days))
 
 
 def _expired(row: Any, lookups: Lookups) -> bool:
-    return row.history_purged_at is not None or lookups.now >= row.sent_at + timedelta(days=lookups.history_days)
+    return row["history_purged_at"] is not None or lookups.now >= row["sent_at"] + timedelta(days=lookups.history_days)
 
 
 def compile_relation(selections: list[SelectionSetNode], fragments: Fragments, needs: Needs) -> Writer:
@@ -179,7 +181,7 @@ def _relation_of(columns: set[str], selections: list[SelectionSetNode], fragment
     relation = compile_relation(selections, fragments, needs)
 
     def write(row: Any, lookups: Lookups) -> Any:
-        found = lookups.relations.get(row.relation_id) if row.relation_id is not None else None
+        found = lookups.relations.get(row["relation_id"])
         return relation(found, lookups) if found is not None else None
 
     return write
@@ -206,7 +208,7 @@ def compile_email(
             if needs.document is None:
                 needs.document = {"id"}
             document = compile_document(f.selections, fragments, needs, needs.document)
-            parts.append((f.key, lambda row, lk, w=document: [w(d, lk) for d in lk.documents_by_email.get(row.id, ())]))
+            parts.append((f.key, lambda row, lk, w=document: [w(d, lk) for d in lk.documents_by_email.get(row["id"], ())]))
         elif f.name == "invoice":
             columns.add("invoice_id")
             if needs.invoice is None:
@@ -214,7 +216,7 @@ def compile_email(
             invoice = compile_invoice(f.selections, fragments, needs, needs.invoice)
 
             def write_invoice(row: Any, lk: Lookups, w: Writer = invoice) -> Any:
-                found = lk.invoices.get(row.invoice_id) if row.invoice_id is not None else None
+                found = lk.invoices.get(row["invoice_id"])
                 return w(found, lk) if found is not None else None
 
             parts.append((f.key, write_invoice))
@@ -250,7 +252,7 @@ def _item(
             )
 
             def write_latest(row: Any, lk: Lookups, w: Writer = inner) -> Any:
-                email = lk.latest_emails.get(row.latest_email_id) if row.latest_email_id is not None else None
+                email = lk.latest_emails.get(row["latest_email_id"])
                 return w(email, lk) if email is not None else None
 
             parts.append((f.key, write_latest))

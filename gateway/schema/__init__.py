@@ -30,16 +30,21 @@ def build_schema(settings: Settings, on_error: Callable[[str], None] | None = No
     """The schema with the settings' limits; `on_error(kind)` counts errors for metrics."""
     # Factories: strawberry builds fresh extensions per request. The parser and
     # validation caches live at module level, so they are shared all the same.
+    # The limiters' rule classes are made once: new classes per request would give
+    # the validation cache a new key every time, and validation would never be cached.
+    rules = [
+        *QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=settings.max_aliases).validation_rules,
+    ]
+    if not settings.introspection:
+        rules.append(NoSchemaIntrospectionCustomRule)
     extensions: list[object] = [
         lambda: ExpectedErrors(debug=settings.debug, on_error=on_error),
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
         lambda: ParserCache(maxsize=512),
-        lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
-        lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
+        lambda: AddValidationRules(rules),
         lambda: ValidationCache(maxsize=512),
     ]
-    if not settings.introspection:
-        extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
