@@ -44,6 +44,9 @@ def _serve(args: argparse.Namespace) -> None:
         log_level="info",
         access_log=False,
         ws_max_size=WS_MAX_SIZE,
+        # Status changes are a few hundred bytes: compression would cost each idle
+        # socket a zlib compressor and decompressor (about 46 KiB) for nothing.
+        ws_per_message_deflate=False,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
-from sqlalchemy import BigInteger, ColumnElement, Text, and_, cast, func, or_, select
+from sqlalchemy import ColumnElement, and_, literal_column, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import models
@@ -22,13 +22,29 @@ Position = tuple[int, int]
 SC = models.StatusChange
 
 
+# The oldest transaction still in flight that may write to this database: the
+# snapshot's in-progress list, less the transactions of backends connected to
+# other databases (they cannot write our change log, and on a shared server
+# their long transactions would otherwise hold our readers back). A backend
+# whose database is unknown counts as ours: being wrong that way only delays.
+_WATERMARK = text(
+    """(WITH snap AS (SELECT pg_current_snapshot() AS s),
+          other AS (SELECT backend_xid::text::bigint AS x FROM pg_stat_activity
+                    WHERE backend_xid IS NOT NULL AND datname IS DISTINCT FROM current_database()
+                      AND datname IS NOT NULL)
+     SELECT coalesce(
+       (SELECT min(x::text::bigint) FROM snap, pg_snapshot_xip(snap.s) AS x
+         WHERE (x::text::bigint % 4294967296) NOT IN (SELECT x FROM other)),
+       (SELECT pg_snapshot_xmax(s)::text::bigint FROM snap)))"""
+)
+
+
 def _watermark(session: AsyncSession) -> list[ColumnElement[bool]]:
     # Only rows of transactions older than every transaction still in flight: no
     # row can commit later with a position below what a reader has seen.
     if session.get_bind().dialect.name != "postgresql":
         return []  # SQLite: one writer at a time, ids in commit order
-    xmin = cast(cast(func.pg_snapshot_xmin(func.pg_current_snapshot()), Text), BigInteger)
-    return [SC.txid < xmin]  # type: ignore[operator]
+    return [SC.txid < literal_column(_WATERMARK.text)]  # type: ignore[operator]
 
 
 def _after(position: Position) -> ColumnElement[bool]:

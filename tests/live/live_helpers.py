@@ -32,7 +32,7 @@ async def serving(settings: Settings) -> AsyncIterator[tuple[str, Any]]:
     """Serve the app with uvicorn on a free port in this event loop; yields (base URL, app)."""
     app = create_app(settings)
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", ws_max_size=WS_MAX_SIZE)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", ws_max_size=WS_MAX_SIZE, ws_per_message_deflate=False)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:

@@ -271,3 +271,31 @@ async def test_two_gateway_processes_share_one_stream(tmp_path):  # type: ignore
         await _pg_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
+
+
+async def test_a_long_transaction_in_another_database_does_not_hold_changes_back(backend, session_factory):  # type: ignore[no-untyped-def]
+    """The watermark counts this database's writers only (a shared server is common)."""
+    if not backend.startswith("postgresql"):
+        pytest.skip("SQLite has no other databases on its server")
+    import asyncpg
+
+    other = f"gateway_other_{os.getpid()}"
+    await _pg_admin(f'DROP DATABASE IF EXISTS "{other}"')
+    await _pg_admin(f'CREATE DATABASE "{other}"')
+    stranger = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user="postgres", database=other)
+    try:
+        # given: another application's writing transaction, open and older than ours
+        transaction = stranger.transaction()
+        await transaction.start()
+        await stranger.fetchval("SELECT pg_current_xact_id()")
+        tenant = await make_tenant(session_factory)
+        # when: we commit a change
+        email = await register(session_factory, tenant)
+        # then: readers see it at once
+        async with session_factory() as reader:
+            seen = await list_changes_after(session=reader, after=(0, 0), limit=100)
+        assert email.id in {c.email_id for c, _ in seen}
+        await transaction.rollback()
+    finally:
+        await stranger.close()
+        await _pg_admin(f'DROP DATABASE IF EXISTS "{other}" WITH (FORCE)')
