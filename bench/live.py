@@ -652,8 +652,9 @@ class WriterWatch:
         share = self.busy_samples / max(1, self.samples)
         return (
             "a writing transaction was open in another database of the PostgreSQL cluster in "
-            f"{share:.0%} of the samples, the oldest for {self.oldest:.1f} s: the feed's "
-            "watermark (pg_snapshot_xmin) is cluster-wide, so those held deliveries back"
+            f"{share:.0%} of the samples, the oldest for {self.oldest:.1f} s; the feed's "
+            "watermark (pg_snapshot_xmin) is cluster-wide: such a transaction holds every "
+            "delivery back until it ends"
         )
 
 
