@@ -52,17 +52,22 @@ def _escape_like(text: str) -> str:
     return text.replace("/", "//").replace("%", "/%").replace("_", "/_")
 
 
+class _Placeholders:
+    """asyncpg's numbered parameters, $2 on ($1 is always the tenant)."""
+
+    def __init__(self) -> None:
+        self._n = 1
+
+    def __call__(self) -> str:
+        self._n += 1
+        return f"${self._n}"
+
+
 @lru_cache(maxsize=256)
 def _email_page_sql(columns: tuple[str, ...], shape: tuple[bool, ...]) -> str:
     statuses, relation, after_time, before_time, search, cursor = shape
-    n = 1
+    param = _Placeholders()
     where = ["tenant_id = $1"]
-
-    def param() -> str:
-        nonlocal n
-        n += 1
-        return f"${n}"
-
     if statuses:
         where.append(f"status = ANY({param()}::varchar[])")
     if relation:
@@ -105,14 +110,8 @@ def _email_args(tenant_id: int, query: EmailQuery, page: PageRequest | None) -> 
 @lru_cache(maxsize=256)
 def _item_sql(table: str, columns: tuple[str, ...], shape: tuple[bool, ...]) -> str:
     email_statuses, invoice_statuses, relation, cursor = shape
-    n = 1
+    param = _Placeholders()
     where = ["tenant_id = $1"]
-
-    def param() -> str:
-        nonlocal n
-        n += 1
-        return f"${n}"
-
     if relation:
         where.append(f"relation_id = {param()}")
     if invoice_statuses:
