@@ -125,11 +125,10 @@ async def email_status_changed(
             # even if this process's feed has not read it yet.
             async with ctx.session_factory() as session:
                 start = await repo.latest_position(session=session)
-            position = start
-        else:
-            position = start
+        position = start
         if since is not None:
-            async for position, change in _replay(ctx, position, wanted):
+            async for replayed, change in _replay(ctx, start, wanted):
+                position = replayed
                 if change is not None:
                     ctx.forget_loaded()
                     yield change
