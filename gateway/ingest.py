@@ -366,18 +366,25 @@ async def ingest_events(
     return IngestReport(applied=len(matched), pending=len(unmatched), ambiguous=ambiguous)
 
 
-async def _apply_pending(session: AsyncSession, email: models.Email) -> list[Change]:
+async def _apply_pending(session: AsyncSession, email: models.Email) -> list[Change] | None:
+    """Apply the events kept for this e-mail's message id; None when there were none."""
     message_id = normalize_message_id(email.provider_message_id)
     if message_id is None:
-        return []
+        return None
     pe = models.PendingEvent
     statement = select(pe).where(pe.provider_message_id == message_id, pe.expires_at > models.utcnow())
     rows = list((await session.execute(statement)).scalars())
     if not rows:
-        return []
+        return None
     changes = await apply_events(session=session, events=[(email, _event_from_pending(r)) for r in rows])
     await session.execute(delete(pe).where(pe.id.in_([r.id for r in rows])))  # type: ignore[union-attr]
     return changes
+
+
+async def _reloaded(session: AsyncSession, email: models.Email) -> models.Email:
+    """The e-mail as committed (the ingestion path updates it with Core statements)."""
+    refreshed = await session.get(models.Email, email.id, populate_existing=True)
+    return refreshed if refreshed is not None else email
 
 
 async def write_first_statuses(*, session: AsyncSession, emails: Sequence[models.Email]) -> list[Change]:
@@ -405,15 +412,15 @@ async def register(
     """Register a sent e-mail (idempotent), log its first status, commit, then publish."""
     email, created = await register_email(session=session, tenant_id=tenant_id, data=data)
     changes: list[Change] = []
+    pending = None
     if created:
         changes = await write_first_statuses(session=session, emails=[email])
-        changes += await _apply_pending(session, email)
+        pending = await _apply_pending(session, email)
+        changes += pending or []
     await session.commit()
     await publish_changes(publisher, changes)
-    if created:  # pending events may have changed it since it was read
-        refreshed = await session.get(models.Email, email.id, populate_existing=True)
-        return refreshed if refreshed is not None else email
-    return email
+    # Only pending events change the row after it was read: no reload otherwise.
+    return await _reloaded(session, email) if pending is not None else email
 
 
 async def record(
@@ -423,5 +430,4 @@ async def record(
     changes = await apply_events(session=session, events=[(email, e) for e in events])
     await session.commit()
     await publish_changes(publisher, changes)
-    refreshed = await session.get(models.Email, email.id, populate_existing=True)
-    return refreshed if refreshed is not None else email
+    return await _reloaded(session, email)
