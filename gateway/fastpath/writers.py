@@ -87,19 +87,32 @@ def _constant(value: Any) -> Writer:
     return lambda _row, _l: value
 
 
-def compile_failure(selections: list[SelectionSetNode], fragments: Fragments, columns: set[str]) -> Writer:
-    columns.update({"status", "failure_category", "failure_reason", "failure_smtp_code", "failure_occurred_at"})
-    names = {"category": ("failure_category", _enum), "reason": ("failure_reason", lambda v: v or ""),
-             "smtpCode": ("failure_smtp_code", None), "occurredAt": ("failure_occurred_at", dt)}
+Columns = dict[str, tuple[str, Callable[[Any], Any] | None]]
+
+
+def _flat(
+    type_name: str, selections: list[SelectionSetNode], fragments: Fragments, columns: set[str],
+    names: Columns, constants: dict[str, Any] | None = None, interfaces: tuple[str, ...] = (),
+) -> Writer:
+    """An object whose fields are all columns of the row (or constants)."""
     parts: list[tuple[str, Writer]] = []
-    for f in _fields(selections, fragments, "DeliveryFailure"):
+    for f in _fields(selections, fragments, type_name, *interfaces):
         if f.name == "__typename":
-            parts.append((f.key, _constant("DeliveryFailure")))
+            parts.append((f.key, _constant(type_name)))
+        elif constants and f.name in constants:
+            parts.append((f.key, _constant(constants[f.name])))
         elif f.name in names:
-            parts.append((f.key, _column(columns, *names[f.name])))  # type: ignore[arg-type]
+            parts.append((f.key, _column(columns, *names[f.name])))
         else:
             raise Unsupported(f.name)
-    body = _object(parts)
+    return _object(parts)
+
+
+def compile_failure(selections: list[SelectionSetNode], fragments: Fragments, columns: set[str]) -> Writer:
+    columns.update({"status", "failure_category", "failure_reason", "failure_smtp_code", "failure_occurred_at"})
+    names: Columns = {"category": ("failure_category", _enum), "reason": ("failure_reason", lambda v: v or ""),
+                      "smtpCode": ("failure_smtp_code", None), "occurredAt": ("failure_occurred_at", dt)}
+    body = _flat("DeliveryFailure", selections, fragments, columns, names)
 
     def write(row: Any, lookups: Lookups) -> Any:
         if _enum(row["status"]) != _FAILED or row["failure_category"] is None or row["failure_occurred_at"] is None:
@@ -110,19 +123,9 @@ def compile_failure(selections: list[SelectionSetNode], fragments: Fragments, co
 
 
 def compile_opens(selections: list[SelectionSetNode], fragments: Fragments, columns: set[str]) -> Writer:
-    names = {"count": ("open_count", None), "firstOpenedAt": ("first_opened_at", dt),
-             "lastOpenedAt": ("last_opened_at", dt), "likelyAutomated": ("opens_likely_automated", None)}
-    parts: list[tuple[str, Writer]] = []
-    for f in _fields(selections, fragments, "OpenTracking"):
-        if f.name == "__typename":
-            parts.append((f.key, _constant("OpenTracking")))
-        elif f.name == "notice":
-            parts.append((f.key, _constant(OPEN_NOTICE)))
-        elif f.name in names:
-            parts.append((f.key, _column(columns, *names[f.name])))  # type: ignore[arg-type]
-        else:
-            raise Unsupported(f.name)
-    return _object(parts)
+    names: Columns = {"count": ("open_count", None), "firstOpenedAt": ("first_opened_at", dt),
+                      "lastOpenedAt": ("last_opened_at", dt), "likelyAutomated": ("opens_likely_automated", None)}
+    return _flat("OpenTracking", selections, fragments, columns, names, {"notice": OPEN_NOTICE})
 
 
 def compile_details(selections: list[SelectionSetNode], fragments: Fragments, columns: set[str]) -> Writer:
@@ -160,20 +163,10 @@ def _expired(row: Any, lookups: Lookups) -> bool:
 def compile_relation(selections: list[SelectionSetNode], fragments: Fragments, needs: Needs) -> Writer:
     if needs.relation is None:
         needs.relation = {"id"}
-    columns = needs.relation
-    parts: list[tuple[str, Writer]] = []
-    for f in _fields(selections, fragments, "Relation", "Node"):
-        if f.name == "__typename":
-            parts.append((f.key, _constant("Relation")))
-        elif f.name == "id":
-            parts.append((f.key, _column(columns, "id", lambda v: encode_id("Relation", v))))
-        elif f.name == "externalId":
-            parts.append((f.key, _column(columns, "external_id")))
-        elif f.name == "name":
-            parts.append((f.key, _column(columns, "name")))
-        else:
-            raise Unsupported(f.name)  # timeline: the reference pages it
-    return _object(parts)
+    names: Columns = {"id": ("id", lambda v: encode_id("Relation", v)), "externalId": ("external_id", None),
+                      "name": ("name", None)}
+    # timeline is not a column: the reference pages it
+    return _flat("Relation", selections, fragments, needs.relation, names, interfaces=("Node",))
 
 
 def _relation_of(columns: set[str], selections: list[SelectionSetNode], fragments: Fragments, needs: Needs) -> Writer:
