@@ -14,7 +14,7 @@ from gateway.repositories import emails as repo
 from gateway.schema.inputs import EmailFilter, EmailStatsFilter
 from gateway.schema.types.emails import Email, EmailConnection, EmailStats, StatusCount
 
-from .pages import page_request
+from .pages import page_request, paged
 
 __all__ = ["email", "email_stats", "emails", "email_query"]
 
@@ -43,16 +43,9 @@ async def emails(
     first: Annotated[int | None, strawberry.argument(description=FIRST)] = 50,
     after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
 ) -> EmailConnection:
-    ctx = info.context
-    query = email_query(filter)
-    page = page_request(ctx, first, after, "email")
-    async with ctx.db.session() as session:
-        found = await repo.list_emails(session=session, tenant_id=ctx.tenant_id, query=query, page=page)
-
-    async def count() -> int:
-        async with ctx.db.session() as session:
-            return await repo.count_emails(session=session, tenant_id=ctx.tenant_id, query=query)
-
+    query = email_query(filter)  # the filter is checked before the page, as always
+    page = page_request(info.context, first, after, "email")
+    found, count = await paged(info.context, query, page, repo.list_emails, repo.count_emails)
     return EmailConnection.of(found, count)
 
 

@@ -16,7 +16,7 @@ from gateway.schema.inputs import DocumentFilter, InvoiceFilter
 from gateway.schema.types.items import DocumentConnection, InvoiceConnection, Relation, RelationTimeline
 
 from .emails import AFTER, FIRST
-from .pages import page_request
+from .pages import page_request, paged
 
 __all__ = ["documents", "invoices", "item_query", "relation_timeline"]
 
@@ -40,16 +40,9 @@ async def documents(
     first: Annotated[int | None, strawberry.argument(description=FIRST)] = 50,
     after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
 ) -> DocumentConnection:
-    ctx = info.context
-    query = item_query(filter)
-    page = page_request(ctx, first, after, "document")
-    async with ctx.db.session() as session:
-        found = await repo.list_documents(session=session, tenant_id=ctx.tenant_id, query=query, page=page)
-
-    async def count() -> int:
-        async with ctx.db.session() as session:
-            return await repo.count_documents(session=session, tenant_id=ctx.tenant_id, query=query)
-
+    query = item_query(filter)  # the filter is checked before the page, as always
+    page = page_request(info.context, first, after, "document")
+    found, count = await paged(info.context, query, page, repo.list_documents, repo.count_documents)
     return DocumentConnection.of(found, count)
 
 
@@ -61,16 +54,9 @@ async def invoices(
     first: Annotated[int | None, strawberry.argument(description=FIRST)] = 50,
     after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
 ) -> InvoiceConnection:
-    ctx = info.context
-    query = item_query(filter)
-    page = page_request(ctx, first, after, "invoice")
-    async with ctx.db.session() as session:
-        found = await repo.list_invoices(session=session, tenant_id=ctx.tenant_id, query=query, page=page)
-
-    async def count() -> int:
-        async with ctx.db.session() as session:
-            return await repo.count_invoices(session=session, tenant_id=ctx.tenant_id, query=query)
-
+    query = item_query(filter)  # the filter is checked before the page, as always
+    page = page_request(info.context, first, after, "invoice")
+    found, count = await paged(info.context, query, page, repo.list_invoices, repo.count_invoices)
     return InvoiceConnection.of(found, count)
 
 
