@@ -345,7 +345,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
         await feed.start()
         # Also on app.state, for operators' introspection and the tests' clean-up checks.
-        app.state.feed, app.state.broker = feed, broker
+        app.state.feed, app.state.broker, app.state.engine = feed, broker, engine
         # The history purge, started right before `try` so `finally` always cancels it.
         # Every replica runs one: SKIP LOCKED shares the work, none waits for another.
         purge = (

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiodataloader import dispatch_queue
 
@@ -21,6 +20,7 @@ __all__ = ["RequestDb", "SessionFactory", "create_engine", "create_session_facto
 _SETTLE_TICKS = 3
 
 SessionFactory = async_sessionmaker[AsyncSession]
+T = TypeVar("T")
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -72,21 +72,38 @@ class RequestDb:
         self._idle.set()
         self._pending: list[Any] = []
         self._dispatcher: asyncio.Task[None] | None = None
+        self._work: set[asyncio.Task[Any]] = set()
+        self._closed = False
 
-    @asynccontextmanager
-    async def session(self) -> AsyncIterator[AsyncSession]:
-        """The request's session, exclusively, for the duration of the block."""
+    async def run(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """`work(session)` on the request's session, alone, and always to its end.
+
+        graphql-core cancels a failed field's siblings. A cancellation that lands
+        inside a driver call (a connection being opened, a statement in flight)
+        leaves that connection in an unknown state and its worker behind, so the
+        work runs in its own task: a cancelled caller stops waiting, the work
+        finishes, and `close` waits for it before closing the session.
+        """
+        if self._closed:
+            raise RuntimeError("this request's database access is closed")
         self._busy += 1
         self._idle.clear()
+        task = asyncio.get_running_loop().create_task(self._exclusive(work))
+        self._work.add(task)
+        task.add_done_callback(self._work.discard)
         try:
-            async with self._lock:
-                if self._session is None:
-                    self._session = self._factory()
-                yield self._session
+            return await asyncio.shield(task)
         finally:
+            # Counted until the caller has the result: what it does next may queue keys.
             self._busy -= 1
             if not self._busy:
                 self._idle.set()
+
+    async def _exclusive(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        async with self._lock:
+            if self._session is None:
+                self._session = self._factory()
+            return await work(self._session)
 
     def schedule(self, loader: Any) -> None:
         """Dispatch `loader`'s queued keys once the request's queries have settled."""
@@ -114,6 +131,10 @@ class RequestDb:
             self._dispatcher = None
 
     async def close(self) -> None:
+        """Wait for the work still running (a cancelled caller's), then close the session."""
+        self._closed = True
+        while self._work:
+            await asyncio.gather(*self._work, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
             self._session = None

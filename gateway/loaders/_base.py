@@ -30,8 +30,7 @@ class TenantLoader(DataLoader[K, V], Generic[K, V]):
             self.db.schedule(self)
 
     async def batch_load_fn(self, keys: list[K]) -> list[V]:
-        async with self.db.session() as session:
-            return await self.load_batch(session, keys)
+        return await self.db.run(lambda session: self.load_batch(session, keys))
 
     async def load_batch(self, session: AsyncSession, keys: list[K]) -> list[V]:
         raise NotImplementedError

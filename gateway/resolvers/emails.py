@@ -64,10 +64,10 @@ async def email_stats(
     ] = None,
 ) -> EmailStats:
     ctx = info.context
-    async with ctx.db.session() as session:
-        counts = await repo.count_emails_by_status(
-            session=session, tenant_id=ctx.tenant_id, query=email_query(filter)
-        )
+    query, tenant_id = email_query(filter), ctx.tenant_id
+    counts = await ctx.db.run(
+        lambda session: repo.count_emails_by_status(session=session, tenant_id=tenant_id, query=query)
+    )
     return EmailStats(
         total=sum(counts.values()),
         by_status=[StatusCount(status=s, count=counts[s]) for s in EmailStatus],

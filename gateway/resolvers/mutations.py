@@ -6,9 +6,10 @@ from datetime import datetime
 from typing import Annotated
 
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.types import Info
 
-from gateway import ingest
+from gateway import ingest, models
 from gateway.context import Context
 from gateway.enums import EmailStatus, FailureCategory, InvoiceStatus, Scope
 from gateway.errors import BadInput, NotFound
@@ -88,10 +89,12 @@ async def register_email(
     ctx = info.context
     ctx.require(Scope.WRITE)
     registration = _registration(input)
-    async with ctx.db.session() as session:
-        email = await ingest.register(
-            session=session, tenant_id=ctx.tenant_id, data=registration, publisher=ctx.broker
+    tenant_id = ctx.tenant_id
+    email = await ctx.db.run(
+        lambda session: ingest.register(
+            session=session, tenant_id=tenant_id, data=registration, publisher=ctx.broker
         )
+    )
     url = tracking_url(str(ctx.settings.public_url), ctx.signing_key, email.tracking_id)
     return RegisterEmailPayload(email=Email(model=email), tracking_pixel_url=url)
 
@@ -128,9 +131,12 @@ async def record_email_event(
     ctx.require(Scope.WRITE)
     event = _event(input, utcnow())
     pk = decode_id_of(input.email_id, "Email")
-    async with ctx.db.session() as session:
-        found = await emails_repo.list_emails_by_ids(session=session, tenant_id=ctx.tenant_id, ids=[pk])
+    tenant_id = ctx.tenant_id
+
+    async def record(session: AsyncSession) -> models.Email:
+        found = await emails_repo.list_emails_by_ids(session=session, tenant_id=tenant_id, ids=[pk])
         if not found:
             raise NotFound(f"Email {input.email_id!r} not found")
-        email = await ingest.record(session=session, email=found[0], events=[event], publisher=ctx.broker)
-    return Email(model=email)
+        return await ingest.record(session=session, email=found[0], events=[event], publisher=ctx.broker)
+
+    return Email(model=await ctx.db.run(record))

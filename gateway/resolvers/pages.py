@@ -28,11 +28,14 @@ async def paged(
     count: Callable[..., Awaitable[int]],
 ) -> tuple[Page[T], Callable[[], Awaitable[int]]]:
     """A screen's page now, and its total count only if the selection asks for it."""
-    async with context.db.session() as session:
-        found = await list_page(session=session, tenant_id=context.tenant_id, query=query, page=page)
+    tenant_id = context.tenant_id
+    found = await context.db.run(
+        lambda session: list_page(session=session, tenant_id=tenant_id, query=query, page=page)
+    )
 
     async def total() -> int:
-        async with context.db.session() as session:
-            return await count(session=session, tenant_id=context.tenant_id, query=query)
+        return await context.db.run(
+            lambda session: count(session=session, tenant_id=tenant_id, query=query)
+        )
 
     return found, total

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from asgi_lifespan import LifespanManager
 from conftest import make_settings
 from factories import make_tenant, register
 from httpx import ASGITransport, AsyncClient
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 
 from gateway import models
@@ -194,3 +197,33 @@ async def test_readyz_says_when_the_database_is_down(tmp_path):  # type: ignore[
         response = await c.get("/readyz")
     assert response.status_code == 503
     assert response.json()["database"] == "unreachable"
+
+
+async def test_a_failed_root_field_cuts_no_query_of_its_siblings(backend, tmp_path, session_factory):  # type: ignore[no-untyped-def]
+    # given: a request whose first root field fails at once while its siblings still query
+    tenant = await make_tenant(session_factory)
+    for n in range(3):
+        await register(session_factory, tenant, documents=(f"doc-{n}",), relation=f"rel-{n}")
+    query = (
+        "{ a: emails(first: -1) { totalCount }"
+        " b: documents(first: 10) { edges { node { title relation { name } details { status } } } }"
+        " c: invoices(first: 10) { totalCount edges { node { number } } } }"
+    )
+    app = create_app(make_settings(backend, tmp_path, fast_path=False))
+    invalidated: list[object] = []
+    async with LifespanManager(app) as manager:
+        sa_event.listen(app.state.engine.sync_engine.pool, "invalidate", lambda *args: invalidated.append(args[-1]))
+        async with AsyncClient(transport=ASGITransport(app=manager.app), base_url="http://t") as c:
+            for _ in range(10):
+                # when
+                body = (await post(c, query, headers=tenant.auth)).json()
+                # then: the error is said, and the siblings that outlive the response hold no connection
+                assert body["data"] is None
+                assert body["errors"][0]["message"] == "`first` must be between 0 and 100, got -1"
+            for _ in range(50):
+                await asyncio.sleep(0.01)
+                if app.state.engine.pool.checkedout() == 0:
+                    break
+            assert app.state.engine.pool.checkedout() == 0
+            # and no connection was cut mid-statement by the siblings' cancellation
+            assert invalidated == []
