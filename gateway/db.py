@@ -130,11 +130,19 @@ class RequestDb:
         finally:
             self._dispatcher = None
 
-    async def close(self) -> None:
-        """Wait for the work still running (a cancelled caller's), then close the session."""
-        self._closed = True
+    async def release(self) -> None:
+        """Wait for the work still running (a cancelled caller's), then end the session.
+
+        The next `run` opens a new one: a long-lived subscription releases its
+        connection between changes instead of sitting idle in a transaction.
+        """
         while self._work:
             await asyncio.gather(*self._work, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    async def close(self) -> None:
+        """Release, and refuse any later work: the request is over."""
+        self._closed = True
+        await self.release()

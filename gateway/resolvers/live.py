@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.types import Info
@@ -26,7 +27,7 @@ from gateway.schema.inputs import EmailStatusChangeFilter
 from gateway.schema.types.emails import Email
 from gateway.schema.types.live import EmailStatusChange
 
-__all__ = ["SLOW_CONSUMER_CLOSE_CODE", "email_status_changed"]
+__all__ = ["SLOW_CONSUMER_CLOSE_CODE", "ChangeFilter", "email_status_changed", "payload", "status_changes"]
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,9 @@ _REPLAY_BATCH = 500
 
 
 @dataclass(frozen=True, slots=True)
-class _Filter:
+class ChangeFilter:
+    """A subscriber's filter, decoded once: every part given must match (AND)."""
+
     email_ids: frozenset[int] | None
     relation_id: int | None
     document_id: int | None
@@ -44,15 +47,35 @@ class _Filter:
     statuses: frozenset[EmailStatus] | None
 
     @classmethod
-    def of(cls, f: EmailStatusChangeFilter | None) -> _Filter:
+    def of(cls, f: EmailStatusChangeFilter | None) -> ChangeFilter:
         if f is None:
             return cls(None, None, None, None, None)
+        return cls.decode(f.email_ids, f.relation_id, f.document_id, f.invoice_id, f.statuses)
+
+    @classmethod
+    def from_arguments(cls, raw: dict[str, Any] | None) -> ChangeFilter:
+        """From the argument as graphql-core coerces it (camelCase keys, enums)."""
+        if raw is None:
+            return cls(None, None, None, None, None)
+        return cls.decode(
+            raw.get("emailIds"), raw.get("relationId"), raw.get("documentId"), raw.get("invoiceId"), raw.get("statuses")
+        )
+
+    @classmethod
+    def decode(
+        cls,
+        email_ids: list[str] | None,
+        relation_id: str | None,
+        document_id: str | None,
+        invoice_id: str | None,
+        statuses: list[Any] | None,
+    ) -> ChangeFilter:
         return cls(
-            email_ids=frozenset(decode_id_of(i, "Email") for i in f.email_ids) if f.email_ids is not None else None,
-            relation_id=decode_id_of(f.relation_id, "Relation") if f.relation_id is not None else None,
-            document_id=decode_id_of(f.document_id, "Document") if f.document_id is not None else None,
-            invoice_id=decode_id_of(f.invoice_id, "Invoice") if f.invoice_id is not None else None,
-            statuses=frozenset(EmailStatus(s) for s in f.statuses) if f.statuses is not None else None,
+            email_ids=frozenset(decode_id_of(i, "Email") for i in email_ids) if email_ids is not None else None,
+            relation_id=decode_id_of(relation_id, "Relation") if relation_id is not None else None,
+            document_id=decode_id_of(document_id, "Document") if document_id is not None else None,
+            invoice_id=decode_id_of(invoice_id, "Invoice") if invoice_id is not None else None,
+            statuses=frozenset(EmailStatus(s) for s in statuses) if statuses is not None else None,
         )
 
     def admits(self, change: models.StatusChange, email: models.Email, documents: frozenset[int] | None) -> bool:
@@ -65,7 +88,7 @@ class _Filter:
         )
 
 
-def _payload(change: models.StatusChange, email: models.Email) -> EmailStatusChange:
+def payload(change: models.StatusChange, email: models.Email) -> EmailStatusChange:
     return EmailStatusChange(
         cursor=encode_position((change.txid, change.id)),  # type: ignore[arg-type]
         email=Email(model=email),
@@ -76,8 +99,8 @@ def _payload(change: models.StatusChange, email: models.Email) -> EmailStatusCha
 
 
 async def _replay(
-    ctx: Context, after: repo.Position, wanted: _Filter
-) -> AsyncGenerator[tuple[repo.Position, EmailStatusChange | None], None]:
+    ctx: Context, after: repo.Position, wanted: ChangeFilter
+) -> AsyncGenerator[tuple[repo.Position, models.StatusChange | None, models.Email], None]:
     while True:
         # A short session of its own per batch: each batch sees the newest commits,
         # and the rows stay readable once it is closed.
@@ -93,23 +116,19 @@ async def _replay(
         for change, email in rows:
             after = (change.txid, change.id)  # type: ignore[assignment]
             admitted = wanted.admits(change, email, documents.get(change.email_id))
-            yield after, _payload(change, email) if admitted else None
+            yield after, change if admitted else None, email
         if len(rows) < _REPLAY_BATCH:
             return
 
 
-async def email_status_changed(
-    info: Info[Context, None],
-    filter: Annotated[  # noqa: A002
-        EmailStatusChangeFilter | None, strawberry.argument(description="Which changes to receive.")
-    ] = None,
-    since: Annotated[
-        str | None,
-        strawberry.argument(description="A cursor from an earlier change: replay every change after it first."),
-    ] = None,
-) -> AsyncGenerator[EmailStatusChange, None]:
-    ctx = info.context
-    wanted = _Filter.of(filter)
+async def status_changes(
+    ctx: Context, wanted: ChangeFilter, since: str | None
+) -> AsyncGenerator[tuple[repo.Position, models.StatusChange, models.Email], None]:
+    """The subscriber's changes: the replay after `since`, then the live feed, each once.
+
+    Setup errors (no feed, an unknown cursor) are raised before anything is
+    yielded. Both the reference resolver and the live fast path stream from here.
+    """
     feed = ctx.feed
     if feed is None:
         raise BadInput("live subscriptions are not available on this server")
@@ -127,11 +146,10 @@ async def email_status_changed(
                 start = await repo.latest_position(session=session)
         position = start
         if since is not None:
-            async for replayed, change in _replay(ctx, start, wanted):
+            async for replayed, admitted, email in _replay(ctx, start, wanted):
                 position = replayed
-                if change is not None:
-                    ctx.forget_loaded()
-                    yield change
+                if admitted is not None:
+                    yield replayed, admitted, email
         listener.ready = True
         try:
             async for item in listener:
@@ -139,9 +157,28 @@ async def email_status_changed(
                     continue  # already sent by the replay
                 position = item.position
                 if wanted.admits(item.change, item.email, item.document_ids):
-                    ctx.forget_loaded()
-                    yield _payload(item.change, item.email)
+                    yield position, item.change, item.email
         except SlowConsumer:
             log.info("closing a slow subscriber of tenant %s at %s", ctx.tenant_id, position)
             await ctx.close_connection(SLOW_CONSUMER_CLOSE_CODE, "slow consumer: resume with since")
             raise
+
+
+async def email_status_changed(
+    info: Info[Context, None],
+    filter: Annotated[  # noqa: A002
+        EmailStatusChangeFilter | None, strawberry.argument(description="Which changes to receive.")
+    ] = None,
+    since: Annotated[
+        str | None,
+        strawberry.argument(description="A cursor from an earlier change: replay every change after it first."),
+    ] = None,
+) -> AsyncGenerator[EmailStatusChange, None]:
+    ctx = info.context
+    async with aclosing(status_changes(ctx, ChangeFilter.of(filter), since)) as changes:
+        async for _, change, email in changes:
+            ctx.forget_loaded()
+            yield payload(change, email)
+            # Resumed once the change's selection is executed and sent: end the
+            # session its loaders used, so no connection idles in a transaction.
+            await ctx.db.release()

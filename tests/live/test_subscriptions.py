@@ -41,6 +41,23 @@ async def test_a_subscriber_sees_its_changes_as_they_happen(live, office):  # ty
         assert second["cursor"] != first["cursor"]
 
 
+async def test_a_subscriber_holds_no_connection_between_changes(live, office):  # type: ignore[no-untyped-def]
+    # given: subscribers whose selection reads the database (the relation) for each change
+    address, app = live
+    async with Client.connect(address, office.key) as one, Client.connect(address, office.key) as two:
+        await one.subscribe("1", CHANGES)
+        await two.subscribe("2", CHANGES)
+        await listening(app, 2)
+        # when: a change reaches them
+        await register_via_api(address, office.key, "m-1", relation={"externalId": "r", "name": "Bakery"})
+        assert (await one.next_data("1"))["emailStatusChanged"]["email"]["relation"] == {"name": "Bakery"}
+        assert (await two.next_data("2"))["emailStatusChanged"]["email"]["relation"] == {"name": "Bakery"}
+        # then: once sent, no connection stays checked out (idle in a transaction) for them
+        async with asyncio.timeout(PATIENCE):
+            while app.state.engine.pool.checkedout():
+                await asyncio.sleep(0.01)
+
+
 async def test_filters_combine_and_run_on_the_server(live, office):  # type: ignore[no-untyped-def]
     address, app = live
     a = await register_via_api(address, office.key, "a", relation={"externalId": "r1", "name": "One"}, documents=[{"externalId": "d1", "title": "T"}])
