@@ -22,9 +22,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Message, Receive, Scope, Send
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http.exceptions import WebSocketDisconnected
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+    Operation,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message as TransportMessage
 from cross_web import HTTPException
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
@@ -34,6 +40,7 @@ from gateway.auth import Authenticator
 from gateway.context import Context
 from gateway.enums import Scope as KeyScope
 from gateway.fastpath import FastPath
+from gateway.fastpath.live import LiveFastPath, Outcome
 from gateway.fastpath.plans import UNKNOWN
 from gateway.fastpath.rows import PgRows, RepositoryRows, RowSource
 from gateway.live import ChangeFeed
@@ -42,7 +49,8 @@ from gateway.metrics import Metrics, MetricsMiddleware
 from gateway.pubsub import Broker, BrokerUnavailable
 from gateway.repositories.api_keys import Principal
 from gateway.retention import purge_periodically
-from gateway.schema import build_schema
+from gateway.schema import build_schema, validation_rules
+from gateway.schema.errors import ExpectedErrors
 from gateway.webhooks.providers.ses import CertificateStore
 from gateway.webhooks.routes import webhook_routes
 
@@ -74,8 +82,52 @@ def _unauthenticated(message: str) -> JSONResponse:
     )
 
 
+class LiveTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
+    """graphql-transport-ws with text frames, and the live fast path for subscriptions."""
+
+    view: GatewayGraphQL
+
+    async def run_operation(self, operation: Operation[Context, None]) -> None:
+        live = self.view.live
+        plan = live.plan(operation.query, operation.operation_name) if live is not None else None
+        if plan is None:
+            await super().run_operation(operation)
+            return
+        try:
+            outcome = await live.run(  # type: ignore[union-attr]
+                plan,
+                operation_id=operation.id,
+                variables=operation.variables,
+                context=self.context,
+                send_text=self._send_text,
+            )
+        except WebSocketDisconnected:
+            return
+        except Exception as error:  # as the reference does: log, then complete
+            await self.handle_task_exception(error)
+            outcome = Outcome.ENDED
+        if outcome is Outcome.REFERENCE:
+            await super().run_operation(operation)
+        elif outcome is Outcome.ENDED:
+            with contextlib.suppress(WebSocketDisconnected):
+                await operation.send_operation_message({"id": operation.id, "type": "complete"})
+
+    async def send_message(self, message: TransportMessage) -> None:
+        await self._send_text(orjson.dumps(message).decode())
+
+    async def _send_text(self, text: str) -> None:
+        # Text frames, as graphql-transport-ws clients (browsers' graphql-ws) expect.
+        try:
+            await self.websocket.ws.send_text(text)  # type: ignore[attr-defined]
+        except WebSocketDisconnect as error:
+            raise WebSocketDisconnected from error
+
+
 class GatewayGraphQL(GraphQL[Context, None]):
     """Strawberry's ASGI view with the gateway's context and websocket authentication."""
+
+    graphql_transport_ws_handler_class = LiveTransportWS
+    live: LiveFastPath | None = None
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         context: Context = request.state.context  # made and closed by GraphQLEndpoint
@@ -322,6 +374,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
         if settings.fast_path
         else None
     )
+    if settings.fast_path:
+        masking = ExpectedErrors(debug=settings.debug, on_error=lambda kind: app_metrics.graphql_errors.labels(kind).inc())
+        view.live = LiveFastPath(
+            schema._schema,
+            rules=validation_rules(settings),
+            max_tokens=settings.max_tokens,
+            mask=masking._process_errors,
+        )
     endpoint = GraphQLEndpoint(view, fastpath)
 
     @asynccontextmanager
@@ -397,4 +457,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lifespan=lifespan,
     )
     app.add_middleware(MetricsMiddleware, metrics=app_metrics)
+    app.state.live = view.live  # for operators' introspection and the tests
     return app

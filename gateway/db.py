@@ -138,9 +138,11 @@ class RequestDb:
         """
         while self._work:
             await asyncio.gather(*self._work, return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        session, self._session = self._session, None
+        if session is not None:
+            # To its end even if the caller is cancelled (a subscriber leaving right
+            # then): an interrupted close would leave the connection checked out.
+            await asyncio.shield(asyncio.ensure_future(session.close()))
 
     async def close(self) -> None:
         """Release, and refuse any later work: the request is over."""

@@ -26,10 +26,10 @@ from .errors import ExpectedErrors
 from .root import Mutation, Query, Subscription
 from .scalars import DateTime
 
-__all__ = ["build_schema", "sdl"]
+__all__ = ["SubscriptionExecutionContext", "build_schema", "sdl", "validation_rules"]
 
 
-class _SubscriptionSafeExecutionContext(StrawberryGraphQLCoreExecutionContext):
+class SubscriptionExecutionContext(StrawberryGraphQLCoreExecutionContext):
     """Each subscription event gets its own field-collection memo.
 
     graphql-core 3.3 copies the subscription's executor for every event, and the
@@ -48,14 +48,7 @@ def build_schema(settings: Settings, on_error: Callable[[str], None] | None = No
     """The schema with the settings' limits; `on_error(kind)` counts errors for metrics."""
     # Factories: strawberry builds fresh extensions per request. The parser and
     # validation caches live at module level, so they are shared all the same.
-    # The limiters' rule classes are made once: new classes per request would give
-    # the validation cache a new key every time, and validation would never be cached.
-    rules = [
-        *QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules,
-        *MaxAliasesLimiter(max_alias_count=settings.max_aliases).validation_rules,
-    ]
-    if not settings.introspection:
-        rules.append(NoSchemaIntrospectionCustomRule)
+    rules = validation_rules(settings)
     extensions: list[object] = [
         lambda: ExpectedErrors(debug=settings.debug, on_error=on_error),
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
@@ -69,8 +62,21 @@ def build_schema(settings: Settings, on_error: Callable[[str], None] | None = No
         subscription=Subscription,
         extensions=extensions,  # type: ignore[arg-type]
         config=_config(),
-        execution_context_class=_SubscriptionSafeExecutionContext,
+        execution_context_class=SubscriptionExecutionContext,
     )
+
+
+def validation_rules(settings: Settings) -> list[Any]:
+    """The limits' validation rules, beyond the specification's."""
+    # Made once per settings: new rule classes per request would give the
+    # validation cache a new key every time, and validation would never be cached.
+    rules = [
+        *QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=settings.max_aliases).validation_rules,
+    ]
+    if not settings.introspection:
+        rules.append(NoSchemaIntrospectionCustomRule)
+    return rules
 
 
 def sdl() -> str:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from graphql import parse
 
 from gateway.config import Settings
-from gateway.schema import _SubscriptionSafeExecutionContext, build_schema
+from gateway.schema import SubscriptionExecutionContext, build_schema
 
 
 def test_each_event_gets_a_fresh_field_memo() -> None:
     # given: the executor of a subscription, as graphql-core builds it
     schema = build_schema(Settings(secret_key="x" * 8 + "abcdefghijklmnopqrstuvwxyz0123"))
-    executor = _SubscriptionSafeExecutionContext.build(
+    executor = SubscriptionExecutionContext.build(
         schema._schema, parse("subscription { emailStatusChanged { cursor } }")
     )
     assert not isinstance(executor, list), executor  # validation errors come back as a list

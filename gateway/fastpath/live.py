@@ -1,0 +1,216 @@
+"""The live fast path: each change rendered once per shared selection, then sent to all.
+
+Strawberry runs a subscription's selection once per change and per subscriber:
+with thousands of subscribers on one tenant, one change costs thousands of
+identical executions. Here, a subscription whose document is a valid
+`emailStatusChanged` operation joins a group of the subscriptions with the same
+tenant, document, operation and variables. Each change is executed once per group
+(with graphql-core's executor, the reference's own, on a fresh context), encoded
+once, and the same text goes to every subscriber of the group, behind its own
+operation id. The stream itself (filter, replay after `since`, seam, slow
+consumers) is the reference's `status_changes`.
+
+Anything else (another operation, an invalid document, bad variables, a bad
+filter or cursor) runs on strawberry, which answers it, errors included: the
+fast path falls back before it sends anything. Differential tests
+(`tests/live/test_live_differential.py`) hold both to the same frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import aclosing
+from typing import Any
+
+import orjson
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    GraphQLError,
+    GraphQLField,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    OperationType,
+    parse,
+    specified_rules,
+    validate,
+)
+from graphql.execution.values import get_argument_values
+from graphql.validation import ASTValidationRule
+
+from gateway.context import Context
+from gateway.errors import DomainError
+from gateway.live import SlowConsumer
+from gateway.repositories.changes import Position
+from gateway.resolvers.live import ChangeFilter, payload, status_changes
+from gateway.schema import SubscriptionExecutionContext
+
+__all__ = ["LiveFastPath", "LivePlan", "Outcome"]
+
+log = logging.getLogger(__name__)
+
+_FIELD = "emailStatusChanged"
+_PLANS = 512  # distinct documents remembered
+_RENDERS = 8  # recent changes remembered per group: subscribers a little behind still share
+
+
+class Outcome(enum.Enum):
+    REFERENCE = "reference"  # nothing sent: strawberry must run the operation
+    ENDED = "ended"  # the stream ended: the operation completes
+    CLOSED = "closed"  # the socket was closed (a slow consumer): nothing more to send
+
+
+@dataclasses.dataclass(frozen=True, slots=True, eq=False)
+class LivePlan:
+    """A validated subscription document whose one root field is `emailStatusChanged`."""
+
+    document: DocumentNode
+    operation_name: str | None
+    field: FieldNode
+    definition: GraphQLField
+
+
+class _Group:
+    """The subscriptions that share tenant, plan and variables: one render per change."""
+
+    __slots__ = ("executor", "members", "renders")
+
+    def __init__(self, executor: SubscriptionExecutionContext) -> None:
+        self.executor = executor
+        self.members = 0
+        self.renders: OrderedDict[Position, asyncio.Future[str]] = OrderedDict()
+
+
+class LiveFastPath:
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        *,
+        rules: Sequence[type[ASTValidationRule]],
+        max_tokens: int,
+        mask: Callable[[list[GraphQLError]], list[GraphQLError]],
+    ) -> None:
+        self._schema = schema
+        self._rules = [*specified_rules, *rules]
+        self._max_tokens = max_tokens
+        self._mask = mask
+        self._plans: OrderedDict[tuple[str, str | None], LivePlan | None] = OrderedDict()
+        self._groups: dict[tuple[int, LivePlan, bytes], _Group] = {}
+        self.renders = 0  # executions, for metrics and tests: far fewer than messages sent
+
+    @property
+    def group_count(self) -> int:
+        return len(self._groups)
+
+    def plan(self, query: str, operation_name: str | None) -> LivePlan | None:
+        """The plan for this document, or None when strawberry must run it."""
+        key = (query, operation_name)
+        if key in self._plans:
+            self._plans.move_to_end(key)
+            return self._plans[key]
+        found = self._compile(query, operation_name)
+        self._plans[key] = found
+        if len(self._plans) > _PLANS:
+            self._plans.popitem(last=False)
+        return found
+
+    def _compile(self, query: str, operation_name: str | None) -> LivePlan | None:
+        try:
+            document = parse(query, max_tokens=self._max_tokens)
+        except GraphQLError:
+            return None
+        if validate(self._schema, document, self._rules):
+            return None
+        operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+        if operation_name is None:
+            chosen = operations if len(operations) == 1 else []
+        else:
+            chosen = [o for o in operations if o.name is not None and o.name.value == operation_name]
+        if len(chosen) != 1 or chosen[0].operation is not OperationType.SUBSCRIPTION:
+            return None
+        selections = chosen[0].selection_set.selections
+        if len(selections) != 1 or not isinstance(selections[0], FieldNode):
+            return None  # a fragment or an inline fragment at the root: the reference's job
+        field = selections[0]
+        if field.name.value != _FIELD or field.directives:
+            return None
+        subscription = self._schema.subscription_type
+        assert subscription is not None  # noqa: S101  (validated above)
+        return LivePlan(document, operation_name, field, subscription.fields[_FIELD])
+
+    async def run(
+        self,
+        plan: LivePlan,
+        *,
+        operation_id: str,
+        variables: dict[str, Any] | None,
+        context: Context,
+        send_text: Callable[[str], Awaitable[None]],
+    ) -> Outcome:
+        """Stream the subscription; REFERENCE (before anything is sent) when it cannot."""
+        executor = SubscriptionExecutionContext.build(
+            self._schema, plan.document, raw_variable_values=variables, operation_name=plan.operation_name
+        )
+        if isinstance(executor, list):
+            return Outcome.REFERENCE  # variables that do not coerce: the reference says why
+        try:
+            arguments = get_argument_values(plan.definition, plan.field, executor.variable_values)
+            wanted = ChangeFilter.from_arguments(arguments.get("filter"))
+        except (GraphQLError, DomainError):
+            return Outcome.REFERENCE
+        key = (context.tenant_id, plan, orjson.dumps(variables or {}, option=orjson.OPT_SORT_KEYS))
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = _Group(executor)
+        group.members += 1
+        prefix = f'{{"id":{orjson.dumps(operation_id).decode()},"type":"next","payload":'
+        sent = False
+        try:
+            async with aclosing(status_changes(context, wanted, arguments.get("since"))) as changes:
+                async for position, change, email in changes:
+                    text = await self._rendered(group, context, position, change, email)
+                    await send_text(prefix + text + "}")
+                    sent = True
+        except DomainError:
+            if sent:
+                raise
+            return Outcome.REFERENCE  # a bad cursor, no feed: the reference raises it again
+        except SlowConsumer:
+            return Outcome.CLOSED
+        finally:
+            group.members -= 1
+            if not group.members and self._groups.get(key) is group:
+                del self._groups[key]
+        return Outcome.ENDED
+
+    async def _rendered(self, group: _Group, context: Context, position: Position, change: Any, email: Any) -> str:
+        future = group.renders.get(position)
+        if future is None:
+            future = asyncio.ensure_future(self._render(group, context, change, email))
+            group.renders[position] = future
+            if len(group.renders) > _RENDERS:
+                group.renders.popitem(last=False)
+        # Shielded: a subscriber that leaves does not cancel the others' render.
+        return await asyncio.shield(future)
+
+    async def _render(self, group: _Group, context: Context, change: Any, email: Any) -> str:
+        self.renders += 1
+        # A context of its own: fresh loaders, its own session, no socket to close.
+        own = dataclasses.replace(context, connection=None, connection_params=None)
+        executor = group.executor.build_per_event_executor(payload(change, email))
+        executor.context_value = own
+        try:
+            result = executor.execute_operation(False)
+            if executor.is_awaitable(result):
+                result = await result
+        finally:
+            await own.close()
+        message: dict[str, Any] = {"data": result.data}  # type: ignore[union-attr]
+        if result.errors:  # type: ignore[union-attr]
+            message["errors"] = [e.formatted for e in self._mask(list(result.errors))]  # type: ignore[union-attr]
+        return orjson.dumps(message).decode()
