@@ -335,9 +335,6 @@ WHAT_IF = {
         "uvicorn without permessage-deflate (each connection keeps a zlib compressor and "
         "decompressor)"
     ),
-    "gc-freeze": (
-        "gc.freeze() once the server is up, and a first-generation threshold of 50,000 allocations"
-    ),
 }
 
 
@@ -357,28 +354,13 @@ def apply_what_if(patches: Sequence[str]) -> None:
             return event_executor
 
         executor.Executor.build_per_event_executor = fresh_memo  # type: ignore[method-assign]
-    if "no-deflate" in patches or "gc-freeze" in patches:
+    if "no-deflate" in patches:
         import uvicorn
 
         run = uvicorn.run
 
         def patched_run(app: Any, **kwargs: Any) -> None:
-            if "no-deflate" in patches:
-                kwargs["ws_per_message_deflate"] = False
-            if "gc-freeze" in patches:
-                import gc
-
-                original = app.router.lifespan_context
-
-                @contextlib.asynccontextmanager
-                async def lifespan(application: Any) -> Any:
-                    async with original(application) as state:
-                        gc.collect()
-                        gc.freeze()
-                        gc.set_threshold(50_000, 10, 10)
-                        yield state
-
-                app.router.lifespan_context = lifespan
+            kwargs["ws_per_message_deflate"] = False
             run(app, **kwargs)
 
         uvicorn.run = patched_run
@@ -737,7 +719,7 @@ def post_change(http: Any, private_key: Any, change: Change) -> Posted:
 
 
 def client_process(
-    conn: Connection, address: str, key: str, count: int, parallel: int, compression: bool
+    conn: Connection, address: str, key: str, count: int, parallel: int, kind: str
 ) -> None:
     """Open `count` subscriptions, then obey the main process's commands over `conn`."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -750,11 +732,147 @@ def client_process(
     except ImportError:  # pragma: no cover
         runner = asyncio.run
     try:
-        runner(_client(conn, address, key, count, parallel, compression))
+        runner(_client(conn, address, key, count, parallel, kind))
     except BaseException as error:
         with contextlib.suppress(Exception):
             conn.send(("crashed", f"{type(error).__name__}: {error}"))
         raise
+
+
+def client_kind(args: argparse.Namespace) -> str:
+    if args.client == "raw":
+        return "raw"
+    return "deflate" if args.compression == "deflate" else "plain"
+
+
+class RawSubscriber(asyncio.Protocol):
+    """One subscription, spoken at the byte level (RFC 6455 framing, graphql-transport-ws).
+
+    The `websockets` client costs tens of microseconds of client CPU per message, and
+    on a 2-core machine the client processes then compete with the server for the
+    cores: at 10,000 subscribers they measured themselves. This client parses each
+    frame's header by hand and records the receipt: a few microseconds a message.
+    """
+
+    def __init__(
+        self, index: int, subs: _Subscribers, address: str, init: str, subscribe: str, pong: str
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        self.index, self.subs = index, subs
+        self.messages = (init, subscribe, pong)
+        self.request = (
+            f"GET /graphql HTTP/1.1\r\nHost: {address}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}"
+            f"\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: {PROTOCOL}\r\n\r\n"
+        ).encode()
+        self.mask = os.urandom(4)
+        self.buffer = bytearray()
+        self.upgraded = False
+        self.transport: asyncio.Transport | None = None
+        self.subscribed: asyncio.Future[None] = loop.create_future()
+        self.closed: asyncio.Future[None] = loop.create_future()
+        self.closing = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.write(self.request)  # type: ignore[attr-defined]
+
+    def send(self, opcode: int, payload: bytes) -> None:
+        size = len(payload)
+        if size < 126:
+            header = bytes((0x80 | opcode, 0x80 | size))
+        else:
+            header = bytes((0x80 | opcode, 0x80 | 126)) + size.to_bytes(2, "big")
+        mask = self.mask
+        masked = bytes(b ^ mask[i & 3] for i, b in enumerate(payload))
+        self.transport.write(header + mask + masked)  # type: ignore[union-attr]
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.closing = True
+            self.send(0x8, (1000).to_bytes(2, "big"))
+            self.transport.close()
+        elif not self.closed.done():
+            self.closed.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.monotonic()
+        buffer = self.buffer
+        buffer += data
+        if not self.upgraded:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if not buffer.startswith(b"HTTP/1.1 101"):
+                self._fail(f"upgrade refused: {bytes(buffer[:end])[:100]!r}")
+                return
+            del buffer[: end + 4]
+            self.upgraded = True
+            self.send(0x1, self.messages[0].encode())
+        while len(buffer) >= 2:
+            first, size = buffer[0], buffer[1] & 0x7F
+            start = 2
+            if size == 126:
+                if len(buffer) < 4:
+                    return
+                size, start = int.from_bytes(buffer[2:4], "big"), 4
+            elif size == 127:
+                if len(buffer) < 10:
+                    return
+                size, start = int.from_bytes(buffer[2:10], "big"), 10
+            if len(buffer) < start + size:
+                return
+            payload = bytes(buffer[start : start + size])
+            del buffer[: start + size]
+            opcode = first & 0x0F
+            if not first & 0x80:
+                self.subs.other["a fragmented frame"] += 1
+            elif opcode in (0x1, 0x2):
+                self._message(payload, now)
+            elif opcode == 0x9:  # the server's keepalive ping
+                self.send(0xA, payload)
+            elif opcode == 0x8:
+                code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+                if not self.closing:
+                    reason = payload[2:].decode(errors="replace")
+                    self.subs.lost[f"closed {code} {reason}".strip()] += 1
+                self.closing = True
+                self.transport.close()  # type: ignore[union-attr]
+                return
+
+    def _message(self, payload: bytes, now: float) -> None:
+        import orjson
+
+        subs = self.subs
+        message = orjson.loads(payload)
+        kind = message.get("type")
+        if kind == "next" and not message["payload"].get("errors"):
+            change = message["payload"]["data"]["emailStatusChanged"]
+            k = f"{change['email']['id']}|{change['status']}"
+            subs.receipts[k].append((self.index, now))
+            if (self.index, k) not in subs.seen:
+                subs.seen.add((self.index, k))
+                subs.first[k] += 1
+        elif kind == "connection_ack":
+            self.send(0x1, self.messages[1].encode())
+            self.subscribed.set_result(None)  # the server reads the subscribe in order
+        elif kind == "ping":
+            self.send(0x1, self.messages[2].encode())
+        else:
+            subs.other[f"{kind}: {str(message.get('payload'))[:200]}"] += 1
+
+    def _fail(self, reason: str) -> None:
+        if not self.subscribed.done():
+            self.subscribed.set_exception(BenchError(reason))
+        self.transport.close()  # type: ignore[union-attr]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.subscribed.done():
+            self.subscribed.set_exception(BenchError(f"connection lost: {exc}"))
+        elif not self.closing:
+            self.subs.lost[f"connection lost: {exc}"] += 1
+        if not self.closed.done():
+            self.closed.set_result(None)
 
 
 class _Subscribers:
@@ -775,7 +893,7 @@ class _Subscribers:
 
 
 async def _client(
-    conn: Connection, address: str, key: str, count: int, parallel: int, compression: bool
+    conn: Connection, address: str, key: str, count: int, parallel: int, kind: str
 ) -> None:
     import orjson
     import websockets
@@ -819,7 +937,25 @@ async def _client(
         else:
             subs.lost["ended"] += 1
 
+    async def open_raw(index: int) -> None:
+        host, _, port = address.rpartition(":")
+        loop = asyncio.get_running_loop()
+        try:
+            _, protocol = await loop.create_connection(
+                lambda: RawSubscriber(index, subs, address, init, subscribe, pong), host, int(port)
+            )
+            async with asyncio.timeout(120):
+                await protocol.subscribed
+        except Exception as error:  # noqa: BLE001
+            subs.failures[f"connect: {type(error).__name__}: {error}"[:200]] += 1
+            return
+        subs.sockets.append(protocol)
+        subs.live += 1
+
     async def open_one(index: int) -> None:
+        if kind == "raw":
+            await open_raw(index)
+            return
         try:
             ws = await websockets.connect(
                 uri,
@@ -827,7 +963,7 @@ async def _client(
                 open_timeout=120,
                 close_timeout=10,
                 ping_interval=None,
-                compression="deflate" if compression else None,
+                compression="deflate" if kind == "deflate" else None,
                 max_size=2**20,
             )
         except Exception as error:  # noqa: BLE001
@@ -889,6 +1025,12 @@ async def _client(
             closing = time.monotonic()
             for task in subs.readers:
                 task.cancel()
+            if kind == "raw":
+                for protocol in subs.sockets:
+                    protocol.close()
+                await asyncio.gather(*(p.closed for p in subs.sockets), return_exceptions=True)
+                conn.send(("closed", time.monotonic() - closing))
+                return
             for start in range(0, len(subs.sockets), 500):
                 await asyncio.gather(
                     *(ws.close() for ws in subs.sockets[start : start + 500]),
@@ -902,7 +1044,7 @@ class Clients:
     """The client processes, each with its share of the subscriptions."""
 
     def __init__(
-        self, processes: int, address: str, key: str, total: int, parallel: int, compression: bool
+        self, processes: int, address: str, key: str, total: int, parallel: int, kind: str
     ) -> None:
         context = multiprocessing.get_context(
             "spawn"
@@ -916,7 +1058,7 @@ class Clients:
             parent, child = context.Pipe()
             process = context.Process(
                 target=client_process,
-                args=(child, address, key, share, parallel, compression),
+                args=(child, address, key, share, parallel, kind),
                 daemon=True,
             )
             process.start()
@@ -995,8 +1137,13 @@ def run_size(n: int, args: argparse.Namespace) -> RunResult:
     print(
         f"\n== {n:,} subscribers: {args.database}, {args.broker} broker, "
         f"{processes} client process(es), "
-        f"permessage-deflate {'offered' if args.compression == 'deflate' else 'off'}; "
-        f"{args.changes} changes at {args.rate:g}/s ==",
+        + (
+            "raw byte-level clients; "
+            if args.client == "raw"
+            else "websockets clients, permessage-deflate "
+            f"{'offered' if args.compression == 'deflate' else 'off'}; "
+        )
+        + f"{args.changes} changes at {args.rate:g}/s ==",
         flush=True,
     )
     with (
@@ -1040,7 +1187,7 @@ def run_size(n: int, args: argparse.Namespace) -> RunResult:
 
             # One subscription opened and closed first, so that code loaded on first use
             # (websocket protocol, GraphQL subscription machinery) is in the baseline.
-            primer = Clients(1, f"127.0.0.1:{port}", key, 1, 1, args.compression == "deflate")
+            primer = Clients(1, f"127.0.0.1:{port}", key, 1, 1, client_kind(args))
             primer.receive("connected", 60)
             primer.send("close")
             primer.receive("closed", 60)
@@ -1050,7 +1197,7 @@ def run_size(n: int, args: argparse.Namespace) -> RunResult:
             before_snapshot = take_snapshot(server, instruments, 1) if args.tracemalloc else None
 
             clients = Clients(
-                processes, f"127.0.0.1:{port}", key, n, args.parallel, args.compression == "deflate"
+                processes, f"127.0.0.1:{port}", key, n, args.parallel, client_kind(args)
             )
             connecting = time.monotonic()
             answers = clients.receive("connected", 600)
@@ -1419,10 +1566,19 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"memory:// (default) or {REDIS_URL}",
     )
     parser.add_argument(
+        "--client",
+        choices=["raw", "websockets"],
+        default="raw",
+        help="raw: a byte-level client of a few microseconds per message (default); websockets: "
+        "the websockets library, tens of microseconds per message (on 2 cores the clients then "
+        "compete with the server)",
+    )
+    parser.add_argument(
         "--compression",
         choices=["deflate", "none"],
         default="deflate",
-        help="whether the clients offer permessage-deflate, as browsers do (default deflate)",
+        help="whether the websockets clients offer permessage-deflate, as browsers do (default "
+        "deflate; the gateway declines it)",
     )
     parser.add_argument(
         "--client-processes",

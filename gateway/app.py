@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Message, Receive, Scope, Send
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket, WebSocketState
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http.exceptions import WebSocketDisconnected
@@ -116,10 +116,14 @@ class LiveTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
         await self._send_text(orjson.dumps(message).decode())
 
     async def _send_text(self, text: str) -> None:
-        # Text frames, as graphql-transport-ws clients (browsers' graphql-ws) expect.
+        # Text frames, as graphql-transport-ws clients (browsers' graphql-ws) expect,
+        # straight to the ASGI server: this runs once per subscriber and change.
+        send = self.context.send
+        if send is None or self.websocket.ws.application_state is not WebSocketState.CONNECTED:  # type: ignore[attr-defined]
+            raise WebSocketDisconnected
         try:
-            await self.websocket.ws.send_text(text)  # type: ignore[attr-defined]
-        except WebSocketDisconnect as error:
+            await send({"type": "websocket.send", "text": text})
+        except OSError as error:  # the ASGI server's word for a closed socket
             raise WebSocketDisconnected from error
 
 
@@ -255,6 +259,7 @@ class GraphQLEndpoint:
             feed=state["feed"],
             authenticator=state["authenticator"],
             principal=principal,
+            send=send if scope["type"] == "websocket" else None,
         )
         state["context"] = context
         learn = state.pop("learn", None)

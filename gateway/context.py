@@ -9,6 +9,7 @@ from gateway.config import Settings
 from gateway.db import RequestDb, SessionFactory
 from gateway.enums import Scope
 from gateway.errors import Forbidden, Unauthenticated
+from starlette.types import Send
 from starlette.websockets import WebSocket
 
 from gateway.live import ChangeFeed
@@ -37,6 +38,8 @@ class Context:
     principal: Principal | None = None
     connection_params: object = None
     connection: WebSocket | None = None
+    # The websocket's ASGI `send`: the live fast path writes its frames with it.
+    send: Send | None = None
     db: RequestDb = field(init=False)
     _loaders: Loaders | None = field(default=None, init=False)
 

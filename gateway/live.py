@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 _BATCH = 1000
 _HELD_BACK_RETRIES = 20
 _HELD_BACK_DELAY = 0.01
+_WAKE_CHUNK = 256  # subscribers woken per turn of the event loop
 
 
 class SlowConsumer(Exception):
@@ -217,12 +218,20 @@ class ChangeFeed:
                     documents = await list_document_ids_by_email_ids(
                         session=session, email_ids=sorted({c.email_id for c, _ in rows})
                     )
+            woken = 0
             for change, email in rows:
                 position = (change.txid, change.id)
                 self.position = position  # type: ignore[assignment]
                 item = FeedItem(position, change, email, documents.get(change.email_id))  # type: ignore[arg-type]
                 for listener in tuple(self._listeners.get(change.tenant_id, ())):
                     listener.put(item)
+                    woken += 1
+                    if woken % _WAKE_CHUNK == 0:
+                        # Let the loop poll between chunks: with thousands of subscribers,
+                        # webhooks and queries are served while the changes go out.
+                        # (A listener that registers meanwhile reads its start after
+                        # this change: it needs nothing from this fan-out.)
+                        await asyncio.sleep(0)
             total += len(rows)
             if len(rows) < _BATCH:
                 return total

@@ -190,6 +190,8 @@ class LiveFastPath:
 
     async def _rendered(self, group: _Group, context: Context, position: Position, change: Any, email: Any) -> str:
         future = group.renders.get(position)
+        if future is not None and future.done():
+            return future.result()  # the common case: another member rendered it
         if future is None:
             future = asyncio.ensure_future(self._render(group, context, change, email))
             group.renders[position] = future
@@ -201,7 +203,7 @@ class LiveFastPath:
     async def _render(self, group: _Group, context: Context, change: Any, email: Any) -> str:
         self.renders += 1
         # A context of its own: fresh loaders, its own session, no socket to close.
-        own = dataclasses.replace(context, connection=None, connection_params=None)
+        own = dataclasses.replace(context, connection=None, connection_params=None, send=None)
         executor = group.executor.build_per_event_executor(payload(change, email))
         executor.context_value = own
         try:

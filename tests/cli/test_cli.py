@@ -397,3 +397,24 @@ async def test_migrate_refuses_a_bad_setting_naming_it(
     assert "Traceback" not in run.stderr
     assert "up to date" not in run.stdout
     assert not (tmp_path / "data").exists()  # no database was created
+
+
+async def test_serve_tunes_the_collector_once_the_app_is_up(settings) -> None:  # type: ignore[no-untyped-def]
+    import gc
+
+    from asgi_lifespan import LifespanManager
+
+    from gateway.app import create_app
+    from gateway.cli import GC_THRESHOLD, _tuned_gc
+
+    before = gc.get_threshold()
+    try:
+        app = _tuned_gc(create_app(settings))
+        assert gc.get_freeze_count() == 0 and gc.get_threshold() == before  # nothing before start-up
+        async with LifespanManager(app):
+            # what start-up made is out of every later collection; young passes are rarer
+            assert gc.get_freeze_count() > 0
+            assert gc.get_threshold()[0] == GC_THRESHOLD
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

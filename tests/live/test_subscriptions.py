@@ -265,3 +265,27 @@ async def test_the_legacy_protocol_is_off_unless_asked_for(backend, tmp_path, se
             except (websockets.InvalidStatus, websockets.ConnectionClosed, websockets.InvalidHandshake):
                 accepted = False
             assert accepted is enabled
+
+
+async def test_a_change_reaches_many_listeners_once_even_when_fanned_out_in_chunks(live, office):  # type: ignore[no-untyped-def]
+    # given: more listeners than the feed wakes per turn of the event loop
+    import contextlib
+
+    from gateway.live import _WAKE_CHUNK
+
+    address, app = live
+    feed = app.state.feed
+    count = 2 * _WAKE_CHUNK + 17
+    async with contextlib.AsyncExitStack() as stack:
+        listeners = [await stack.enter_async_context(feed.listen(office.id)) for _ in range(count)]
+        # when: two changes
+        email_id = await register_via_api(address, office.key, "many", relation={"externalId": "r", "name": "R"})
+        await record_via_api(address, office.key, email_id, "DELIVERED", "many-d")
+        feed.poke()
+        # then: every listener gets both, in order, and nothing else
+        async with asyncio.timeout(PATIENCE):
+            for listener in listeners:
+                first, second = await listener.__anext__(), await listener.__anext__()
+                assert (first.change.status, second.change.status) == ("SENT", "DELIVERED")
+                assert first.position < second.position
+        assert all(not li._items for li in listeners)
