@@ -408,6 +408,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             queue_size=settings.subscriber_queue_size,
             poll_interval=settings.feed_poll_seconds,
         )
+        if view.live is not None:
+            feed.prepare = view.live.prepare  # each change rendered once, before it goes out
         await feed.start()
         # Also on app.state, for operators' introspection and the tests' clean-up checks.
         app.state.feed, app.state.broker, app.state.engine = feed, broker, engine

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import orjson
@@ -63,7 +63,7 @@ class Listener:
     with two tasks per wait: an idle subscription costs a few hundred bytes here.
     """
 
-    __slots__ = ("_items", "_size", "_waiter", "overflowed", "ready", "tenant_id", "wants_documents")
+    __slots__ = ("_items", "_size", "_waiter", "direct", "overflowed", "ready", "tenant_id", "wants_documents")
 
     def __init__(self, tenant_id: int, size: int, wants_documents: bool) -> None:
         self.tenant_id = tenant_id
@@ -75,9 +75,15 @@ class Listener:
         # Set by the subscriber once it knows where it starts: from then on, every
         # change committed is delivered (operators and tests can wait for it).
         self.ready = False
+        # The subscriber's synchronous delivery, if it has one: it returns True when
+        # it has handled the item, and the subscriber's task is not woken at all.
+        self.direct: Callable[[FeedItem], bool] | None = None
 
     def put(self, item: FeedItem) -> None:
         if self.overflowed:
+            return
+        direct = self.direct
+        if direct is not None and not self._items and direct(item):
             return
         if len(self._items) >= self._size:
             self.overflowed = True
@@ -118,6 +124,9 @@ class ChangeFeed:
         self._tasks: list[asyncio.Task[None]] = []
         self.position: Position = (0, 0)
         self._announced: Position = (0, 0)
+        # Called with each change before it goes out (the live fast path renders it
+        # once per shared selection there); its errors stay with the subscribers.
+        self.prepare: Callable[[FeedItem], Awaitable[None]] | None = None
 
     async def start(self) -> None:
         try:
@@ -223,7 +232,13 @@ class ChangeFeed:
                 position = (change.txid, change.id)
                 self.position = position  # type: ignore[assignment]
                 item = FeedItem(position, change, email, documents.get(change.email_id))  # type: ignore[arg-type]
-                for listener in tuple(self._listeners.get(change.tenant_id, ())):
+                listeners = tuple(self._listeners.get(change.tenant_id, ()))
+                if listeners and self.prepare is not None:
+                    try:
+                        await self.prepare(item)
+                    except Exception:  # the subscribers render it themselves then
+                        log.warning("preparing a change for its subscribers failed", exc_info=True)
+                for listener in listeners:
                     listener.put(item)
                     woken += 1
                     if woken % _WAKE_CHUNK == 0:

@@ -45,7 +45,7 @@ from graphql.validation import ASTValidationRule
 
 from gateway.context import Context
 from gateway.errors import DomainError
-from gateway.live import SlowConsumer
+from gateway.live import FeedItem, Listener, SlowConsumer
 from gateway.repositories.changes import Position
 from gateway.resolvers.live import ChangeFilter, payload, status_changes
 from gateway.schema import SubscriptionExecutionContext
@@ -78,12 +78,81 @@ class LivePlan:
 class _Group:
     """The subscriptions that share tenant, plan and variables: one render per change."""
 
-    __slots__ = ("executor", "members", "renders")
+    __slots__ = ("context", "executor", "members", "renders", "wanted")
 
-    def __init__(self, executor: SubscriptionExecutionContext) -> None:
+    def __init__(self, executor: SubscriptionExecutionContext, wanted: ChangeFilter, context: Context) -> None:
         self.executor = executor
+        self.wanted = wanted  # the same for every member: same document, same variables
+        self.context = context  # a member's, for the tenant and settings of each render
         self.members = 0
         self.renders: OrderedDict[Position, asyncio.Future[str]] = OrderedDict()
+
+    def rendered(self, position: Position) -> str | None:
+        """The change's text if its render is done (without error), else None."""
+        future = self.renders.get(position)
+        if future is None or not future.done() or future.cancelled() or future.exception() is not None:
+            return None
+        return future.result()
+
+
+class _Member:
+    """One subscription of a group: where it is, and its synchronous delivery.
+
+    The feed calls `deliver` for each change (Listener.direct). When the change's
+    text is rendered and the socket takes the frame at once (the ASGI send does
+    not suspend unless the socket's buffer is full), the change is delivered right
+    there, without waking the subscription's task. Otherwise it returns False and
+    the change is queued for the task, which goes the awaiting way; `busy` and
+    `pending` keep the frames in order between the two ways.
+    """
+
+    __slots__ = ("busy", "group", "pending", "position", "prefix", "send_text")
+
+    def __init__(self, group: _Group, prefix: str, send_text: Callable[[str], Awaitable[None]]) -> None:
+        self.group = group
+        self.prefix = prefix
+        self.send_text = send_text
+        self.position: Position = (0, 0)
+        self.busy = False  # the task is handling a queued change
+        self.pending: asyncio.Future[None] | None = None  # a direct send still finishing
+
+    def deliver(self, item: FeedItem) -> bool:
+        if self.busy or self.pending is not None:
+            return False
+        if item.position <= self.position:
+            return True  # already sent (the replay's seam)
+        if not self.group.wanted.admits(item.change, item.email, item.document_ids):
+            self.position = item.position
+            return True
+        text = self.group.rendered(item.position)
+        if text is None:
+            return False
+        sending = self.send_text(self.prefix + text + "}")
+        try:
+            waiting = sending.send(None)  # type: ignore[attr-defined]
+        except StopIteration:
+            self.position = item.position
+            return True
+        except Exception:  # a closed socket: the task's way meets it and says so properly
+            return False
+        # The socket is full: the send finishes in a task; later changes queue.
+        self.position = item.position
+        self.pending = asyncio.ensure_future(_finish(sending, waiting))
+        return True
+
+
+
+async def _finish(coroutine: Any, waiting: Any) -> None:
+    """Drive a coroutine that suspended on `waiting` to its end, as a task would."""
+    while True:
+        if waiting is None:
+            await asyncio.sleep(0)
+        else:
+            await asyncio.wait([waiting])
+        try:
+            waiting = coroutine.send(None)
+        except StopIteration:
+            return
 
 
 class LiveFastPath:
@@ -101,6 +170,7 @@ class LiveFastPath:
         self._mask = mask
         self._plans: OrderedDict[tuple[str, str | None], LivePlan | None] = OrderedDict()
         self._groups: dict[tuple[int, LivePlan, bytes], _Group] = {}
+        self._by_tenant: dict[int, set[_Group]] = {}
         self.renders = 0  # executions, for metrics and tests: far fewer than messages sent
 
     @property
@@ -163,19 +233,37 @@ class LiveFastPath:
             wanted = ChangeFilter.from_arguments(arguments.get("filter"))
         except (GraphQLError, DomainError):
             return Outcome.REFERENCE
-        key = (context.tenant_id, plan, orjson.dumps(variables or {}, option=orjson.OPT_SORT_KEYS))
+        tenant_id = context.tenant_id
+        key = (tenant_id, plan, orjson.dumps(variables or {}, option=orjson.OPT_SORT_KEYS))
         group = self._groups.get(key)
         if group is None:
-            group = self._groups[key] = _Group(executor)
+            group = self._groups[key] = _Group(executor, wanted, context)
+            self._by_tenant.setdefault(tenant_id, set()).add(group)
         group.members += 1
-        prefix = f'{{"id":{orjson.dumps(operation_id).decode()},"type":"next","payload":'
+        member = _Member(group, f'{{"id":{orjson.dumps(operation_id).decode()},"type":"next","payload":', send_text)
+        listening: list[Listener] = []
+
+        def live(listener: Listener) -> None:
+            listener.direct = member.deliver
+            listening.append(listener)
+
         sent = False
         try:
-            async with aclosing(status_changes(context, wanted, arguments.get("since"))) as changes:
+            async with aclosing(status_changes(context, wanted, arguments.get("since"), live)) as changes:
                 async for position, change, email in changes:
-                    text = await self._rendered(group, context, position, change, email)
-                    await send_text(prefix + text + "}")
-                    sent = True
+                    member.busy = True
+                    try:
+                        if member.pending is not None:
+                            pending, member.pending = member.pending, None
+                            await pending  # the frame before this one, sent directly, first
+                        if position <= member.position:
+                            continue
+                        text = await self._rendered(group, position, change, email)
+                        await send_text(member.prefix + text + "}")
+                        member.position = position
+                        sent = True
+                    finally:
+                        member.busy = False
         except DomainError:
             if sent:
                 raise
@@ -183,27 +271,52 @@ class LiveFastPath:
         except SlowConsumer:
             return Outcome.CLOSED
         finally:
+            for listener in listening:
+                listener.direct = None
+            if member.pending is not None:
+                member.pending.cancel()
             group.members -= 1
             if not group.members and self._groups.get(key) is group:
                 del self._groups[key]
+                self._by_tenant[tenant_id].discard(group)
+                if not self._by_tenant[tenant_id]:
+                    del self._by_tenant[tenant_id]
         return Outcome.ENDED
 
-    async def _rendered(self, group: _Group, context: Context, position: Position, change: Any, email: Any) -> str:
+    async def prepare(self, item: FeedItem) -> None:
+        """Render a change for every group that will send it, before it goes out."""
+        groups = self._by_tenant.get(item.change.tenant_id)
+        if not groups:
+            return
+        renders = [
+            self._render_of(group, item.position, item.change, item.email)
+            for group in tuple(groups)
+            if group.wanted.admits(item.change, item.email, item.document_ids)
+        ]
+        if renders:
+            await asyncio.wait(renders)  # their errors stay with them, for the members
+
+    def _render_of(self, group: _Group, position: Position, change: Any, email: Any) -> asyncio.Future[str]:
         future = group.renders.get(position)
-        if future is not None and future.done():
-            return future.result()  # the common case: another member rendered it
         if future is None:
-            future = asyncio.ensure_future(self._render(group, context, change, email))
+            future = asyncio.ensure_future(self._render(group, change, email))
+            future.add_done_callback(_retrieved)
             group.renders[position] = future
             if len(group.renders) > _RENDERS:
                 group.renders.popitem(last=False)
+        return future
+
+    async def _rendered(self, group: _Group, position: Position, change: Any, email: Any) -> str:
+        future = self._render_of(group, position, change, email)
+        if future.done():
+            return future.result()  # the common case: rendered before it went out
         # Shielded: a subscriber that leaves does not cancel the others' render.
         return await asyncio.shield(future)
 
-    async def _render(self, group: _Group, context: Context, change: Any, email: Any) -> str:
+    async def _render(self, group: _Group, change: Any, email: Any) -> str:
         self.renders += 1
         # A context of its own: fresh loaders, its own session, no socket to close.
-        own = dataclasses.replace(context, connection=None, connection_params=None, send=None)
+        own = dataclasses.replace(group.context, connection=None, connection_params=None, send=None)
         executor = group.executor.build_per_event_executor(payload(change, email))
         executor.context_value = own
         try:
@@ -216,3 +329,9 @@ class LiveFastPath:
         if result.errors:  # type: ignore[union-attr]
             message["errors"] = [e.formatted for e in self._mask(list(result.errors))]  # type: ignore[union-attr]
         return orjson.dumps(message).decode()
+
+
+def _retrieved(future: asyncio.Future[str]) -> None:
+    # A render that failed is reported to the members that await it; nobody may.
+    if not future.cancelled():
+        future.exception()

@@ -8,7 +8,7 @@ anything at or before the last position sent is skipped, so it has no duplicate.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -21,7 +21,7 @@ from gateway.context import Context
 from gateway.enums import EmailStatus
 from gateway.errors import BadInput
 from gateway.ids import decode_id_of, decode_position, encode_position
-from gateway.live import SlowConsumer
+from gateway.live import Listener, SlowConsumer
 from gateway.repositories import changes as repo
 from gateway.schema.inputs import EmailStatusChangeFilter
 from gateway.schema.types.emails import Email
@@ -122,12 +122,17 @@ async def _replay(
 
 
 async def status_changes(
-    ctx: Context, wanted: ChangeFilter, since: str | None
+    ctx: Context,
+    wanted: ChangeFilter,
+    since: str | None,
+    on_live: Callable[[Listener], None] | None = None,
 ) -> AsyncGenerator[tuple[repo.Position, models.StatusChange, models.Email], None]:
     """The subscriber's changes: the replay after `since`, then the live feed, each once.
 
     Setup errors (no feed, an unknown cursor) are raised before anything is
-    yielded. Both the reference resolver and the live fast path stream from here.
+    yielded. Both the reference resolver and the live fast path stream from here;
+    `on_live(listener)` is called once the replay is over (the fast path then
+    delivers from the feed directly).
     """
     feed = ctx.feed
     if feed is None:
@@ -151,6 +156,8 @@ async def status_changes(
                 if admitted is not None:
                     yield replayed, admitted, email
         listener.ready = True
+        if on_live is not None:
+            on_live(listener)
         try:
             async for item in listener:
                 if item.position <= position:

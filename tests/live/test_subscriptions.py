@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 import pytest
@@ -11,7 +12,7 @@ from conftest import make_settings
 from factories import make_tenant
 from live_helpers import CHANGES, PATIENCE, Client, expect_error, listening, record_via_api, register_via_api, serving
 
-from gateway.ids import encode_id
+from gateway.ids import decode_position, encode_id
 
 
 @pytest.fixture
@@ -159,41 +160,96 @@ async def test_an_unknown_or_foreign_cursor_is_refused(live, office, session_fac
             assert "unknown or expired cursor" in await expect_error(client, op)
 
 
-async def test_a_slow_subscriber_is_disconnected_and_resumes_without_loss(backend, tmp_path, session_factory):  # type: ignore[no-untyped-def]
+# Frames of about 150 KiB each (150 aliases of a 1,000-character subject): a burst of
+# 40 is more than a socket's buffers hold on loopback (about 3 MiB) for a client
+# that does not read.
+HEAVY = "subscription { emailStatusChanged { cursor status email { id %s } } }" % " ".join(
+    f"s{n}: subject" for n in range(150)
+)
+BURST = 40
+
+
+async def _long_subjects(session_factory, tenant):  # type: ignore[no-untyped-def]
     from factories import register
 
+    return [await register(session_factory, tenant, n=i, subject=f"{i} " + "x" * 990) for i in range(BURST)]
+
+
+async def _burst(session_factory, emails, prefix: str) -> None:  # type: ignore[no-untyped-def]
+    """One DELIVERED per e-mail, all in one transaction."""
     from gateway import ingest
     from gateway.enums import EmailStatus
     from gateway.events import IncomingEvent
     from gateway.models import utcnow
 
-    settings = make_settings(backend, tmp_path, purge_interval_seconds=0, subscriber_queue_size=3)
+    async with session_factory() as session:
+        events = [(e, IncomingEvent("api", f"{prefix}{e.id}", EmailStatus.DELIVERED, utcnow(), "burst")) for e in emails]
+        await ingest.apply_events(session=session, events=events)
+        await session.commit()
+
+
+@contextlib.asynccontextmanager
+async def _not_reading(address: str, key: str):  # type: ignore[no-untyped-def]
+    """A client that reads only when asked: a tiny receive buffer, one message read ahead."""
+    import socket
+
+    host, port = address.split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((host, int(port)))
+    async with Client.connect(address, key, sock=sock, max_queue=1, max_size=2**20) as client:
+        yield client
+
+
+async def test_a_slow_subscriber_is_disconnected_and_resumes_without_loss(backend, tmp_path, session_factory):  # type: ignore[no-untyped-def]
+    settings = make_settings(backend, tmp_path, purge_interval_seconds=0, subscriber_queue_size=3, max_aliases=200)
     tenant = await make_tenant(session_factory)
-    emails = [await register(session_factory, tenant, n=i) for i in range(20)]
+    emails = await _long_subjects(session_factory, tenant)
     async with serving(settings) as (address, app):
-        async with Client.connect(address, tenant.key) as client:
-            await client.subscribe("1", CHANGES)
+        # given: a client that stops reading
+        async with _not_reading(address, tenant.key) as client:
+            await client.subscribe("1", HEAVY)
             await listening(app, 1)
             await register_via_api(address, tenant.key, "marker")
             marker = (await client.next_data("1"))["emailStatusChanged"]["cursor"]
-            # given: a burst of 20 changes in one transaction, more than the buffer of 3
-            async with session_factory() as session:
-                events = [(e, IncomingEvent("api", f"b{e.id}", EmailStatus.DELIVERED, utcnow(), "burst")) for e in emails]
-                await ingest.apply_events(session=session, events=events)
-                await session.commit()
+            # when: the burst fills the socket's buffers, then more than the 3 changes
+            # the server keeps waiting for it
+            await _burst(session_factory, emails, "b")
             app.state.feed.poke()
-            # when / then: the server closes the socket, saying to resume
+            # then: the server closes the socket, saying to resume (after what it had sent)
             code, reason = await client.closed_with()
             assert code == 1013 and "since" in reason
         assert app.state.feed.listener_count == 0
-        # and resuming from the last cursor received gets all 20, once each
+        # and resuming from the last cursor received gets all of them, once each
         async with Client.connect(address, tenant.key) as client:
             await client.subscribe("1", CHANGES, {"since": marker})
-            got = [(await client.next_data("1"))["emailStatusChanged"] for _ in range(20)]
+            got = [(await client.next_data("1"))["emailStatusChanged"] for _ in range(BURST)]
             with pytest.raises(TimeoutError):
                 await client.receive(timeout=0.5)
         assert sorted(c["email"]["id"] for c in got) == sorted(encode_id("Email", e.id) for e in emails)
         assert {c["status"] for c in got} == {"DELIVERED"}
+
+
+async def test_a_client_that_falls_behind_and_catches_up_gets_everything_in_order(backend, tmp_path, session_factory):  # type: ignore[no-untyped-def]
+    settings = make_settings(backend, tmp_path, purge_interval_seconds=0, subscriber_queue_size=1000, max_aliases=200)
+    tenant = await make_tenant(session_factory)
+    emails = await _long_subjects(session_factory, tenant)
+    async with serving(settings) as (address, app):
+        async with _not_reading(address, tenant.key) as client:
+            await client.subscribe("1", HEAVY)
+            await listening(app, 1)
+            # given: a burst larger than the socket's buffers, while the client reads nothing
+            await _burst(session_factory, emails, "c")
+            app.state.feed.poke()
+            await asyncio.sleep(1.0)  # the server fills the buffers, then queues the rest
+            # when: the client reads again
+            got = [(await client.next_data("1"))["emailStatusChanged"] for _ in range(BURST)]
+            # then: every change once, in the log's order, nothing more
+            with pytest.raises(TimeoutError):
+                await client.receive(timeout=0.5)
+    assert sorted(c["email"]["id"] for c in got) == sorted(encode_id("Email", e.id) for e in emails)
+    positions = [decode_position(c["cursor"]) for c in got]
+    assert positions == sorted(positions) and len(set(positions)) == BURST
 
 
 async def test_nothing_is_left_behind_after_many_connections(live, office):  # type: ignore[no-untyped-def]
