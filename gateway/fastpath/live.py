@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 _FIELD = "emailStatusChanged"
 _PLANS = 512  # distinct documents remembered
 _RENDERS = 8  # recent changes remembered per group: subscribers a little behind still share
+_PREPARE_SECONDS = 1.0  # how long the feed waits for a change's renders before it goes on
 
 
 class Outcome(enum.Enum):
@@ -243,7 +244,10 @@ class LiveFastPath:
         member = _Member(group, f'{{"id":{orjson.dumps(operation_id).decode()},"type":"next","payload":', send_text)
         listening: list[Listener] = []
 
-        def live(listener: Listener) -> None:
+        def live(listener: Listener, position: Position) -> None:
+            # From where the stream is: older changes are not news (live from now)
+            # or were sent by the replay.
+            member.position = max(member.position, position)
             listener.direct = member.deliver
             listening.append(listener)
 
@@ -294,7 +298,9 @@ class LiveFastPath:
             if group.wanted.admits(item.change, item.email, item.document_ids)
         ]
         if renders:
-            await asyncio.wait(renders)  # their errors stay with them, for the members
+            # Their errors stay with them, for the members. A render that takes long
+            # (a slow database) does not hold the feed: its members wait for it.
+            await asyncio.wait(renders, timeout=_PREPARE_SECONDS)
 
     def _render_of(self, group: _Group, position: Position, change: Any, email: Any) -> asyncio.Future[str]:
         future = group.renders.get(position)

@@ -125,14 +125,14 @@ async def status_changes(
     ctx: Context,
     wanted: ChangeFilter,
     since: str | None,
-    on_live: Callable[[Listener], None] | None = None,
+    on_live: Callable[[Listener, repo.Position], None] | None = None,
 ) -> AsyncGenerator[tuple[repo.Position, models.StatusChange, models.Email], None]:
     """The subscriber's changes: the replay after `since`, then the live feed, each once.
 
     Setup errors (no feed, an unknown cursor) are raised before anything is
     yielded. Both the reference resolver and the live fast path stream from here;
-    `on_live(listener)` is called once the replay is over (the fast path then
-    delivers from the feed directly).
+    `on_live(listener, position)` is called once the replay is over, with the
+    position reached (the fast path then delivers from the feed directly).
     """
     feed = ctx.feed
     if feed is None:
@@ -157,7 +157,7 @@ async def status_changes(
                     yield replayed, admitted, email
         listener.ready = True
         if on_live is not None:
-            on_live(listener)
+            on_live(listener, position)
         try:
             async for item in listener:
                 if item.position <= position:

@@ -59,6 +59,28 @@ async def test_a_subscriber_holds_no_connection_between_changes(live, office):  
                 await asyncio.sleep(0.01)
 
 
+async def test_a_change_committed_before_subscribing_is_not_news_even_if_the_feed_reads_it_later(backend, tmp_path, session_factory):  # type: ignore[no-untyped-def]
+    from factories import register
+
+    settings = make_settings(backend, tmp_path, purge_interval_seconds=0, feed_poll_seconds=60)
+    tenant = await make_tenant(session_factory)
+    old, new = await register(session_factory, tenant, n=1), await register(session_factory, tenant, n=2)
+    async with serving(settings) as (address, app):
+        # given: a change committed and not announced: the feed has not read it
+        await _burst(session_factory, [old], "before")
+        async with Client.connect(address, tenant.key) as client:
+            await client.subscribe("1", CHANGES)
+            await listening(app, 1)
+            # when: the feed reads it after the subscription started, then a new change comes
+            app.state.feed.poke()
+            await record_via_api(address, tenant.key, encode_id("Email", new.id), "OPENED", "after")
+            # then: only the new change is news
+            got = (await client.next_data("1"))["emailStatusChanged"]
+            assert (got["email"]["id"], got["status"]) == (encode_id("Email", new.id), "OPENED")
+            with pytest.raises(TimeoutError):
+                await client.receive(timeout=0.5)
+
+
 async def test_filters_combine_and_run_on_the_server(live, office):  # type: ignore[no-untyped-def]
     address, app = live
     a = await register_via_api(address, office.key, "a", relation={"externalId": "r1", "name": "One"}, documents=[{"externalId": "d1", "title": "T"}])
