@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any, TypedDict
@@ -22,15 +22,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Message, Receive, Scope, Send
-from starlette.websockets import WebSocket, WebSocketState
-from strawberry.asgi import GraphQL
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
 )
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message as TransportMessage
 from cross_web import HTTPException
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
@@ -83,7 +82,7 @@ def _unauthenticated(message: str) -> JSONResponse:
 
 
 class LiveTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
-    """graphql-transport-ws with text frames, and the live fast path for subscriptions."""
+    """graphql-transport-ws with the live fast path for subscriptions."""
 
     view: GatewayGraphQL
 
@@ -112,9 +111,6 @@ class LiveTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
             with contextlib.suppress(WebSocketDisconnected):
                 await operation.send_operation_message({"id": operation.id, "type": "complete"})
 
-    async def send_message(self, message: TransportMessage) -> None:
-        await self._send_text(orjson.dumps(message).decode())
-
     async def _send_text(self, text: str) -> None:
         # Text frames, as graphql-transport-ws clients (browsers' graphql-ws) expect,
         # straight to the ASGI server: this runs once per subscriber and change.
@@ -127,9 +123,24 @@ class LiveTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
             raise WebSocketDisconnected from error
 
 
+class TextFrames(ASGIWebSocketAdapter):
+    """Protocol messages as text frames, as browsers' graphql-ws clients expect.
+
+    (Strawberry sends what `encode_json` returns; orjson's bytes would go out as
+    binary frames.)
+    """
+
+    async def send_json(self, message: Mapping[str, object]) -> None:
+        try:
+            await self.ws.send_text(orjson.dumps(message).decode())
+        except WebSocketDisconnect as error:
+            raise WebSocketDisconnected from error
+
+
 class GatewayGraphQL(GraphQL[Context, None]):
     """Strawberry's ASGI view with the gateway's context and websocket authentication."""
 
+    websocket_adapter_class = TextFrames  # type: ignore[assignment]
     graphql_transport_ws_handler_class = LiveTransportWS
     live: LiveFastPath | None = None
 

@@ -338,8 +338,9 @@ async def test_the_legacy_protocol_is_off_unless_asked_for(backend, tmp_path, se
             try:
                 async with websockets.connect(f"ws://{address}/graphql", subprotocols=["graphql-ws"]) as ws:  # type: ignore[list-item]
                     await ws.send(json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {tenant.key}"}}))
-                    answer = json.loads(await asyncio.wait_for(ws.recv(), PATIENCE))
-                    accepted = answer["type"] == "connection_ack"
+                    raw = await asyncio.wait_for(ws.recv(), PATIENCE)
+                    assert isinstance(raw, str), "text frames, as browsers' clients expect"
+                    accepted = json.loads(raw)["type"] == "connection_ack"
             except (websockets.InvalidStatus, websockets.ConnectionClosed, websockets.InvalidHandshake):
                 accepted = False
             assert accepted is enabled
@@ -347,8 +348,6 @@ async def test_the_legacy_protocol_is_off_unless_asked_for(backend, tmp_path, se
 
 async def test_a_change_reaches_many_listeners_once_even_when_fanned_out_in_chunks(live, office):  # type: ignore[no-untyped-def]
     # given: more listeners than the feed wakes per turn of the event loop
-    import contextlib
-
     from gateway.live import _WAKE_CHUNK
 
     address, app = live
