@@ -13,6 +13,7 @@ from typing import Any, TypedDict
 
 import asyncpg
 import orjson
+from cross_web import HTTPException
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -26,24 +27,23 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http.exceptions import WebSocketDisconnected
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
 )
-from cross_web import HTTPException
-from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
 from gateway import pixel
-from gateway.config import Settings, get_settings
 from gateway.auth import Authenticator
+from gateway.config import Settings, get_settings
 from gateway.context import Context
+from gateway.db import SessionFactory, create_engine, create_session_factory
 from gateway.enums import Scope as KeyScope
 from gateway.fastpath import FastPath
 from gateway.fastpath.live import LiveFastPath, Outcome
 from gateway.fastpath.plans import UNKNOWN
 from gateway.fastpath.rows import PgRows, RepositoryRows, RowSource
 from gateway.live import ChangeFeed
-from gateway.db import SessionFactory, create_engine, create_session_factory
 from gateway.metrics import Metrics, MetricsMiddleware
 from gateway.pubsub import Broker, BrokerUnavailable
 from gateway.repositories.api_keys import Principal

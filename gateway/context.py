@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from starlette.types import Send
+from starlette.websockets import WebSocket
+
 from gateway.auth import Authenticator
 from gateway.config import Settings
 from gateway.db import RequestDb, SessionFactory
 from gateway.enums import Scope
 from gateway.errors import Forbidden, Unauthenticated
-from starlette.types import Send
-from starlette.websockets import WebSocket
-
 from gateway.live import ChangeFeed
 from gateway.loaders import Loaders
 from gateway.pubsub import Broker

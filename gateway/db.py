@@ -8,10 +8,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aiodataloader import dispatch_queue
-
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from gateway.config import Settings
 

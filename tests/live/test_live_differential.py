@@ -19,11 +19,11 @@ from conftest import make_settings
 from factories import make_tenant
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from live_helpers import Client, gql, listening, record_via_api, register_via_api, serving
 from sqlalchemy import select
 
 from gateway import models
 from gateway.ids import encode_position
-from live_helpers import Client, gql, listening, record_via_api, register_via_api, serving
 
 STATUSES = ["SENT", "DELIVERED", "DELIVERY_FAILED", "OPENED"]
 CHANGE_LEAVES = ["cursor", "previousStatus", "status", "changedAt", "__typename"]
@@ -204,7 +204,7 @@ async def test_the_live_fast_path_sends_the_reference_frames(pair, data) -> None
     # given: a few generated subscriptions, each twice on the fast gateway (so that
     # they share renders) and once on the reference
     office, ids = pair["office"], pair["ids"]
-    (fast_address, fast_app), (ref_address, ref_app) = pair["fast"], pair["reference"]
+    (fast_address, fast_app), (ref_address, _) = pair["fast"], pair["reference"]
     run = next(_COUNTER)
     await record_via_api(fast_address, office.key, ids["emails"][2], "SENT", f"k-{run}-before", occurred_at="2026-11-01T09:00:00Z")
     since = await _latest_cursor(pair["session_factory"], office.id)

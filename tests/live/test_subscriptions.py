@@ -10,7 +10,16 @@ import pytest
 import websockets
 from conftest import make_settings
 from factories import make_tenant
-from live_helpers import CHANGES, PATIENCE, Client, expect_error, listening, record_via_api, register_via_api, serving
+from live_helpers import (
+    CHANGES,
+    PATIENCE,
+    Client,
+    expect_error,
+    listening,
+    record_via_api,
+    register_via_api,
+    serving,
+)
 
 from gateway.ids import decode_position, encode_id
 
