@@ -403,7 +403,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
         engine = create_engine(settings)
-        broker = Broker(settings.broker_url, queue_size=settings.subscriber_queue_size)
+        broker = Broker(
+            settings.broker_url,
+            queue_size=settings.subscriber_queue_size,
+            prefix=settings.broker_channel_prefix,
+        )
         try:
             await broker.connect()
         except BrokerUnavailable:

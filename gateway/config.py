@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     history_days: int = Field(default=30, ge=1, le=3650)
     purge_interval_seconds: int = Field(default=3600, ge=0, le=86_400 * 7)  # 0: no background purge
     broker_url: str = "memory://"
+    broker_channel_prefix: str = Field(default="", max_length=100)
     subscriber_queue_size: int = Field(default=1000, ge=1, le=1_000_000)
     feed_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     ws_init_timeout_seconds: float = Field(default=5.0, gt=0, le=300)

@@ -502,3 +502,21 @@ async def test_one_connection_to_publish_and_one_to_listen(
             assert len(clients) == 3, clients
     finally:
         await admin.aclose()
+
+
+async def test_a_channel_prefix_keeps_deployments_that_share_a_redis_apart(url: str, channel: str) -> None:
+    # given: two deployments on one transport, told apart by their prefixes
+    async with Broker(url, prefix="office-a:") as a, Broker(url, prefix="office-b:") as b, \
+               Broker(url, prefix="office-b:") as b_too:
+        async with b.subscribe(channel) as sub, a.subscribe(channel) as own:
+            # when: each publishes on the same channel name
+            await a.publish(channel, "for a")
+            await b_too.publish(channel, "for b")
+            # then: each hears its own deployment only, under the name it subscribed to
+            assert await _next(own) == Message(channel, "for a")
+            if url.startswith("redis"):
+                assert await _next(sub) == Message(channel, "for b")
+            with pytest.raises(TimeoutError):
+                await _next(sub, within=0.3)
+            with pytest.raises(TimeoutError):
+                await _next(own, within=0.3)

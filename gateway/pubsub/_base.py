@@ -237,10 +237,13 @@ class Broker:
                     ...
     """
 
-    def __init__(self, url: str, *, queue_size: int = 1000) -> None:
+    def __init__(self, url: str, *, queue_size: int = 1000, prefix: str = "") -> None:
         if queue_size < 1:
             raise ValueError(f"queue_size must be at least 1, got {queue_size}")
         self._queue_size = queue_size
+        # Put before every channel name on the transport: deployments that share
+        # one Redis (pub/sub channels ignore the database number) stay apart.
+        self._prefix = prefix
         self._subscribers: dict[str, set[Subscription]] = {}
         self._connected = False
         self._scheme = urlsplit(url).scheme
@@ -284,7 +287,7 @@ class Broker:
         down; callers publish after commit, so they log it and go on.
         """
         self._require_connected()
-        await self._backend.publish(channel, message)
+        await self._backend.publish(self._prefix + channel, message)
 
     @contextlib.asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[Subscription]:
@@ -296,7 +299,7 @@ class Broker:
         # right after its confirmation can miss this queue.
         self._subscribers.setdefault(channel, set()).add(sub)
         try:
-            await self._backend.subscribe(channel)
+            await self._backend.subscribe(self._prefix + channel)
             yield sub
         finally:
             self._remove(sub)
@@ -325,9 +328,13 @@ class Broker:
         subs.discard(sub)
         if not subs:
             del self._subscribers[sub.channel]
-            self._backend.unsubscribe(sub.channel)
+            self._backend.unsubscribe(self._prefix + sub.channel)
+
+    def _local(self, channel: str) -> str | None:
+        return channel[len(self._prefix) :] if channel.startswith(self._prefix) else None
 
     def _deliver_message(self, channel: str, data: str) -> None:
+        channel = self._local(channel)  # type: ignore[assignment]
         subs = self._subscribers.get(channel)
         if subs:
             message = Message(channel, data)
@@ -335,6 +342,7 @@ class Broker:
                 sub._put(message)
 
     def _deliver_gap(self, channel: str) -> None:
+        channel = self._local(channel)  # type: ignore[assignment]
         subs = self._subscribers.get(channel)
         if subs:
             gap = Gap(channel)
