@@ -139,8 +139,8 @@ class _Member:
         # The socket is full: the send finishes in a task; later changes queue.
         self.position = item.position
         self.pending = asyncio.ensure_future(_finish(sending, waiting))
+        self.pending.add_done_callback(_retrieved)  # a socket that closed meanwhile: the task sees it
         return True
-
 
 
 async def _finish(coroutine: Any, waiting: Any) -> None:
@@ -337,7 +337,7 @@ class LiveFastPath:
         return orjson.dumps(message).decode()
 
 
-def _retrieved(future: asyncio.Future[str]) -> None:
-    # A render that failed is reported to the members that await it; nobody may.
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    # A render or a send that failed is reported to whoever awaits it; nobody may.
     if not future.cancelled():
         future.exception()
