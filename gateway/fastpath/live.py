@@ -84,7 +84,9 @@ class _Group:
     def __init__(self, executor: SubscriptionExecutionContext, wanted: ChangeFilter, context: Context) -> None:
         self.executor = executor
         self.wanted = wanted  # the same for every member: same document, same variables
-        self.context = context  # a member's, for the tenant and settings of each render
+        # For the tenant and settings of each render; without the member's socket,
+        # which may go while the group stays.
+        self.context = dataclasses.replace(context, connection=None, connection_params=None, send=None)
         self.members = 0
         self.renders: OrderedDict[Position, asyncio.Future[str]] = OrderedDict()
 
@@ -322,7 +324,7 @@ class LiveFastPath:
     async def _render(self, group: _Group, change: Any, email: Any) -> str:
         self.renders += 1
         # A context of its own: fresh loaders, its own session, no socket to close.
-        own = dataclasses.replace(group.context, connection=None, connection_params=None, send=None)
+        own = dataclasses.replace(group.context)
         executor = group.executor.build_per_event_executor(payload(change, email))
         executor.context_value = own
         try:
