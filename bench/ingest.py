@@ -30,7 +30,6 @@ import random
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -50,6 +49,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `python bench/ingest.py` puts bench/ on the path, not the project
     sys.path.append(str(ROOT))  # last: an installed or PYTHONPATH gateway comes first
+
+from bench._common import free_port, gateway_command, proc_cpu  # noqa: E402  (after the path set-up above)
 
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
@@ -489,17 +490,6 @@ async def check_database(settings: Any, ledger: Ledger) -> list[str]:
 # --- the server ---------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def gateway_command() -> list[str]:
-    script = Path(sys.executable).parent / "gateway"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "gateway.cli"]
-
-
 class Server:
     """`gateway serve` as a child process; stopped with SIGTERM (then SIGKILL after 20 s)."""
 
@@ -547,7 +537,7 @@ class Server:
         raise BenchError(f"gateway serve not healthy after {timeout} s:\n{self.tail()}")
 
     def cpu_seconds(self) -> float:
-        return _proc_cpu(self.process.pid)
+        return proc_cpu(self.process.pid)
 
     def tail(self, lines: int = 60) -> str:
         text = self.log_path.read_text(errors="replace").splitlines()
@@ -567,18 +557,6 @@ class Server:
                 self.process.kill()
                 self.process.wait()
         self.log.close()
-
-
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _proc_cpu(pid: int) -> float:
-    """User + system CPU seconds of a process (0 when it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 async def pg_backend_pids(database: str) -> list[int]:
@@ -670,7 +648,7 @@ async def run_round(
     pg_database: str | None,
 ) -> RoundResult:
     pg_pids = await pg_backend_pids(pg_database) if pg_database else []
-    pg_before = {pid: _proc_cpu(pid) for pid in pg_pids}
+    pg_before = {pid: proc_cpu(pid) for pid in pg_pids}
     server_before, client_before = server.cpu_seconds(), time.process_time()
     elapsed, latencies = await post_batches(server.url, key, batches, concurrency)
     server_cpu, client_cpu = (
@@ -680,7 +658,7 @@ async def run_round(
     pg_cpu = None
     if pg_database:
         pids = await pg_backend_pids(pg_database)
-        pg_cpu = sum(_proc_cpu(pid) - pg_before.get(pid, 0.0) for pid in pids)
+        pg_cpu = sum(proc_cpu(pid) - pg_before.get(pid, 0.0) for pid in pids)
     return RoundResult(
         sum(b.events for b in batches), elapsed, latencies, server_cpu, client_cpu, pg_cpu
     )

@@ -29,7 +29,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -47,6 +46,8 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `python bench/screens.py` puts bench/ on the path, not the project
     sys.path.append(str(ROOT))
+
+from bench._common import free_port, gateway_command, machine_cpu, proc_cpu  # noqa: E402  (after the path set-up above)
 
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 TENANT = "Demo Accountants"  # the first demo tenant: the one bench.seed fills with --emails
@@ -548,11 +549,6 @@ def gateway_env(database: str, data_dir: Path) -> dict[str, str]:
     return env
 
 
-def gateway_command() -> list[str]:
-    script = Path(sys.executable).parent / "gateway"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "gateway.cli"]
-
-
 def _run(command: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT) -> str:
     done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, check=False)  # noqa: S603
     if done.returncode:
@@ -602,31 +598,6 @@ def ensure_postgraphile() -> None:
 
 
 # --- servers ----------------------------------------------------------------------------------
-
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def proc_cpu(pid: int) -> float:
-    """User + system CPU seconds of a process (0 when it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / _TICK
-
-
-def machine_cpu() -> float:
-    """CPU seconds used by the whole machine so far (every core, /proc/stat)."""
-    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / _TICK
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 class Server:
     """A server under test, as a child process, answering GraphQL at /graphql."""
