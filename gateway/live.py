@@ -216,8 +216,12 @@ class ChangeFeed:
         if not self._listeners:
             # Nobody to tell: just move on, without reading the changes themselves.
             async with self._sessions() as session:
-                self.position = max(self.position, await latest_position(session=session))
-            return 0
+                latest = await latest_position(session=session)
+            if not self._listeners:
+                self.position = max(self.position, latest)
+                return 0
+            # Somebody subscribed meanwhile. Its replay may have ended before
+            # `latest`: moving on would skip what lies between for it. Read.
         total = 0
         while True:
             async with self._sessions() as session:
