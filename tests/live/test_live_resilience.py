@@ -128,6 +128,46 @@ async def test_concurrent_writers_and_a_resuming_subscriber_see_every_change_onc
     assert positions == sorted(positions), "changes arrived out of position order"
 
 
+async def test_a_subscriber_arriving_while_the_idle_feed_moves_on_misses_nothing(backend, tmp_path, session_factory, monkeypatch):  # type: ignore[no-untyped-def]
+    # given: a feed with nobody listening, caught inside its "move on to the newest
+    # change" query (the real query, held at a gate)
+    import gateway.live
+    from gateway.ids import encode_position
+
+    tenant = await make_tenant(session_factory)
+    first, second = await register(session_factory, tenant, n=1), await register(session_factory, tenant, n=2)
+    settings = make_settings(backend, tmp_path, purge_interval_seconds=0, feed_poll_seconds=60)
+
+    async def commit(email):  # type: ignore[no-untyped-def]
+        async with session_factory() as session:
+            changes = await ingest.apply_events(session=session, events=[(email, event(EmailStatus.DELIVERED, datetime.now(UTC)))])
+            await session.commit()
+        return changes[0]
+
+    async with serving(settings) as (address, app):
+        marker = await commit(first)  # not announced: the feed reads it when poked
+        real, entered, gate = gateway.live.latest_position, asyncio.Event(), asyncio.Event()
+
+        async def held(*, session):  # type: ignore[no-untyped-def]
+            entered.set()
+            await gate.wait()
+            return await real(session=session)
+
+        monkeypatch.setattr(gateway.live, "latest_position", held)
+        app.state.feed.poke()
+        await asyncio.wait_for(entered.wait(), PATIENCE)
+        async with Client.connect(address, tenant.key) as client:
+            # when: a subscriber resumes meanwhile, and a change commits after its replay
+            await client.subscribe("1", CHANGES, {"since": encode_position(marker.position)})
+            await listening(app, 1)
+            later = await commit(second)
+            gate.set()
+            app.state.feed.poke()
+            # then: that change still reaches it
+            got = (await client.next_data("1", timeout=5))["emailStatusChanged"]
+            assert decode_position(got["cursor"]) == later.position
+
+
 async def _redis_server():  # type: ignore[no-untyped-def]
     from test_pubsub import _RedisServer
 
