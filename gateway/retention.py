@@ -16,7 +16,7 @@ Locking against ingestion. `gateway.ingest.apply_events` inserts an event, then
 locks the e-mail row `FOR NO KEY UPDATE`, re-reads it and recomputes its status
 from the summary plus every event it can see. The purge takes the same lock on
 its batch *before* deleting events, by marking the rows in the first statement
-(`UPDATE ... WHERE id IN (SELECT ... FOR NO KEY UPDATE SKIP LOCKED)`):
+(`WITH batch AS MATERIALIZED (SELECT ... FOR NO KEY UPDATE SKIP LOCKED) UPDATE ...`):
 - an ingestion holding the lock first: the purge skips that e-mail (`SKIP LOCKED`)
   and a later run purges it, with the new event already in the summary;
 - the purge holding the lock first: the ingestion's event is not committed, so the
@@ -128,16 +128,23 @@ def _mark_batch(
                 _email.c.sent_at > sent_at, sa.and_(_email.c.sent_at == sent_at, _email.c.id > pk)
             )
         )
+    # MATERIALIZED: the batch is picked and locked once per statement. As a plain
+    # subquery, the planner may put it on the inner side of a nested loop and run it
+    # again for every outer row; each run skips what another purge locked meanwhile
+    # and locks rows further on that this UPDATE then leaves unmarked, but locked,
+    # so the other purge skips them too and they wait for the next run.
     batch = (
         sa.select(_email.c.id)
         .where(*conditions)
         .order_by(_email.c.sent_at, _email.c.id)
         .limit(size)
         .with_for_update(key_share=True, skip_locked=True)
+        .cte("batch")
+        .prefix_with("MATERIALIZED")
     )
     return (
         _email.update()
-        .where(_email.c.id.in_(batch.scalar_subquery()), _email.c.history_purged_at.is_(None))
+        .where(_email.c.id.in_(sa.select(batch.c.id)), _email.c.history_purged_at.is_(None))
         .values(history_purged_at=now)
         .returning(_email.c.id, _email.c.sent_at)
     )
@@ -175,6 +182,19 @@ async def _purge_tenant(
         after = max((row.sent_at, row.id) for row in marked)
 
 
+def _delete_in_batches_statement(table: sa.Table, condition: sa.ColumnElement[bool], size: int) -> sa.Delete:
+    batch = (  # MATERIALIZED: locked once per statement, as in `_mark_batch`
+        sa.select(table.c.id)
+        .where(condition)
+        .limit(size)
+        .with_for_update(skip_locked=True)
+        .cte("batch")
+        .prefix_with("MATERIALIZED")
+    )
+    # RETURNING, counted: Python's sqlite3 gives no rowcount for a statement that starts with WITH.
+    return table.delete().where(table.c.id.in_(sa.select(batch.c.id))).returning(table.c.id)
+
+
 async def _delete_in_batches(
     session_factory: SessionFactory,
     table: sa.Table,
@@ -184,18 +204,9 @@ async def _delete_in_batches(
     """Delete matching rows `batch_size` at a time, each batch its own transaction."""
     total = 0
     while True:
-        batch = (
-            sa.select(table.c.id)
-            .where(condition)
-            .limit(batch_size)
-            .with_for_update(skip_locked=True)
-        )
         async with session_factory() as session:
-            result = await session.execute(
-                table.delete().where(table.c.id.in_(batch.scalar_subquery()))
-            )
+            deleted = len((await session.execute(_delete_in_batches_statement(table, condition, batch_size))).all())
             await session.commit()
-        deleted = _rowcount(result)
         total += deleted
         if deleted == 0:
             return total
