@@ -34,7 +34,7 @@ from gateway.schema.inputs import DocumentFilter, EmailFilter, InvoiceFilter
 from gateway.resolvers.items import item_query
 
 from .fields import Unsupported, collect
-from .rows import Rows, RowSource
+from .rows import Fold, Folded, Rows, RowSource
 from .writers import Lookups, Needs, Writer, compile_document, compile_email, compile_invoice
 
 __all__ = ["UNKNOWN", "FastPath", "Plan"]
@@ -52,6 +52,7 @@ class _Page:
     has_next: bool
     has_previous: bool
     count: int | None
+    folded: Folded
 
 
 @dataclass
@@ -69,6 +70,26 @@ class Plan:
     roots: list[_Root]
     needs: Needs
     item_columns: dict[str, set[str]] = field(default_factory=dict)
+    folds: dict[str, tuple[Fold, ...]] = field(default_factory=dict)  # by root field name
+
+
+# The lookups a page of each root can carry: (lookup, the page column it needs, its Needs field).
+_FOLDABLE = {
+    "emails": (("relations", "relation_id", "relation"), ("invoices", "invoice_id", "invoice"),
+               ("documents_by_email", "id", "document")),
+    "documents": (("relations", "relation_id", "relation"), ("latest_emails", "latest_email_id", "latest_email")),
+    "invoices": (("relations", "relation_id", "relation"), ("latest_emails", "latest_email_id", "latest_email")),
+}
+
+
+def _folds(plan: Plan, name: str) -> tuple[Fold, ...]:
+    columns = plan.needs.email if name == "emails" else plan.item_columns[name]
+    folds = []
+    for lookup, key, need in _FOLDABLE[name]:
+        wanted: set[str] | None = getattr(plan.needs, need)
+        if wanted is not None and key in columns:
+            folds.append(Fold(lookup, tuple(sorted(wanted))))
+    return tuple(folds)
 
 
 def _cursor_of(name: str) -> Callable[[Any], str]:
@@ -173,6 +194,7 @@ def compile_plan(schema: GraphQLSchema, query: str, operation_name: str | None) 
     except Unsupported as reason:
         log.debug("fast path: not for this document (%s)", reason)
         return None
+    plan.folds = {root.name: _folds(plan, root.name) for root in roots}
     return plan if roots else None
 
 
@@ -234,38 +256,47 @@ class FastPath:
 
     async def _fetch(self, rows: Rows, plan: Plan, root: _Root, request: tuple[Any, PageRequest]) -> _Page:
         query, page = request
+        folds = plan.folds[root.name]
         if root.name == "emails":
-            found, has_next = await rows.email_page(query, page, sorted(plan.needs.email))
+            found = await rows.email_page(query, page, sorted(plan.needs.email), folds)
             count = await rows.email_count(query) if root.wants_count else None
         else:
             kind = root.name[:-1]
-            found, has_next = await rows.item_page(kind, query, page, sorted(plan.item_columns[root.name]))
+            found = await rows.item_page(kind, query, page, sorted(plan.item_columns[root.name]), folds)
             count = await rows.item_count(kind, query) if root.wants_count else None
-        return _Page(rows=found, has_next=has_next, has_previous=page.after is not None, count=count)
+        return _Page(found.rows, found.has_next, page.after is not None, count, found.folded)
 
     async def _look_up(self, rows: Rows, plan: Plan, pages: list[_Page], lookups: Lookups) -> None:
+        """Fill the lookups: first what the pages carried, then a statement per kind for the rest."""
+        for page in pages:
+            for lookup, found in page.folded.items():
+                getattr(lookups, lookup).update(found)
         needs = plan.needs
         emails = [row for r, p in zip(plan.roots, pages, strict=True) if r.name == "emails" for row in p.rows]
         items = [row for r, p in zip(plan.roots, pages, strict=True) if r.name != "emails" for row in p.rows]
-        if needs.document is not None and emails:
-            for row in await rows.documents_by_email_ids(sorted({e["id"] for e in emails}), sorted(needs.document)):
-                lookups.documents_by_email.setdefault(row["email_id"], []).append(row)
+        if needs.document is not None:
+            missing = {e["id"] for e in emails} - lookups.documents_by_email.keys()
+            if missing:
+                for row in await rows.documents_by_email_ids(sorted(missing), sorted(needs.document)):
+                    lookups.documents_by_email.setdefault(row["email_id"], []).append(row)
         if needs.invoice is not None:
-            ids = {e["invoice_id"] for e in emails} - {None}
+            ids = {e["invoice_id"] for e in emails} - {None} - lookups.invoices.keys()
             if ids:
-                lookups.invoices = {r["id"]: r for r in await rows.items_by_ids("invoice", sorted(ids), sorted(needs.invoice))}
+                lookups.invoices.update(
+                    {r["id"]: r for r in await rows.items_by_ids("invoice", sorted(ids), sorted(needs.invoice))}
+                )
         documents = [d for ds in lookups.documents_by_email.values() for d in ds]
-        carried = [*items, *documents, *lookups.invoices.values()]
+        carried = [*items, *documents, *(i for i in lookups.invoices.values() if i is not None)]
         if needs.latest_email is not None:
-            ids = {r.get("latest_email_id") for r in carried} - {None}
+            ids = {r.get("latest_email_id") for r in carried} - {None} - lookups.latest_emails.keys()
             if ids:
                 found = await rows.emails_by_ids(sorted(ids), sorted(needs.latest_email))  # type: ignore[type-var]
-                lookups.latest_emails = {r["id"]: r for r in found}
+                lookups.latest_emails.update({r["id"]: r for r in found})
         if needs.relation is not None:
-            ids = {r.get("relation_id") for r in (*emails, *carried)} - {None}
+            ids = {r.get("relation_id") for r in (*emails, *carried)} - {None} - lookups.relations.keys()
             if ids:
                 found = await rows.items_by_ids("relation", sorted(ids), sorted(needs.relation))  # type: ignore[type-var]
-                lookups.relations = {r["id"]: r for r in found}
+                lookups.relations.update({r["id"]: r for r in found})
 
 
 def _input(cls: type, value: dict[str, Any] | None) -> Any:

@@ -7,14 +7,20 @@ BEGIN/COMMIT per request. Other databases (SQLite, the embedded default) go
 through the same repository functions as the reference, as plain row mappings.
 The filtering rules are the repositories' (`EmailQuery`, `ItemQuery`); the
 differential tests hold the two to the same answers.
+
+On PostgreSQL a page also carries its rows' lookups (`Fold`): the relation, the
+invoice, the documents or the newest e-mail of each row, as records from
+subqueries of the page statement. A screen is then one statement, one round
+trip, as PostGraphile sends it. Elsewhere the lookups are separate statements.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -25,15 +31,33 @@ from gateway.repositories.emails import EmailQuery
 from gateway.repositories.items import ItemQuery
 from gateway.repositories.pages import PageRequest
 
-__all__ = ["PgRows", "RepositoryRows", "Rows", "RowSource"]
+__all__ = ["Fold", "Folded", "Page", "PgRows", "RepositoryRows", "Rows", "RowSource"]
 
 _TABLES = {"relation": "relation", "document": "document", "invoice": "invoice"}
 
 
+@dataclass(frozen=True)
+class Fold:
+    """A lookup that a page may carry: which one (a `Lookups` field) and its columns."""
+
+    lookup: str  # "relations", "invoices", "documents_by_email" or "latest_emails"
+    columns: tuple[str, ...]
+
+
+# What a page carried, by lookup: {id: row or None}, or {email id: [document rows]}.
+Folded = dict[str, dict[int, Any]]
+
+
+class Page(NamedTuple):
+    rows: list[Any]
+    has_next: bool
+    folded: Folded
+
+
 class Rows(Protocol):
-    async def email_page(self, query: EmailQuery, page: PageRequest, columns: Sequence[str]) -> tuple[list[Any], bool]: ...
+    async def email_page(self, query: EmailQuery, page: PageRequest, columns: Sequence[str], folds: tuple[Fold, ...]) -> Page: ...
     async def email_count(self, query: EmailQuery) -> int: ...
-    async def item_page(self, kind: str, query: ItemQuery, page: PageRequest, columns: Sequence[str]) -> tuple[list[Any], bool]: ...
+    async def item_page(self, kind: str, query: ItemQuery, page: PageRequest, columns: Sequence[str], folds: tuple[Fold, ...]) -> Page: ...
     async def item_count(self, kind: str, query: ItemQuery) -> int: ...
     async def items_by_ids(self, kind: str, ids: Sequence[int], columns: Sequence[str]) -> list[Any]: ...
     async def emails_by_ids(self, ids: Sequence[int], columns: Sequence[str]) -> list[Any]: ...
@@ -141,24 +165,74 @@ def _item_args(tenant_id: int, query: ItemQuery, page: PageRequest | None) -> tu
     return shape, args
 
 
+# Each fold as a subquery of the page `p`: (the key column of `p`, the subquery).
+_FOLD_SQL = {
+    "relations": ("relation_id", "(SELECT ROW({columns}) FROM relation f WHERE f.tenant_id = $1 AND f.id = p.relation_id)"),
+    "invoices": ("invoice_id", "(SELECT ROW({columns}) FROM invoice f WHERE f.tenant_id = $1 AND f.id = p.invoice_id)"),
+    "latest_emails": (
+        "latest_email_id", "(SELECT ROW({columns}) FROM email f WHERE f.tenant_id = $1 AND f.id = p.latest_email_id)"
+    ),
+    # In the order of documents_by_email_ids: by document id.
+    "documents_by_email": (
+        "id",
+        "ARRAY(SELECT ROW({columns}) FROM email_document l JOIN document f ON f.id = l.document_id "
+        "WHERE l.tenant_id = $1 AND l.email_id = p.id ORDER BY f.id)",
+    ),
+}
+
+
+@lru_cache(maxsize=256)
+def _folded_sql(page_sql: str, order: str, folds: tuple[Fold, ...]) -> str:
+    if not folds:
+        return page_sql
+    carried = ", ".join(
+        f"{_FOLD_SQL[fold.lookup][1].format(columns=', '.join(f'f.{c}' for c in fold.columns))} AS _fold{n}"
+        for n, fold in enumerate(folds)
+    )
+    # The page is cut by its LIMIT first, so the subqueries run for its rows only.
+    return f"SELECT p.*, {carried} FROM ({page_sql}) p ORDER BY {order}"
+
+
+def _unfold(rows: list[Any], folds: tuple[Fold, ...]) -> Folded:
+    folded: Folded = {}
+    for n, fold in enumerate(folds):
+        key, _ = _FOLD_SQL[fold.lookup]
+        name, columns = f"_fold{n}", fold.columns
+        found = folded.setdefault(fold.lookup, {})
+        if fold.lookup == "documents_by_email":
+            for row in rows:
+                found[row[key]] = [dict(zip(columns, record, strict=True)) for record in row[name]]
+        else:
+            for row in rows:
+                if row[key] is not None:
+                    record = row[name]
+                    found[row[key]] = dict(zip(columns, record, strict=True)) if record is not None else None
+    return folded
+
+
 class _PgRows:
     def __init__(self, connection: asyncpg.Connection, tenant_id: int) -> None:
         self._c = connection
         self._t = tenant_id
 
-    async def email_page(self, query: EmailQuery, page: PageRequest, columns: Sequence[str]) -> tuple[list[Any], bool]:
+    async def email_page(self, query: EmailQuery, page: PageRequest, columns: Sequence[str], folds: tuple[Fold, ...]) -> Page:
         shape, args = _email_args(self._t, query, page)
-        rows = await self._c.fetch(_email_page_sql(tuple(columns), shape), *args, page.first + 1)
-        return rows[: page.first], len(rows) > page.first
+        sql = _folded_sql(_email_page_sql(tuple(columns), shape), "p.sent_at DESC, p.id DESC", folds)
+        return self._page(await self._c.fetch(sql, *args, page.first + 1), page.first, folds)
 
     async def email_count(self, query: EmailQuery) -> int:
         shape, args = _email_args(self._t, query, None)
         return int(await self._c.fetchval(_email_page_sql((), shape), *args))
 
-    async def item_page(self, kind: str, query: ItemQuery, page: PageRequest, columns: Sequence[str]) -> tuple[list[Any], bool]:
+    async def item_page(self, kind: str, query: ItemQuery, page: PageRequest, columns: Sequence[str], folds: tuple[Fold, ...]) -> Page:
         shape, args = _item_args(self._t, query, page)
-        rows = await self._c.fetch(_item_sql(_TABLES[kind], tuple(columns), shape), *args, page.first + 1)
-        return rows[: page.first], len(rows) > page.first
+        sql = _folded_sql(_item_sql(_TABLES[kind], tuple(columns), shape), "p.id DESC", folds)
+        return self._page(await self._c.fetch(sql, *args, page.first + 1), page.first, folds)
+
+    @staticmethod
+    def _page(rows: list[Any], first: int, folds: tuple[Fold, ...]) -> Page:
+        shown = rows[:first]
+        return Page(shown, len(rows) > first, _unfold(shown, folds))
 
     async def item_count(self, kind: str, query: ItemQuery) -> int:
         shape, args = _item_args(self._t, query, None)
@@ -201,16 +275,18 @@ class _RepositoryRows:
         self._c = connection
         self._t = tenant_id
 
-    async def email_page(self, query: EmailQuery, page: PageRequest, columns: Sequence[str]) -> tuple[list[Any], bool]:
+    # The folds are left to the lookups: one statement each.
+
+    async def email_page(self, query: EmailQuery, page: PageRequest, columns: Sequence[str], folds: tuple[Fold, ...]) -> Page:
         rows, more = await email_repo.list_email_rows(connection=self._c, tenant_id=self._t, query=query, page=page, columns=columns)
-        return [r._mapping for r in rows], more
+        return Page([r._mapping for r in rows], more, {})
 
     async def email_count(self, query: EmailQuery) -> int:
         return await email_repo.count_email_rows(connection=self._c, tenant_id=self._t, query=query)
 
-    async def item_page(self, kind: str, query: ItemQuery, page: PageRequest, columns: Sequence[str]) -> tuple[list[Any], bool]:
+    async def item_page(self, kind: str, query: ItemQuery, page: PageRequest, columns: Sequence[str], folds: tuple[Fold, ...]) -> Page:
         rows, more = await item_repo.list_item_rows(connection=self._c, kind=kind, tenant_id=self._t, query=query, page=page, columns=columns)
-        return [r._mapping for r in rows], more
+        return Page([r._mapping for r in rows], more, {})
 
     async def item_count(self, kind: str, query: ItemQuery) -> int:
         return await item_repo.count_item_rows(connection=self._c, kind=kind, tenant_id=self._t, query=query)

@@ -169,7 +169,7 @@ def dataset(backend: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
             emails = (await session.execute(select(models.Email.id, models.Email.sent_at).where(models.Email.tenant_id == tenant.id))).all()  # type: ignore[union-attr]
             relations = (await session.execute(select(models.Relation.id).where(models.Relation.tenant_id == tenant.id))).scalars().all()  # type: ignore[union-attr]
         await engine.dispose()
-        return {"backend": backend, "key": key, "emails": [tuple(e) for e in emails][:40],
+        return {"backend": backend, "key": key, "tenant": tenant.id, "emails": [tuple(e) for e in emails][:40],
                 "relations": [encode_id("Relation", r) for r in relations][:10]}
 
     return asyncio.run(load())
@@ -225,3 +225,66 @@ def test_a_literal_query_is_served_by_its_plan_with_the_same_bytes(dataset: dict
     for first, second, expected in answers:
         assert first == second == expected
         assert len(orjson.loads(expected)["data"]["emails"]["edges"]) == 50
+
+
+# Each screen, and its statements: the page carries its rows' own lookups; a lookup of a
+# lookup (the relation of an e-mail's invoice) is one more statement, whatever the page size.
+SCREENS = {
+    "E-mails": "{ emails(first: 50) { edges { node { id subject recipient emailStatus sentAt relation { name } documents { title } } } } }",
+    "E-mails with invoices": "{ emails(first: 50) { edges { node { id invoice { number invoiceStatus relation { name } } } } } }",
+    "Documents": "{ documents(first: 50) { edges { node { id title emailStatus relation { name } } } } }",
+    "Invoicing": "{ invoices(first: 50) { edges { node { id number invoiceStatus emailStatus relation { name } "
+                 "details { status sentAt failure { category } opens { count } } } } } }",
+}
+
+
+STATEMENTS = {"E-mails": 1, "E-mails with invoices": 2, "Documents": 1, "Invoicing": 1}
+
+
+@pytest.mark.parametrize("screen", SCREENS)
+def test_a_screen_is_one_statement_on_postgresql(dataset: dict[str, Any], screen: str) -> None:
+    """The page carries its lookups, and the pool resets nothing: one round trip per request,
+    with the same answer as one statement per lookup."""
+    if not dataset["backend"].startswith("postgresql"):
+        pytest.skip("the lookups fold into the page on PostgreSQL only")
+    import asyncpg
+    from sqlalchemy import make_url
+
+    from gateway.app import _fast_pool
+    from gateway.fastpath.plans import FastPath
+    from gateway.fastpath.rows import PgRows, RepositoryRows
+    from gateway.schema import build_schema
+
+    async def run() -> tuple[bytes | None, bytes | None, list[str]]:
+        statements: list[str] = []
+
+        async def log_queries(connection: asyncpg.Connection) -> None:
+            connection.add_query_logger(lambda q: statements.append(q.query))
+
+        dsn = make_url(dataset["backend"]).set(drivername="postgresql").render_as_string(hide_password=False)
+        pool = await _fast_pool(make_settings(dataset["backend"], Path("unused")))
+        assert pool is not None
+        async with pool.acquire() as connection:
+            await log_queries(connection)
+        settings = make_settings(dataset["backend"], Path("unused"))
+        engine = create_engine(settings)
+        try:
+            fast = FastPath(build_schema(settings)._schema, max_page_size=100, history_days=30)
+            fast.learn(SCREENS[screen], None)
+            plan = fast.plan(SCREENS[screen], None)
+            assert plan is not None, "the fast path must serve this screen"
+            await fast.run(plan, None, dataset["tenant"], PgRows(pool))  # type: ignore[arg-type]
+            statements.clear()  # the first run also introspected the records' types: once per connection
+            folded = await fast.run(plan, None, dataset["tenant"], PgRows(pool))  # type: ignore[arg-type]
+            separate = await fast.run(plan, None, dataset["tenant"], RepositoryRows(engine))  # type: ignore[arg-type]
+        finally:
+            await pool.close()
+            await engine.dispose()
+        return folded, separate, statements
+
+    folded, separate, statements = asyncio.run(run())
+    assert len(statements) == STATEMENTS[screen], statements
+    assert folded is not None and folded == separate
+    nodes = [e["node"] for e in orjson.loads(folded)["data"][next(iter(orjson.loads(folded)["data"]))]["edges"]]
+    assert len(nodes) >= 30  # the demo data: 120 e-mails, 45 documents, 30 invoices
+    assert any(n.get("relation") or (n.get("invoice") or {}).get("relation") for n in nodes), "the data must hold relations"
