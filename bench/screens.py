@@ -913,9 +913,15 @@ def summary(args: argparse.Namespace, contestants: Sequence[Contestant]) -> str:
         if gateway and pgl is not None and pgl.results.get(key):
             ratios = [g.rps / p.rps for g, p in zip(gateway, pgl.results[key], strict=True)]
             each = ", ".join(f"{r:.3f}" for r in ratios)
+            # Latency side by side too: each round's p99 against the neighbouring round's.
+            tails = [
+                percentile(g.latencies, 0.99) / percentile(p.latencies, 0.99)
+                for g, p in zip(gateway, pgl.results[key], strict=True)
+            ]
             text = (
                 f"  {key:<10} ratio gateway/PostGraphile: {statistics.median(ratios):.3f} "
-                f"(rounds: {each})"
+                f"(rounds: {each}); p99 gateway/PostGraphile: {statistics.median(tails):.3f} "
+                f"(rounds: {', '.join(f'{t:.3f}' for t in tails)})"
             )
             raw = by_key.get("raw")
             if raw is not None and raw.results.get(key):
