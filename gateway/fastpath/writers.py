@@ -53,7 +53,9 @@ class Lookups:
 
 
 def dt(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat() if value is not None else None
+    if value is None:
+        return None
+    return value.isoformat() if value.tzinfo is UTC else value.astimezone(UTC).isoformat()  # asyncpg's are UTC
 
 
 def _fields(selections: list[SelectionSetNode], fragments: Fragments, *type_names: str) -> list[Collected]:
@@ -64,18 +66,61 @@ def _fields(selections: list[SelectionSetNode], fragments: Fragments, *type_name
     return found
 
 
-def _object(parts: list[tuple[str, Writer]]) -> Writer:
-    def write(row: Any, lookups: Lookups) -> dict[str, Any]:
-        return {key: part(row, lookups) for key, part in parts}
+class _Column:
+    """A writer that reads one column, converted or not (`_object` inlines it)."""
 
-    return write
+    __slots__ = ("convert", "name")
+
+    def __init__(self, name: str, convert: Callable[[Any], Any] | None) -> None:
+        self.name, self.convert = name, convert
+
+    def __call__(self, row: Any, _lookups: Lookups) -> Any:
+        value = row[self.name]
+        return value if self.convert is None else self.convert(value)
+
+
+class _Constant:
+    """A writer that answers the same value for every row (`_object` inlines it)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __call__(self, _row: Any, _lookups: Lookups) -> Any:
+        return self.value
+
+
+def _object(parts: list[tuple[str, Writer]]) -> Writer:
+    """One function that builds the object's dict in a single expression.
+
+    As graphql-jit does: the source is generated once per selection, so a row's
+    columns and constants are read inline, without a call per field.
+    """
+    names: dict[str, Any] = {}
+    items = []
+    for n, (key, part) in enumerate(parts):
+        names[f"k{n}"] = key
+        if isinstance(part, _Constant):
+            names[f"v{n}"] = part.value
+            items.append(f"k{n}: v{n}")
+        elif isinstance(part, _Column) and part.convert is None:
+            names[f"c{n}"] = part.name
+            items.append(f"k{n}: row[c{n}]")
+        elif isinstance(part, _Column):
+            names[f"c{n}"], names[f"f{n}"] = part.name, part.convert
+            items.append(f"k{n}: f{n}(row[c{n}])")
+        else:
+            names[f"w{n}"] = part
+            items.append(f"k{n}: w{n}(row, lookups)")
+    source = f"def write(row, lookups):\n    return {{{', '.join(items)}}}\n"
+    exec(source, names)  # noqa: S102  (generated from the names above only: no text from the request)
+    return names["write"]  # type: ignore[no-any-return]
 
 
 def _column(columns: set[str], name: str, convert: Callable[[Any], Any] | None = None) -> Writer:
     columns.add(name)
-    if convert is None:
-        return lambda row, _l: row[name]
-    return lambda row, _l: convert(row[name])
+    return _Column(name, convert)
 
 
 def _enum(value: Any) -> str | None:
@@ -84,7 +129,7 @@ def _enum(value: Any) -> str | None:
 
 
 def _constant(value: Any) -> Writer:
-    return lambda _row, _l: value
+    return _Constant(value)
 
 
 Columns = dict[str, tuple[str, Callable[[Any], Any] | None]]
