@@ -52,10 +52,12 @@ class Lookups:
     latest_emails: dict[int, Any] = field(default_factory=dict)
 
 
-def dt(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.isoformat() if value.tzinfo is UTC else value.astimezone(UTC).isoformat()  # asyncpg's are UTC
+def dt(value: datetime | None) -> datetime | None:
+    """A timestamp in UTC, left for orjson, which writes it in C exactly as `isoformat()`
+    writes an aware UTC datetime (the reference's format); asyncpg's already are."""
+    if value is None or value.tzinfo is UTC:
+        return value
+    return value.astimezone(UTC)
 
 
 def _fields(selections: list[SelectionSetNode], fragments: Fragments, *type_names: str) -> list[Collected]:
