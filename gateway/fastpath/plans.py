@@ -88,7 +88,7 @@ def _folds(plan: Plan, name: str) -> tuple[Fold, ...]:
     for lookup, key, need in _FOLDABLE[name]:
         wanted: set[str] | None = getattr(plan.needs, need)
         if wanted is not None and key in columns:
-            folds.append(Fold(lookup, tuple(sorted(wanted))))
+            folds.append(Fold(lookup, key, tuple(sorted(wanted))))
     return tuple(folds)
 
 

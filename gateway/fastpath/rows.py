@@ -38,9 +38,11 @@ _TABLES = {"relation": "relation", "document": "document", "invoice": "invoice"}
 
 @dataclass(frozen=True)
 class Fold:
-    """A lookup that a page may carry: which one (a `Lookups` field) and its columns."""
+    """A lookup that a page may carry: which one (a `Lookups` field), the page column
+    it is found by, and its columns."""
 
     lookup: str  # "relations", "invoices", "documents_by_email" or "latest_emails"
+    key: str
     columns: tuple[str, ...]
 
 
@@ -165,18 +167,15 @@ def _item_args(tenant_id: int, query: ItemQuery, page: PageRequest | None) -> tu
     return shape, args
 
 
-# Each fold as a subquery of the page `p`: (the key column of `p`, the subquery).
+# Each fold as a subquery of the page `p`, found by the fold's key column of `p`.
 _FOLD_SQL = {
-    "relations": ("relation_id", "(SELECT ROW({columns}) FROM relation f WHERE f.tenant_id = $1 AND f.id = p.relation_id)"),
-    "invoices": ("invoice_id", "(SELECT ROW({columns}) FROM invoice f WHERE f.tenant_id = $1 AND f.id = p.invoice_id)"),
-    "latest_emails": (
-        "latest_email_id", "(SELECT ROW({columns}) FROM email f WHERE f.tenant_id = $1 AND f.id = p.latest_email_id)"
-    ),
+    "relations": "(SELECT ROW({columns}) FROM relation f WHERE f.tenant_id = $1 AND f.id = p.{key})",
+    "invoices": "(SELECT ROW({columns}) FROM invoice f WHERE f.tenant_id = $1 AND f.id = p.{key})",
+    "latest_emails": "(SELECT ROW({columns}) FROM email f WHERE f.tenant_id = $1 AND f.id = p.{key})",
     # In the order of documents_by_email_ids: by document id.
     "documents_by_email": (
-        "id",
         "ARRAY(SELECT ROW({columns}) FROM email_document l JOIN document f ON f.id = l.document_id "
-        "WHERE l.tenant_id = $1 AND l.email_id = p.id ORDER BY f.id)",
+        "WHERE l.tenant_id = $1 AND l.email_id = p.{key} ORDER BY f.id)"
     ),
 }
 
@@ -186,7 +185,7 @@ def _folded_sql(page_sql: str, order: str, folds: tuple[Fold, ...]) -> str:
     if not folds:
         return page_sql
     carried = ", ".join(
-        f"{_FOLD_SQL[fold.lookup][1].format(columns=', '.join(f'f.{c}' for c in fold.columns))} AS _fold{n}"
+        f"{_FOLD_SQL[fold.lookup].format(columns=', '.join(f'f.{c}' for c in fold.columns), key=fold.key)} AS _fold{n}"
         for n, fold in enumerate(folds)
     )
     # The page is cut by its LIMIT first, so the subqueries run for its rows only.
@@ -196,8 +195,7 @@ def _folded_sql(page_sql: str, order: str, folds: tuple[Fold, ...]) -> str:
 def _unfold(rows: list[Any], folds: tuple[Fold, ...]) -> Folded:
     folded: Folded = {}
     for n, fold in enumerate(folds):
-        key, _ = _FOLD_SQL[fold.lookup]
-        name, columns = f"_fold{n}", fold.columns
+        key, name, columns = fold.key, f"_fold{n}", fold.columns
         found = folded.setdefault(fold.lookup, {})
         if fold.lookup == "documents_by_email":
             for row in rows:
