@@ -383,7 +383,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
     """The gateway as an ASGI app; `settings` defaults to the environment's."""
     settings = settings or get_settings()
     app_metrics = Metrics()
-    schema = build_schema(settings, on_error=lambda kind: app_metrics.graphql_errors.labels(kind).inc())
+
+    def count_error(kind: str) -> None:
+        app_metrics.graphql_errors.labels(kind).inc()
+
+    schema = build_schema(settings, on_error=count_error)
     protocols = [GRAPHQL_TRANSPORT_WS_PROTOCOL] + ([GRAPHQL_WS_PROTOCOL] if settings.legacy_ws else [])
     view = GatewayGraphQL(
         schema,
@@ -392,13 +396,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         connection_init_wait_timeout=timedelta(seconds=settings.ws_init_timeout_seconds),
         max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
     )
-    fastpath = (
-        FastPath(schema._schema, max_page_size=settings.max_page_size, history_days=settings.history_days)
-        if settings.fast_path
-        else None
-    )
+    fastpath = None
     if settings.fast_path:
-        masking = ExpectedErrors(debug=settings.debug, on_error=lambda kind: app_metrics.graphql_errors.labels(kind).inc())
+        fastpath = FastPath(schema._schema, max_page_size=settings.max_page_size, history_days=settings.history_days)
+        masking = ExpectedErrors(debug=settings.debug, on_error=count_error)
         view.live = LiveFastPath(
             schema._schema,
             rules=validation_rules(settings),

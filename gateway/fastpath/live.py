@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
+import functools
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
@@ -171,7 +172,8 @@ class LiveFastPath:
         self._rules = [*specified_rules, *rules]
         self._max_tokens = max_tokens
         self._mask = mask
-        self._plans: OrderedDict[tuple[str, str | None], LivePlan | None] = OrderedDict()
+        # The plan for a document, or None when strawberry must run it; the newest remembered.
+        self.plan: Callable[[str, str | None], LivePlan | None] = functools.lru_cache(maxsize=_PLANS)(self._compile)
         self._groups: dict[tuple[int, LivePlan, bytes], _Group] = {}
         self._by_tenant: dict[int, set[_Group]] = {}
         self.renders = 0  # executions, for metrics and tests: far fewer than messages sent
@@ -179,18 +181,6 @@ class LiveFastPath:
     @property
     def group_count(self) -> int:
         return len(self._groups)
-
-    def plan(self, query: str, operation_name: str | None) -> LivePlan | None:
-        """The plan for this document, or None when strawberry must run it."""
-        key = (query, operation_name)
-        if key in self._plans:
-            self._plans.move_to_end(key)
-            return self._plans[key]
-        found = self._compile(query, operation_name)
-        self._plans[key] = found
-        if len(self._plans) > _PLANS:
-            self._plans.popitem(last=False)
-        return found
 
     def _compile(self, query: str, operation_name: str | None) -> LivePlan | None:
         try:
