@@ -229,8 +229,19 @@ async def _the_burst(client: Client, emails) -> list[dict]:  # type: ignore[no-u
 
 
 @contextlib.asynccontextmanager
-async def _not_reading(address: str, key: str):  # type: ignore[no-untyped-def]
-    """A client that reads only when asked: a tiny receive buffer, one message read ahead."""
+async def _heavy_server(backend, tmp_path, session_factory, queue_size):  # type: ignore[no-untyped-def]
+    """A server keeping `queue_size` changes per subscriber, and a tenant with long subjects."""
+    settings = make_settings(backend, tmp_path, purge_interval_seconds=0, subscriber_queue_size=queue_size, max_aliases=200)
+    tenant = await make_tenant(session_factory)
+    emails = await _long_subjects(session_factory, tenant)
+    async with serving(settings) as (address, app):
+        yield address, app, tenant, emails
+
+
+@contextlib.asynccontextmanager
+async def _not_reading(address: str, key: str, app):  # type: ignore[no-untyped-def]
+    """A client subscribed to HEAVY that reads only when asked: a tiny receive buffer,
+    one message read ahead."""
     import socket
 
     host, port = address.split(":")
@@ -238,18 +249,15 @@ async def _not_reading(address: str, key: str):  # type: ignore[no-untyped-def]
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect((host, int(port)))
     async with Client.connect(address, key, sock=sock, max_queue=1, max_size=2**20) as client:
+        await client.subscribe("1", HEAVY)
+        await listening(app, 1)
         yield client
 
 
 async def test_a_slow_subscriber_is_disconnected_and_resumes_without_loss(backend, tmp_path, session_factory):  # type: ignore[no-untyped-def]
-    settings = make_settings(backend, tmp_path, purge_interval_seconds=0, subscriber_queue_size=3, max_aliases=200)
-    tenant = await make_tenant(session_factory)
-    emails = await _long_subjects(session_factory, tenant)
-    async with serving(settings) as (address, app):
+    async with _heavy_server(backend, tmp_path, session_factory, 3) as (address, app, tenant, emails):
         # given: a client that stops reading
-        async with _not_reading(address, tenant.key) as client:
-            await client.subscribe("1", HEAVY)
-            await listening(app, 1)
+        async with _not_reading(address, tenant.key, app) as client:
             await register_via_api(address, tenant.key, "marker")
             marker = (await client.next_data("1"))["emailStatusChanged"]["cursor"]
             # when: the burst fills the socket's buffers, then more than the 3 changes
@@ -268,13 +276,8 @@ async def test_a_slow_subscriber_is_disconnected_and_resumes_without_loss(backen
 
 
 async def test_a_client_that_falls_behind_and_catches_up_gets_everything_in_order(backend, tmp_path, session_factory):  # type: ignore[no-untyped-def]
-    settings = make_settings(backend, tmp_path, purge_interval_seconds=0, subscriber_queue_size=1000, max_aliases=200)
-    tenant = await make_tenant(session_factory)
-    emails = await _long_subjects(session_factory, tenant)
-    async with serving(settings) as (address, app):
-        async with _not_reading(address, tenant.key) as client:
-            await client.subscribe("1", HEAVY)
-            await listening(app, 1)
+    async with _heavy_server(backend, tmp_path, session_factory, 1000) as (address, app, tenant, emails):
+        async with _not_reading(address, tenant.key, app) as client:
             # given: a burst larger than the socket's buffers, while the client reads nothing
             await _burst(session_factory, emails, "c")
             app.state.feed.poke()
