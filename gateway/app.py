@@ -48,7 +48,7 @@ from gateway.metrics import Metrics, MetricsMiddleware
 from gateway.pubsub import Broker, BrokerUnavailable
 from gateway.repositories.api_keys import Principal
 from gateway.retention import purge_periodically
-from gateway.schema import build_schema, validation_rules
+from gateway.schema import build_schema, limits_of, validation_rules
 from gateway.schema.errors import ExpectedErrors
 from gateway.webhooks.providers.ses import CertificateStore
 from gateway.webhooks.routes import webhook_routes
@@ -391,18 +391,19 @@ def create_app(settings: Settings | None = None) -> Starlette:
     protocols = [GRAPHQL_TRANSPORT_WS_PROTOCOL] + ([GRAPHQL_WS_PROTOCOL] if settings.legacy_ws else [])
     view = GatewayGraphQL(
         schema,
-        graphql_ide="graphiql",
+        graphql_ide="graphiql" if settings.graphiql else None,
         subscription_protocols=protocols,
         connection_init_wait_timeout=timedelta(seconds=settings.ws_init_timeout_seconds),
         max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
     )
     fastpath = None
     if settings.fast_path:
-        fastpath = FastPath(schema._schema, max_page_size=settings.max_page_size, history_days=settings.history_days)
+        fastpath = FastPath(schema._schema, limits=limits_of(settings), history_days=settings.history_days)
         masking = ExpectedErrors(debug=settings.debug, on_error=count_error)
         view.live = LiveFastPath(
             schema._schema,
-            rules=validation_rules(settings),
+            validator=validation_rules(settings),
+            limits=limits_of(settings),
             max_tokens=settings.max_tokens,
             mask=masking._process_errors,
         )

@@ -11,7 +11,7 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -32,14 +32,24 @@ class Settings(BaseSettings):
     database_url: str = Field(default="", description="SQLAlchemy URL; empty means SQLite in data_dir.")
     secret_key: SecretStr | None = Field(default=None, description="Signs tracking tokens; generated and kept in data_dir when unset.")
     public_url: AnyHttpUrl = Field(default=AnyHttpUrl("http://127.0.0.1:8000"), description="Base of tracking-image URLs.")
+    env: Literal["development", "production"] = Field(
+        default="development",
+        description="production turns off introspection, suggestions and GraphiQL unless each is turned on.",
+    )
     debug: bool = False
     fast_path: bool = True
     key_cache_seconds: float = Field(default=10.0, ge=0, le=3600)
-    introspection: bool = True
+    # None: follow `env` (on in development, off in production).
+    introspection: bool | None = None
+    suggestions: bool | None = None
+    graphiql: bool | None = None
     max_page_size: int = Field(default=100, ge=1, le=10_000)
     max_query_depth: int = Field(default=12, ge=2, le=100)
     max_aliases: int = Field(default=30, ge=1, le=1000)
     max_tokens: int = Field(default=2000, ge=50, le=100_000)
+    max_query_cost: int = Field(default=10_000, ge=1, le=10_000_000)
+    max_list_size: int = Field(default=100, ge=1, le=10_000)
+    max_execution_seconds: float = Field(default=5.0, gt=0, le=600)
     history_days: int = Field(default=30, ge=1, le=3650)
     purge_interval_seconds: int = Field(default=3600, ge=0, le=86_400 * 7)  # 0: no background purge
     broker_url: str = "memory://"
@@ -112,6 +122,10 @@ class Settings(BaseSettings):
             object.__setattr__(
                 self, "database_url", f"sqlite+aiosqlite:///{self.data_dir / 'gateway.db'}"
             )
+        development = self.env == "development"
+        for name in ("introspection", "suggestions", "graphiql"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, development)
         return self
 
     @property

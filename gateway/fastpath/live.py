@@ -24,7 +24,7 @@ import enum
 import functools
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -38,18 +38,16 @@ from graphql import (
     OperationDefinitionNode,
     OperationType,
     parse,
-    specified_rules,
-    validate,
 )
 from graphql.execution.values import get_argument_values
-from graphql.validation import ASTValidationRule
 
 from gateway.context import Context
 from gateway.errors import DomainError
 from gateway.live import FeedItem, Listener, SlowConsumer
 from gateway.repositories.changes import Position
 from gateway.resolvers.live import ChangeFilter, payload, status_changes
-from gateway.schema import SubscriptionExecutionContext
+from gateway.schema import SubscriptionExecutionContext, Validator
+from gateway.schema.limits import Limits, check_request
 
 __all__ = ["LiveFastPath", "LivePlan", "Outcome"]
 
@@ -72,6 +70,7 @@ class LivePlan:
     """A validated subscription document whose one root field is `emailStatusChanged`."""
 
     document: DocumentNode
+    operation: OperationDefinitionNode
     operation_name: str | None
     field: FieldNode
     definition: GraphQLField
@@ -164,12 +163,14 @@ class LiveFastPath:
         self,
         schema: GraphQLSchema,
         *,
-        rules: Sequence[type[ASTValidationRule]],
+        validator: Validator,
+        limits: Limits,
         max_tokens: int,
         mask: Callable[[list[GraphQLError]], list[GraphQLError]],
     ) -> None:
         self._schema = schema
-        self._rules = [*specified_rules, *rules]
+        self._validator = validator
+        self._limits = limits
         self._max_tokens = max_tokens
         self._mask = mask
         # The plan for a document, or None when strawberry must run it; the newest remembered.
@@ -187,7 +188,7 @@ class LiveFastPath:
             document = parse(query, max_tokens=self._max_tokens)
         except GraphQLError:
             return None
-        if validate(self._schema, document, self._rules):
+        if self._validator(self._schema, document):
             return None
         operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
         if operation_name is None:
@@ -204,7 +205,7 @@ class LiveFastPath:
             return None
         subscription = self._schema.subscription_type
         assert subscription is not None  # noqa: S101  (validated above)
-        return LivePlan(document, operation_name, field, subscription.fields[_FIELD])
+        return LivePlan(document, chosen[0], operation_name, field, subscription.fields[_FIELD])
 
     async def run(
         self,
@@ -216,6 +217,10 @@ class LiveFastPath:
         send_text: Callable[[str], Awaitable[None]],
     ) -> Outcome:
         """Stream the subscription; REFERENCE (before anything is sent) when it cannot."""
+        try:
+            check_request(self._schema, plan.document, plan.operation, variables, self._limits)
+        except GraphQLError:
+            return Outcome.REFERENCE  # the reference refuses it, with the same check
         executor = SubscriptionExecutionContext.build(
             self._schema, plan.document, raw_variable_values=variables, operation_name=plan.operation_name
         )

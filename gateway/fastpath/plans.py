@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 from graphql import (
+    DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
     GraphQLError,
@@ -31,6 +32,7 @@ from gateway.ids import decode_cursor, encode_cursor
 from gateway.repositories.pages import PageRequest, check_first
 from gateway.resolvers.emails import email_query
 from gateway.schema.inputs import DocumentFilter, EmailFilter, InvoiceFilter
+from gateway.schema.limits import Limits, check_request
 from gateway.resolvers.items import item_query
 
 from .fields import Unsupported, collect
@@ -66,6 +68,7 @@ class _Root:
 
 @dataclass
 class Plan:
+    document: DocumentNode
     operation: OperationDefinitionNode
     roots: list[_Root]
     needs: Needs
@@ -177,7 +180,7 @@ def compile_plan(schema: GraphQLSchema, query: str, operation_name: str | None) 
     operation = chosen[0]
     needs = Needs()
     roots: list[_Root] = []
-    plan = Plan(operation=operation, roots=roots, needs=needs)
+    plan = Plan(document=document, operation=operation, roots=roots, needs=needs)
     try:
         for selection in operation.selection_set.selections:
             if not isinstance(selection, FieldNode) or selection.directives:
@@ -201,9 +204,10 @@ def compile_plan(schema: GraphQLSchema, query: str, operation_name: str | None) 
 class FastPath:
     """Plans by query text; `run` answers a request or returns None for the reference."""
 
-    def __init__(self, schema: GraphQLSchema, *, max_page_size: int, history_days: int, size: int = 512) -> None:
+    def __init__(self, schema: GraphQLSchema, *, limits: Limits, history_days: int, size: int = 512) -> None:
         self._schema = schema
-        self._max_page_size = max_page_size
+        self._limits = limits
+        self._max_page_size = limits.max_page_size
         self._history_days = history_days
         self._size = size
         self._plans: OrderedDict[tuple[str, str | None], Plan | None] = OrderedDict()
@@ -227,6 +231,10 @@ class FastPath:
 
     async def run(self, plan: Plan, variables: dict[str, Any] | None, tenant_id: int, source: RowSource) -> bytes | None:
         """The response body, or None when the reference executor must answer instead."""
+        try:
+            check_request(self._schema, plan.document, plan.operation, variables, self._limits)
+        except GraphQLError:
+            return None  # the reference refuses it, with the same check
         coerced = get_variable_values(self._schema, plan.operation.variable_definitions or (), variables or {})
         if isinstance(coerced, list):
             return None  # the reference reports the variables' errors

@@ -2,31 +2,37 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
 from datetime import datetime
+from functools import lru_cache
+from typing import Any
 
 import strawberry
+from graphql import DocumentNode, GraphQLError, GraphQLSchema, specified_rules, validate
+from graphql.pyutils import RefMap
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import (
-    AddValidationRules,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
     QueryDepthLimiter,
-    ValidationCache,
+    SchemaExtension,
 )
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
-from graphql.pyutils import RefMap
+from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
+from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
 from gateway.config import Settings
 
 from .errors import ExpectedErrors
+from .limits import Limits, RequestLimits
 from .root import Mutation, Query, Subscription
 from .scalars import DateTime
 
-__all__ = ["SubscriptionExecutionContext", "build_schema", "sdl", "validation_rules"]
+__all__ = ["SubscriptionExecutionContext", "Validator", "build_schema", "limits_of", "sdl", "validation_rules"]
+
+Validator = Callable[[GraphQLSchema, DocumentNode], list[GraphQLError]]
 
 
 class SubscriptionExecutionContext(StrawberryGraphQLCoreExecutionContext):
@@ -44,17 +50,46 @@ class SubscriptionExecutionContext(StrawberryGraphQLCoreExecutionContext):
         return executor
 
 
+class _WithoutSuggestions(SubscriptionExecutionContext):
+    """Variable and argument errors without "Did you mean ...?" (production mode).
+
+    Suggestions name fields and values of the schema, which is what turning
+    introspection off hides; graphql-core leaves them out when asked to.
+    """
+
+    @classmethod
+    def build(cls, *args: Any, **kwargs: Any) -> Any:
+        kwargs["hide_suggestions"] = True
+        return super().build(*args, **kwargs)
+
+
+class _Validation(SchemaExtension):
+    """Validation with the gateway's rules, cached per document (strawberry's ParserCache
+    hands the same document object back for the same query text)."""
+
+    def __init__(self, *, validator: Validator) -> None:
+        self.validator = validator
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.graphql_document is not None:
+            # Setting the errors (an empty list included) tells strawberry validation is done.
+            context.pre_execution_errors = self.validator(context.schema._schema, context.graphql_document)
+        yield
+
+
 def build_schema(settings: Settings, on_error: Callable[[str], None] | None = None) -> strawberry.Schema:
     """The schema with the settings' limits; `on_error(kind)` counts errors for metrics."""
-    # Factories: strawberry builds fresh extensions per request. The parser and
-    # validation caches live at module level, so they are shared all the same.
-    rules = validation_rules(settings)
+    # Factories: strawberry builds fresh extensions per request. The parser cache
+    # lives at module level and the validator is made once here, so they are shared.
+    validator = validation_rules(settings)
+    limits = limits_of(settings)
     extensions: list[object] = [
         lambda: ExpectedErrors(debug=settings.debug, on_error=on_error),
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
         lambda: ParserCache(maxsize=512),
-        lambda: AddValidationRules(rules),
-        lambda: ValidationCache(maxsize=512),
+        lambda: _Validation(validator=validator),
+        lambda: RequestLimits(limits=limits),
     ]
     return strawberry.Schema(
         query=Query,
@@ -62,21 +97,42 @@ def build_schema(settings: Settings, on_error: Callable[[str], None] | None = No
         subscription=Subscription,
         extensions=extensions,  # type: ignore[arg-type]
         config=_config(),
-        execution_context_class=SubscriptionExecutionContext,
+        execution_context_class=SubscriptionExecutionContext if settings.suggestions else _WithoutSuggestions,
     )
 
 
-def validation_rules(settings: Settings) -> list[Any]:
-    """The limits' validation rules, beyond the specification's."""
-    # Made once per settings: new rule classes per request would give the
-    # validation cache a new key every time, and validation would never be cached.
+def limits_of(settings: Settings) -> Limits:
+    """The limits that need a request's variables (`gateway.schema.limits`)."""
+    return Limits(
+        max_query_cost=settings.max_query_cost,
+        max_page_size=settings.max_page_size,
+        max_list_size=settings.max_list_size,
+        max_execution_seconds=settings.max_execution_seconds,
+    )
+
+
+def validation_rules(settings: Settings) -> Validator:
+    """Validation of a document: the specification's rules, Strawberry's, and the limits.
+
+    Cached per document; made once per settings, so the rule classes stay the same
+    and the cache keeps hitting.
+    """
     rules = [
+        *specified_rules,
+        MaybeNullValidationRule,
+        OneOfInputValidationRule,
         *QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules,
         *MaxAliasesLimiter(max_alias_count=settings.max_aliases).validation_rules,
     ]
     if not settings.introspection:
         rules.append(NoSchemaIntrospectionCustomRule)
-    return rules
+    hide = not settings.suggestions
+
+    @lru_cache(maxsize=512)
+    def validator(schema: GraphQLSchema, document: DocumentNode) -> list[GraphQLError]:
+        return validate(schema, document, rules, hide_suggestions=hide)
+
+    return validator
 
 
 def sdl() -> str:

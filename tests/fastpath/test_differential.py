@@ -253,7 +253,7 @@ def test_a_screen_is_one_statement_on_postgresql(dataset: dict[str, Any], screen
     from gateway.app import _fast_pool
     from gateway.fastpath.plans import FastPath
     from gateway.fastpath.rows import PgRows, RepositoryRows
-    from gateway.schema import build_schema
+    from gateway.schema import build_schema, limits_of
 
     async def run() -> tuple[bytes | None, bytes | None, list[str]]:
         statements: list[str] = []
@@ -269,7 +269,7 @@ def test_a_screen_is_one_statement_on_postgresql(dataset: dict[str, Any], screen
         settings = make_settings(dataset["backend"], Path("unused"))
         engine = create_engine(settings)
         try:
-            fast = FastPath(build_schema(settings)._schema, max_page_size=100, history_days=30)
+            fast = FastPath(build_schema(settings)._schema, limits=limits_of(settings), history_days=30)
             fast.learn(SCREENS[screen], None)
             plan = fast.plan(SCREENS[screen], None)
             assert plan is not None, "the fast path must serve this screen"

@@ -141,7 +141,7 @@ async def test_concurrent_registrations_of_one_external_id_make_one_email(sessio
         ({"externalId": "  "}, "`externalId` must not be empty"),
         ({"recipient": "not-an-address"}, "`recipient` 'not-an-address' is not an e-mail address"),
         ({"subject": "x" * 1001}, "`subject` is longer than 1000 characters"),
-        ({"documents": [{"externalId": f"d{i}", "title": "t"} for i in range(101)]}, "an e-mail carries at most 100 documents, got 101"),
+        ({"documents": [{"externalId": f"d{i}", "title": "t"} for i in range(101)]}, 'Variable "$input" at \'input.documents\' has 101 distinct entries; at most 100 are accepted'),
     ],
 )
 async def test_register_rejects_bad_input_and_writes_nothing(schema, make_context, session_factory, overrides, message):  # type: ignore[no-untyped-def]
