@@ -1,5 +1,5 @@
-"""The `gateway` command: serve, migrate, seed-demo, create-api-key, purge-history,
-export-schema."""
+"""The `gateway` command: serve, migrate, seed-demo, the API keys (create, list, rotate,
+revoke), purge-history, export-schema."""
 
 from __future__ import annotations
 
@@ -9,13 +9,16 @@ import contextlib
 import gc
 import sys
 from collections.abc import AsyncIterator, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy.engine import make_url
 
 from gateway.config import Settings
 from gateway.enums import Scope
+from gateway.errors import DomainError, NotFound
 
 __all__ = ["main"]
 
@@ -27,6 +30,49 @@ def _settings() -> Settings:
         lines = [f"  GATEWAY_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in error.errors()]
         sys.exit("invalid settings:\n" + "\n".join(lines))
 
+
+def _reason(error: BaseException) -> str:
+    # SQLAlchemy wraps the driver's error in a message with a link; the driver's is enough.
+    cause = getattr(error, "orig", None) or error
+    return " ".join(str(cause).split()) or type(cause).__name__
+
+
+def _reach(settings: Settings) -> None:
+    """Exit with one line on stderr when the database cannot be reached.
+
+    Every command that needs the database connects here first, so that a server
+    that is down, a wrong password or an unwritable SQLite folder reads as one
+    line naming the URL (password hidden) and the reason, not as a driver's traceback.
+    """
+    from gateway.db import create_engine
+
+    async def connect() -> None:
+        engine = create_engine(settings)
+        try:
+            async with engine.connect():
+                pass
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(connect())
+    except Exception as error:
+        url = make_url(settings.database_url).render_as_string(hide_password=True)
+        sys.exit(f"gateway: cannot reach the database {url}: {_reason(error)}")
+
+
+def _migrated(settings: Settings) -> Settings:
+    """The settings, once their database is reachable and has every migration."""
+    from gateway.migrations import upgrade
+
+    _reach(settings)
+    upgrade(settings)
+    return settings
+
+
+# How long a rotated key keeps working beside its successor, unless told otherwise:
+# a working day for every client to pick up the new key.
+DEFAULT_GRACE_HOURS = 24.0
 
 # The largest websocket message accepted: a subscribe message is a few KiB.
 WS_MAX_SIZE = 256 * 1024
@@ -63,10 +109,8 @@ def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from gateway.app import create_app
-    from gateway.migrations import upgrade
 
-    settings = _settings()
-    upgrade(settings)
+    settings = _migrated(_settings())
     uvicorn.run(
         _tuned_gc(create_app(settings)),
         host=args.host,
@@ -81,9 +125,7 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _migrate(_: argparse.Namespace) -> None:
-    from gateway.migrations import upgrade
-
-    upgrade(_settings())
+    _migrated(_settings())
     print("database is up to date")
 
 
@@ -99,10 +141,8 @@ async def _with_sessions(settings: Settings, work):  # type: ignore[no-untyped-d
 
 def _seed_demo(args: argparse.Namespace) -> None:
     from gateway.demo import DEMO_TENANTS, seed_demo
-    from gateway.migrations import upgrade
 
-    settings = _settings()
-    upgrade(settings)
+    settings = _migrated(_settings())
     written = asyncio.run(
         _with_sessions(settings, lambda f: seed_demo(f, emails=args.emails, seed=args.seed))
     )
@@ -123,11 +163,9 @@ def _parse_scopes(value: str) -> frozenset[Scope]:
 
 
 def _create_api_key(args: argparse.Namespace) -> None:
-    from gateway.migrations import upgrade
     from gateway.repositories.api_keys import create_api_key, get_or_create_tenant
 
-    settings = _settings()
-    upgrade(settings)
+    settings = _migrated(_settings())
 
     async def work(factory):  # type: ignore[no-untyped-def]
         async with factory() as session:
@@ -139,6 +177,100 @@ def _create_api_key(args: argparse.Namespace) -> None:
     tenant, key, raw = asyncio.run(_with_sessions(settings, work))
     print(f"API key {key.prefix}... for tenant {tenant.name!r} (scopes: {key.scopes}); it is shown once:")
     print(raw)
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment is not None else "-"
+
+
+def _list_api_keys(args: argparse.Namespace) -> None:
+    from gateway.repositories.api_keys import get_tenant_by_name, list_api_keys
+
+    settings = _migrated(_settings())
+
+    async def work(factory):  # type: ignore[no-untyped-def]
+        async with factory() as session:
+            tenant_id = None
+            if args.tenant is not None:
+                tenant = await get_tenant_by_name(session=session, name=args.tenant)
+                if tenant is None:
+                    raise NotFound(f"no tenant is called {args.tenant!r}")
+                tenant_id = tenant.id
+            return await list_api_keys(session=session, tenant_id=tenant_id)
+
+    keys = asyncio.run(_with_sessions(settings, work))
+    header = ("PREFIX", "TENANT", "SCOPES", "CREATED", "LAST USED", "EXPIRES", "REVOKED")
+    rows = [header] + [
+        (
+            f"{key.prefix}...", tenant, key.scopes, _when(key.created_at),
+            _when(key.last_used_at), _when(key.expires_at), _when(key.revoked_at),
+        )
+        for key, tenant in keys
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def _revoke_api_key(args: argparse.Namespace) -> None:
+    from gateway.models import utcnow
+    from gateway.repositories.api_keys import get_api_key_by_prefix, revoke_api_key
+
+    settings = _migrated(_settings())
+
+    async def work(factory):  # type: ignore[no-untyped-def]
+        async with factory() as session:
+            key = await get_api_key_by_prefix(session=session, prefix=args.prefix)
+            revoked = await revoke_api_key(session=session, key=key, now=utcnow())
+            await session.commit()
+            return key, revoked
+
+    key, revoked = asyncio.run(_with_sessions(settings, work))
+    if revoked:
+        # Running gateways cache keys: say how long one may still accept it.
+        print(f"API key {key.prefix}... is revoked; running gateways refuse it within "
+              f"GATEWAY_KEY_CACHE_SECONDS ({settings.key_cache_seconds:g} s here)")
+    else:
+        print(f"API key {key.prefix}... was already revoked on {_when(key.revoked_at)}")
+
+
+def _rotate_api_key(args: argparse.Namespace) -> None:
+    from gateway.models import utcnow
+    from gateway.repositories.api_keys import get_api_key_by_prefix, rotate_api_key
+
+    settings = _migrated(_settings())
+
+    async def work(factory):  # type: ignore[no-untyped-def]
+        async with factory() as session:
+            old = await get_api_key_by_prefix(session=session, prefix=args.prefix)
+            new, raw = await rotate_api_key(
+                session=session, key=old, grace=timedelta(hours=args.grace_hours), now=utcnow()
+            )
+            await session.commit()
+            return old, new, raw
+
+    old, new, raw = asyncio.run(_with_sessions(settings, work))
+    print(f"API key {old.prefix}... stays valid until {_when(old.expires_at)}, then is refused")
+    print(f"new API key {new.prefix}... (scopes: {new.scopes}); it is shown once:")
+    print(raw)
+
+
+def _prefix(value: str) -> str:
+    prefix = value.strip().removesuffix("...")
+    if not prefix:
+        raise argparse.ArgumentTypeError("the key's prefix is needed, as printed at its creation")
+    return prefix
+
+
+def _grace_hours(value: str) -> float:
+    try:
+        hours = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of hours, got {value!r}") from None
+    # Up to a year: beyond that a rotation is no rotation (and timedelta has bounds).
+    if not 0 <= hours <= 24 * 366:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 8784 hours, got {value}")
+    return hours
 
 
 def _tenant_name(value: str) -> str:
@@ -159,12 +291,10 @@ def _at_least_one(value: str) -> int:
 
 
 def _purge_history(args: argparse.Namespace) -> None:
-    from gateway.migrations import upgrade
     from gateway.models import utcnow
     from gateway.retention import purge_history
 
-    settings = _settings()
-    upgrade(settings)
+    settings = _migrated(_settings())
     days = args.days if args.days is not None else settings.history_days
     report = asyncio.run(
         _with_sessions(
@@ -211,6 +341,27 @@ def build_parser() -> argparse.ArgumentParser:
                      help="comma-separated: read,write (default both)")
     key.set_defaults(run=_create_api_key)
 
+    keys = commands.add_parser(
+        "list-api-keys", help="list API keys (prefix, tenant, scopes, dates; never the key)"
+    )
+    keys.add_argument("--tenant", type=_tenant_name, default=None, help="only this tenant's keys")
+    keys.set_defaults(run=_list_api_keys)
+
+    revoke = commands.add_parser("revoke-api-key", help="revoke an API key, named by its prefix")
+    revoke.add_argument("prefix", type=_prefix, metavar="PREFIX",
+                        help="the key's prefix, as printed at its creation (gw_...)")
+    revoke.set_defaults(run=_revoke_api_key)
+
+    rotate = commands.add_parser(
+        "rotate-api-key",
+        help="create a new key with the same tenant and scopes; the old one expires after a grace period",
+    )
+    rotate.add_argument("prefix", type=_prefix, metavar="PREFIX",
+                        help="the old key's prefix, as printed at its creation (gw_...)")
+    rotate.add_argument("--grace-hours", type=_grace_hours, default=DEFAULT_GRACE_HOURS,
+                        help=f"hours both keys stay valid (default {DEFAULT_GRACE_HOURS:g})")
+    rotate.set_defaults(run=_rotate_api_key)
+
     purge = commands.add_parser(
         "purge-history", help="delete event histories past the retention window (statuses stay)"
     )
@@ -228,7 +379,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    args.run(args)
+    try:
+        args.run(args)
+    except DomainError as error:
+        # An expected refusal (unknown or ambiguous key prefix...): its message says it all.
+        sys.exit(f"gateway: {error}")
 
 
 if __name__ == "__main__":

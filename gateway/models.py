@@ -72,17 +72,24 @@ class Tenant(SQLModel, table=True):
 
 
 class ApiKey(SQLModel, table=True):
-    """An API key: only its SHA-256 is stored; `prefix` lets people tell keys apart."""
+    """An API key: only its SHA-256 is stored; `prefix` lets people tell keys apart.
+
+    A key is live until it is revoked or its `expires_at` has come (a rotated key
+    expires after its grace period). `last_used_at` is as precise as a minute.
+    """
 
     __tablename__ = "api_key"
 
     id: int | None = Field(default=None, primary_key=True)
     tenant_id: int = _tenant_fk()
-    prefix: str = Field(max_length=16)
+    # Indexed: operators revoke and rotate keys by their prefix.
+    prefix: str = Field(max_length=16, index=True)
     key_hash: str = Field(max_length=64, unique=True)
     scopes: str = Field(max_length=100)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
 
 
 class Relation(SQLModel, table=True):

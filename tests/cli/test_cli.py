@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -151,6 +152,9 @@ SUBCOMMANDS = {
     "migrate": [],
     "seed-demo": ["--emails", "--seed"],
     "create-api-key": ["--tenant", "--scopes"],
+    "list-api-keys": ["--tenant"],
+    "revoke-api-key": ["PREFIX"],
+    "rotate-api-key": ["PREFIX", "--grace-hours"],
     "purge-history": ["--days", "--batch-size"],
     "export-schema": ["--output", "-o"],
 }
@@ -397,6 +401,36 @@ async def test_migrate_refuses_a_bad_setting_naming_it(
     assert "Traceback" not in run.stderr
     assert "up to date" not in run.stdout
     assert not (tmp_path / "data").exists()  # no database was created
+
+
+def _closed_port() -> int:
+    """A loopback port with nothing listening on it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("migrate",), ("list-api-keys",), ("revoke-api-key", "gw_abcdefg..."), ("purge-history",)],
+)
+async def test_a_database_that_cannot_be_reached_is_one_line_naming_it(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    # given: PostgreSQL on a port where nothing listens, with a password
+    port = _closed_port()
+    env = base_env(tmp_path, GATEWAY_DATABASE_URL=f"postgresql://gateway:s3cr3t-pw@127.0.0.1:{port}/gateway")
+    # when
+    run = await gateway(*command, cwd=tmp_path, env=env)
+    # then: one line that names the URL, its password hidden, and why
+    assert run.returncode != 0
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1, run.stderr
+    assert f"postgresql+asyncpg://gateway:***@127.0.0.1:{port}/gateway" in lines[0]
+    assert "cannot reach the database" in lines[0]
+    assert "refused" in lines[0].lower() or "connect call failed" in lines[0].lower()
+    assert "s3cr3t-pw" not in run.stderr + run.stdout
+    assert run.stdout == ""
 
 
 async def test_serve_tunes_the_collector_once_the_app_is_up(settings) -> None:  # type: ignore[no-untyped-def]
