@@ -450,6 +450,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             if settings.purge_interval_seconds > 0
             else None
         )
+        authenticator = Authenticator(session_factory, ttl=settings.key_cache_seconds)
         try:
             yield State(
                 settings=settings,
@@ -459,7 +460,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 feed=feed,
                 rows=rows,
                 signing_key=settings.signing_key(),
-                authenticator=Authenticator(session_factory, ttl=settings.key_cache_seconds),
+                authenticator=authenticator,
                 metrics=app_metrics,
                 sns_certificates=CertificateStore(),
             )
@@ -472,6 +473,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 with contextlib.suppress(asyncio.CancelledError):
                     await purge
             await broker.disconnect()
+            await authenticator.aclose()  # the last-use write in flight, before the engine goes
             await engine.dispose()
 
     app = Starlette(

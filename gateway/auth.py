@@ -109,11 +109,6 @@ class Authenticator:
             due, self._due = self._due, {}
             try:
                 async with self._sessions() as session:
-                    connection = await session.connection()
-                    # Closed, not handed back to the pool, when the session ends: the app
-                    # does not wait for this bookkeeping before disposing of its engine,
-                    # and a connection returned to a discarded pool would never be closed.
-                    connection.sync_connection.detach()  # type: ignore[union-attr]
                     await record_key_uses(session=session, uses=due, precision=LAST_USE_PRECISION)
                     await session.commit()
             except Exception:
