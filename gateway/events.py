@@ -6,16 +6,25 @@ input into `IncomingEvent`s; `gateway.ingest` takes it from there.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 from gateway.enums import EmailStatus, FailureCategory
 
-__all__ = ["METADATA_KEY", "IncomingEvent", "normalize_message_id"]
+__all__ = ["METADATA_KEY", "IncomingEvent", "normalize_message_id", "storable_text"]
 
 # The key under which senders put the gateway's e-mail id (the `id` that
 # registerEmail returned) in a provider's custom metadata.
 METADATA_KEY = "gateway_email_id"
+
+# What PostgreSQL refuses in text: NUL, and lone surrogates (not encodable as UTF-8).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable_text(value: str) -> str:
+    """The text with every character a database refuses replaced by U+FFFD."""
+    return _UNSTORABLE.sub("\ufffd", value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +35,10 @@ class IncomingEvent:
     soft bounces the provider still retries) and events that carry no status
     (clicks, unsubscribes) are recorded in the history with `status=SENT` or
     `OPENED` as documented per provider, so they never fail an e-mail.
+
+    Every source builds one of these, so this is where provider text is made
+    storable: a NUL in one reason must not refuse the whole batch (the provider
+    would retry it until it gives up, losing every event in it).
     """
 
     source: str
@@ -42,6 +55,12 @@ class IncomingEvent:
     machine_open: bool | None = None
     user_agent: str | None = None
     ip: str | None = None
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, str) and _UNSTORABLE.search(value):
+                object.__setattr__(self, f.name, storable_text(value))
 
 
 def normalize_message_id(value: str | None) -> str | None:
