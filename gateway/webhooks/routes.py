@@ -10,7 +10,8 @@ Answers: 200 with counts; 400 for a malformed body (Mailgun 406, which tells it
 to stop retrying a payload that will never parse); 401 for a missing or bad
 signature, a stale timestamp or wrong credentials; 403 when the provider is not
 configured here or a Mailgun token is replayed with another body; 413 for a body
-over 5 MiB; 503 when the database is unreachable, so that the provider retries.
+over 5 MiB; 503 (with Retry-After) when the database is unreachable or an SNS
+signing certificate cannot be fetched now, so that the provider retries.
 """
 
 from __future__ import annotations
@@ -205,6 +206,9 @@ def _guarded(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Req
             return _error(413, f"body larger than {_MAX_BODY} bytes")
         except WebhookAuthError as error:
             return _error(401, str(error))
+        except ses.CertificateUnavailable as error:
+            log.warning("SNS message not checked: %s", error)
+            return JSONResponse({"error": f"{error}; retry later"}, status_code=503, headers={"Retry-After": "30"})
         except MalformedPayload as error:
             return _error(400, str(error))
 
