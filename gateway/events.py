@@ -9,10 +9,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, fields
 from datetime import datetime
+from email.utils import parseaddr
 
 from gateway.enums import EmailStatus, FailureCategory
 
-__all__ = ["METADATA_KEY", "IncomingEvent", "normalize_message_id", "storable_text"]
+__all__ = ["METADATA_KEY", "IncomingEvent", "normalize_message_id", "normalize_recipient", "storable_text"]
 
 # The key under which senders put the gateway's e-mail id (the `id` that
 # registerEmail returned) in a provider's custom metadata.
@@ -68,4 +69,14 @@ def normalize_message_id(value: str | None) -> str | None:
     if value is None:
         return None
     cleaned = value.strip().strip("<>").strip()
+    return cleaned or None
+
+
+def normalize_recipient(value: str | None) -> str | None:
+    """An address as registered and as reported, comparable: the bare address
+    ("Name <a@b>" gives "a@b"), without spaces, case-folded."""
+    if value is None:
+        return None
+    _, address = parseaddr(value)
+    cleaned = (address or value).strip().strip("<>").strip().casefold()
     return cleaned or None

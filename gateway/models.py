@@ -260,6 +260,8 @@ class PendingEvent(SQLModel, table=True):
     provider_message_id: str | None = Field(default=None, max_length=500, index=True)
     email_ref: str | None = Field(default=None, max_length=200)
     payload: str = Field(max_length=20_000)
+    # Why it is waiting, for an operator: "unregistered", or "ambiguous: 2 e-mails".
+    reason: str | None = Field(default=None, max_length=200)
     received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False, index=True)
 
