@@ -23,6 +23,9 @@ METADATA_KEY = "gateway_email_id"
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
+_NOT_DELIVERED = (EmailStatus.SENT, EmailStatus.DELIVERY_FAILED)
+
+
 def storable_text(value: str) -> str:
     """The text with every character a database refuses replaced by U+FFFD."""
     return _UNSTORABLE.sub("\ufffd", value)
@@ -58,6 +61,10 @@ class IncomingEvent:
     ip: str | None = None
 
     def __post_init__(self) -> None:
+        if self.failure_category == FailureCategory.SPAM_COMPLAINT and self.status in _NOT_DELIVERED:
+            # A spam complaint proves delivery (DESIGN.md): whatever source reports one
+            # (recordEmailEvent too) records it as a delivery with its category.
+            object.__setattr__(self, "status", EmailStatus.DELIVERED)
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, str) and _UNSTORABLE.search(value):

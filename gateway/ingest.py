@@ -91,7 +91,7 @@ def baseline_facts(email: models.Email) -> list[Fact]:
 
     Once the history is purged only the row's summary remains; an event that
     arrives later is projected together with these facts, so the status, the
-    failure, the delivery time and the open count survive the purge.
+    failure, the delivery time, the open count and the complaint survive the purge.
     """
     if email.history_purged_at is None:
         return []
@@ -109,6 +109,15 @@ def baseline_facts(email: models.Email) -> list[Fact]:
         )
     if email.delivered_at is not None:
         facts.append(Fact(key="baseline:delivered", status=EmailStatus.DELIVERED, occurred_at=email.delivered_at))
+    if email.complained_at is not None:
+        facts.append(
+            Fact(
+                key="baseline:complaint",
+                status=EmailStatus.DELIVERED,
+                occurred_at=email.complained_at,
+                failure_category=FailureCategory.SPAM_COMPLAINT,
+            )
+        )
     if email.open_count and email.first_opened_at and email.last_opened_at:
         # The first and last opens, and the open that made the status OPENED, with
         # weights that add up to the open count.
@@ -158,6 +167,7 @@ def _projection_values(p: Projection) -> dict[str, object]:
         "first_opened_at": p.opens.first_opened_at,
         "last_opened_at": p.opens.last_opened_at,
         "opens_likely_automated": p.opens.likely_automated,
+        "complained_at": p.complaint.occurred_at if p.complaint else None,
     }
 
 

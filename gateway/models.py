@@ -172,6 +172,8 @@ class Email(SQLModel, table=True):
     first_opened_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     last_opened_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     opens_likely_automated: bool = False
+    # The recipient's first spam complaint: proof of delivery, kept past the purge.
+    complained_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     history_purged_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
 

@@ -471,7 +471,7 @@ def test_every_documented_event_type_maps() -> None:
         "Send": (EmailStatus.SENT, None),
         "Reject": (EmailStatus.DELIVERY_FAILED, FailureCategory.BLOCKED),
         "Rendering Failure": (EmailStatus.DELIVERY_FAILED, FailureCategory.OTHER),
-        "Complaint": (EmailStatus.DELIVERY_FAILED, FailureCategory.SPAM_COMPLAINT),
+        "Complaint": (EmailStatus.DELIVERED, FailureCategory.SPAM_COMPLAINT),
         "Open": (EmailStatus.OPENED, None),
         "Click": (EmailStatus.SENT, None),
         "Subscription": (EmailStatus.SENT, None),

@@ -25,7 +25,7 @@ several recipients gives one IncomingEvent per recipient, keyed
 | Bounce Transient | DELIVERY_FAILED | SOFT_BOUNCE (3) | idem |
 | Bounce Transient Content/AttachmentRejected | DELIVERY_FAILED | BLOCKED | idem |
 | Bounce Undetermined | DELIVERY_FAILED | OTHER | idem |
-| Complaint | DELIVERY_FAILED | SPAM_COMPLAINT (4) | `complaint.complainedRecipients` |
+| Complaint | DELIVERED | SPAM_COMPLAINT (4) | `complaint.complainedRecipients` |
 | Reject | DELIVERY_FAILED | BLOCKED | `mail.destination` (virus) |
 | Rendering Failure | DELIVERY_FAILED | OTHER | `mail.destination` (template) |
 | Open | OPENED | | (5) |
@@ -37,7 +37,9 @@ several recipients gives one IncomingEvent per recipient, keyed
 (2) also OnAccountSuppressionList and UnsubscribedRecipient: SES did not send.
 (3) SES reports a transient bounce only once it has stopped retrying; a delay it
 still retries is a DeliveryDelay.
-(4) a complaint whose `complaintFeedbackType` is "not-spam" is SENT history.
+(4) a complaint proves delivery, it is no failure; SES's account-level suppression
+list (on by default) takes the address. One whose `complaintFeedbackType` is
+"not-spam" is SENT history.
 (5) the message's only destination, or None when it had several: SES does not say
 which recipient opened or clicked. User agent and IP from `userAgent`, `ipAddress`;
 SES has no machine-open flag.
@@ -68,6 +70,7 @@ from gateway.enums import EmailStatus, FailureCategory
 from gateway.errors import MalformedPayload, WebhookAuthError
 from gateway.events import METADATA_KEY, IncomingEvent
 from gateway.webhooks.providers._common import (
+    SPAM,
     invalid_recipient,
     iso_time,
     load_json,
@@ -388,8 +391,8 @@ def _recipient_items(kind: str, detail: dict[str, Any], where: str) -> _Items:
         elif opt_str(detail, "complaintFeedbackType", where) == "not-spam":
             fields.update(status=EmailStatus.SENT, description="Marked as not spam")
         else:
-            fields.update(status=_FAILED, failure_category=FailureCategory.SPAM_COMPLAINT)
-            fields["description"] = "The recipient reported the e-mail as spam"
+            fields.update(status=EmailStatus.DELIVERED, failure_category=FailureCategory.SPAM_COMPLAINT)
+            fields["description"] = SPAM.format(p="SES")
             fields["reason"] = opt_str(detail, "complaintFeedbackType", where)
         items.append((address, fields))
     return items
