@@ -10,6 +10,8 @@ from typing import Any, TypeVar
 from aiodataloader import dispatch_queue
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -19,7 +21,7 @@ from sqlalchemy.ext.asyncio import (
 
 from gateway.config import Settings
 
-__all__ = ["RequestDb", "SessionFactory", "create_engine", "create_session_factory"]
+__all__ = ["RequestDb", "SessionFactory", "create_engine", "create_session_factory", "database_unavailable"]
 
 _SETTLE_TICKS = 3
 
@@ -49,6 +51,37 @@ def create_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
     kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("pool_pre_ping", False)
     return create_async_engine(url, **kwargs)
+
+
+_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout, OSError, TimeoutError)
+# SQLSTATEs of a server that cannot take the connection now: class 08 (connection
+# exception), class 53 (insufficient resources: too many connections, out of memory,
+# disk full), and 57P01-57P03 (shut down, crashed, starting up). asyncpg raises them
+# as plain PostgresErrors, which SQLAlchemy wraps as a generic DBAPIError.
+_UNAVAILABLE_STATES = ("08", "53", "57P01", "57P02", "57P03")
+
+
+def _sqlstate(error: BaseException) -> str | None:
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        state = getattr(current, "sqlstate", None)
+        if isinstance(state, str) and state:
+            return state
+        current = getattr(current, "orig", None) or current.__cause__
+    return None
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """The database is down, unreachable or not taking connections now (retry later),
+    as opposed to a bug or a refused statement."""
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    if isinstance(error, _UNAVAILABLE):
+        return True
+    state = _sqlstate(error)
+    return state is not None and state.startswith(_UNAVAILABLE_STATES)
 
 
 def create_session_factory(engine: AsyncEngine) -> SessionFactory:

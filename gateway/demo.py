@@ -32,7 +32,7 @@ _FAILURES = [
     (FailureCategory.BLOCKED, "554 5.7.1 Service unavailable; client host blocked using Spamhaus", 554),
     (FailureCategory.INVALID_RECIPIENT, "Invalid recipient address: missing domain", None),
     (FailureCategory.SOFT_BOUNCE, "452 4.2.2 Mailbox full (gave up after 72 hours)", 452),
-    (FailureCategory.SPAM_COMPLAINT, "The recipient marked the message as spam", None),
+    (FailureCategory.BLOCKED, "550 5.7.26 Unauthenticated email is not accepted (DMARC policy)", 550),
     (FailureCategory.DROPPED, "Recipient is on the suppression list after an earlier bounce", None),
 ]
 _PROVIDERS = ["sendgrid", "mailgun", "postmark", "ses", "resend"]
@@ -68,6 +68,9 @@ def _events(rng: random.Random, email: models.Email) -> list[IncomingEvent]:
     for i in range(rng.randint(1, 3)):
         opened = delivered + timedelta(seconds=3 if automated and i == 0 else rng.randint(60, 86_400))
         event(EmailStatus.OPENED, opened, "Opened (tracking image fetched)", machine_open=automated, user_agent=agent)
+    if rng.random() < 0.08:  # a complaint proves delivery: the status stays OPENED
+        event(EmailStatus.DELIVERED, delivered + timedelta(days=1), "The recipient reported the e-mail as spam",
+              failure_category=FailureCategory.SPAM_COMPLAINT)
     return out
 
 

@@ -6,16 +6,29 @@ input into `IncomingEvent`s; `gateway.ingest` takes it from there.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, fields
 from datetime import datetime
+from email.utils import parseaddr
 
 from gateway.enums import EmailStatus, FailureCategory
 
-__all__ = ["METADATA_KEY", "IncomingEvent", "normalize_message_id"]
+__all__ = ["METADATA_KEY", "IncomingEvent", "normalize_message_id", "normalize_recipient", "storable_text"]
 
 # The key under which senders put the gateway's e-mail id (the `id` that
 # registerEmail returned) in a provider's custom metadata.
 METADATA_KEY = "gateway_email_id"
+
+# What PostgreSQL refuses in text: NUL, and lone surrogates (not encodable as UTF-8).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+_NOT_DELIVERED = (EmailStatus.SENT, EmailStatus.DELIVERY_FAILED)
+
+
+def storable_text(value: str) -> str:
+    """The text with every character a database refuses replaced by U+FFFD."""
+    return _UNSTORABLE.sub("\ufffd", value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +39,10 @@ class IncomingEvent:
     soft bounces the provider still retries) and events that carry no status
     (clicks, unsubscribes) are recorded in the history with `status=SENT` or
     `OPENED` as documented per provider, so they never fail an e-mail.
+
+    Every source builds one of these, so this is where provider text is made
+    storable: a NUL in one reason must not refuse the whole batch (the provider
+    would retry it until it gives up, losing every event in it).
     """
 
     source: str
@@ -43,10 +60,30 @@ class IncomingEvent:
     user_agent: str | None = None
     ip: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.failure_category == FailureCategory.SPAM_COMPLAINT and self.status in _NOT_DELIVERED:
+            # A spam complaint proves delivery (DESIGN.md): whatever source reports one
+            # (recordEmailEvent too) records it as a delivery with its category.
+            object.__setattr__(self, "status", EmailStatus.DELIVERED)
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, str) and _UNSTORABLE.search(value):
+                object.__setattr__(self, f.name, storable_text(value))
+
 
 def normalize_message_id(value: str | None) -> str | None:
     """Provider message ids as registered and as reported: no angle brackets, no spaces."""
     if value is None:
         return None
     cleaned = value.strip().strip("<>").strip()
+    return cleaned or None
+
+
+def normalize_recipient(value: str | None) -> str | None:
+    """An address as registered and as reported, comparable: the bare address
+    ("Name <a@b>" gives "a@b"), without spaces, case-folded."""
+    if value is None:
+        return None
+    _, address = parseaddr(value)
+    cleaned = (address or value).strip().strip("<>").strip().casefold()
     return cleaned or None

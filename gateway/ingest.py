@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway import models
 from gateway.enums import EmailStatus, FailureCategory
 from gateway.errors import BadInput
-from gateway.events import METADATA_KEY, IncomingEvent, normalize_message_id
+from gateway.events import METADATA_KEY, IncomingEvent, normalize_message_id, normalize_recipient
 from gateway.ids import decode_id_of
 from gateway.repositories.emails import list_event_facts
 from gateway.repositories.registration import Registration, register_email, upsert
@@ -91,7 +91,7 @@ def baseline_facts(email: models.Email) -> list[Fact]:
 
     Once the history is purged only the row's summary remains; an event that
     arrives later is projected together with these facts, so the status, the
-    failure, the delivery time and the open count survive the purge.
+    failure, the delivery time, the open count and the complaint survive the purge.
     """
     if email.history_purged_at is None:
         return []
@@ -109,6 +109,15 @@ def baseline_facts(email: models.Email) -> list[Fact]:
         )
     if email.delivered_at is not None:
         facts.append(Fact(key="baseline:delivered", status=EmailStatus.DELIVERED, occurred_at=email.delivered_at))
+    if email.complained_at is not None:
+        facts.append(
+            Fact(
+                key="baseline:complaint",
+                status=EmailStatus.DELIVERED,
+                occurred_at=email.complained_at,
+                failure_category=FailureCategory.SPAM_COMPLAINT,
+            )
+        )
     if email.open_count and email.first_opened_at and email.last_opened_at:
         # The first and last opens, and the open that made the status OPENED, with
         # weights that add up to the open count.
@@ -158,6 +167,7 @@ def _projection_values(p: Projection) -> dict[str, object]:
         "first_opened_at": p.opens.first_opened_at,
         "last_opened_at": p.opens.last_opened_at,
         "opens_likely_automated": p.opens.likely_automated,
+        "complained_at": p.complaint.occurred_at if p.complaint else None,
     }
 
 
@@ -186,8 +196,16 @@ async def apply_events(
     one SELECT for the history of the touched e-mails, one UPDATE and one INSERT
     for what changed, whatever the batch size.
     """
+    changes, _ = await _apply(session, events)
+    return changes
+
+
+async def _apply(
+    session: AsyncSession, events: Sequence[tuple[models.Email, IncomingEvent]]
+) -> tuple[list[Change], int]:
+    """`apply_events`, and how many events were new (a replay inserts nothing)."""
     if not events:
-        return []
+        return [], 0
     now = models.utcnow()
     # Core, not the ORM: one multi-row statement instead of ORM bulk machinery. Rows
     # in key order: two overlapping batches (a provider retrying) then take their
@@ -196,10 +214,13 @@ async def apply_events(
         (_event_row(email.tenant_id, email.id, event, now) for email, event in events),  # type: ignore[arg-type]
         key=lambda r: (r["email_id"], r["source"], r["event_key"]),
     )
-    insert_events = upsert(session, models.EmailEvent.__table__).on_conflict_do_nothing(
-        index_elements=["email_id", "source", "event_key"]
+    table = models.EmailEvent.__table__  # type: ignore[attr-defined]
+    insert_events = (
+        upsert(session, table)
+        .on_conflict_do_nothing(index_elements=["email_id", "source", "event_key"])
+        .returning(table.c.id)  # only the rows inserted: a replayed event is not counted
     )
-    await session.execute(insert_events, rows)
+    inserted = len((await session.execute(insert_events, rows)).all())
 
     emails = await _lock_emails(session, (email.id for email, _ in events))  # type: ignore[misc]
     facts: dict[int, list[Fact]] = defaultdict(list)
@@ -225,10 +246,10 @@ async def apply_events(
                     "recorded_at": now,
                 }
             )
-    if updates:
-        table = models.Email.__table__  # Core executemany: one statement, many rows
-        await session.execute(table.update().where(table.c.id == bindparam("b_id")), updates)  # type: ignore[attr-defined]
-    return await _log_changes(session, log_rows)
+    if updates:  # Core executemany: one statement, many rows
+        email_table = models.Email.__table__  # type: ignore[attr-defined]
+        await session.execute(email_table.update().where(email_table.c.id == bindparam("b_id")), updates)
+    return await _log_changes(session, log_rows), inserted
 
 
 async def _log_changes(session: AsyncSession, rows: list[dict[str, object]]) -> list[Change]:
@@ -265,17 +286,51 @@ async def publish_changes(publisher: Publisher | None, changes: Sequence[Change]
 
 @dataclass(frozen=True, slots=True)
 class IngestReport:
-    """What became of a batch: applied to known e-mails, kept pending, or skipped."""
+    """What became of a batch: events newly applied, and events kept pending
+    (`ambiguous` of them because they match several e-mails)."""
 
     applied: int
     pending: int
     ambiguous: int
 
 
+def _choose(candidates: Sequence[Any], event: IncomingEvent, *, by_recipient_only: bool = False) -> tuple[Any, str]:
+    """The one e-mail among those with the event's message id, or None and why not.
+
+    A send to several recipients has one message id at most providers, and two
+    offices can register the same id: the recipient then tells them apart. A
+    lone candidate takes the event even when the provider spells the recipient
+    differently, unless `by_recipient_only` (other recipients' events are known
+    to be waiting under this id).
+    """
+    wanted = normalize_recipient(event.recipient)
+    same = [c for c in candidates if wanted is not None and normalize_recipient(c.recipient) == wanted]
+    if len(same) == 1:
+        return same[0], ""
+    if len(candidates) == 1 and not same and not by_recipient_only:
+        return candidates[0], ""
+    if not candidates or (by_recipient_only and not same):
+        return None, "unregistered"
+    return None, f"ambiguous: {len(same) or len(candidates)} e-mails"
+
+
+async def _emails_by_message_id(session: AsyncSession, message_ids: Iterable[str]) -> dict[str, list[Any]]:
+    # Only what matching needs, as plain rows (a batch matches a thousand e-mails at once).
+    E = models.Email
+    statement = select(E.id, E.tenant_id, E.provider_message_id, E.recipient).where(
+        E.provider_message_id.in_(set(message_ids))  # type: ignore[union-attr]
+    )
+    found: dict[str, list[Any]] = defaultdict(list)
+    for row in (await session.execute(statement)).all():
+        found[row.provider_message_id].append(row)
+    return found
+
+
 async def _match(
     session: AsyncSession, events: Sequence[IncomingEvent]
-) -> tuple[list[tuple[models.Email, IncomingEvent]], list[IncomingEvent], int]:
-    """Pair events with e-mails: by the gateway id in the metadata, else by message id."""
+) -> tuple[list[tuple[models.Email, IncomingEvent]], list[tuple[IncomingEvent, str]]]:
+    """Pair events with e-mails: by the gateway id in the metadata, else by message id
+    (and recipient); the others come back with the reason they wait."""
     refs: dict[str, int] = {}
     for e in events:
         if e.email_ref:
@@ -284,42 +339,33 @@ async def _match(
             except BadInput:
                 log.warning("ignoring malformed %s %r from %s", METADATA_KEY, e.email_ref[:100], e.source)
     message_ids = {m for e in events if (m := normalize_message_id(e.provider_message_id))}
-    # Only what matching needs (id, tenant, message id), as plain rows.
     E = models.Email
-    wanted = (E.id, E.tenant_id, E.provider_message_id)
     by_id: dict[int, Any] = {}
-    by_message: dict[str, list[Any]] = defaultdict(list)
     if refs:
-        statement = select(*wanted).where(E.id.in_(set(refs.values())))  # type: ignore[union-attr]
+        statement = select(E.id, E.tenant_id).where(E.id.in_(set(refs.values())))  # type: ignore[union-attr]
         by_id = {row.id: row for row in (await session.execute(statement)).all()}
-    if message_ids:
-        statement = select(*wanted).where(E.provider_message_id.in_(message_ids))  # type: ignore[union-attr]
-        for row in (await session.execute(statement)).all():
-            by_message[row.provider_message_id].append(row)
+    by_message = await _emails_by_message_id(session, message_ids) if message_ids else {}
     matched: list[tuple[models.Email, IncomingEvent]] = []
-    unmatched: list[IncomingEvent] = []
-    ambiguous = 0
+    unmatched: list[tuple[IncomingEvent, str]] = []
     for e in events:
         email = by_id.get(refs[e.email_ref]) if e.email_ref in refs else None  # type: ignore[index]
+        reason = "unregistered"
         if email is None:
-            candidates = by_message.get(normalize_message_id(e.provider_message_id) or "", [])
-            if len(candidates) > 1:
-                # The same provider message id registered by two offices: applying the
-                # event to either could show one office's status to the other.
-                log.warning("message id %r matches %d e-mails; event %s skipped", e.provider_message_id, len(candidates), e.key)
-                ambiguous += 1
-                continue
-            email = candidates[0] if candidates else None
+            email, reason = _choose(by_message.get(normalize_message_id(e.provider_message_id) or "", []), e)
         if email is None:
-            unmatched.append(e)
+            if reason != "unregistered":
+                log.warning("event %s from %s kept pending: message id %r is %s", e.key[:100], e.source,
+                            e.provider_message_id, reason)
+            unmatched.append((e, reason))
         else:
             matched.append((email, e))
-    return matched, unmatched, ambiguous
+    return matched, unmatched
 
 
-def _pending_row(event: IncomingEvent, now: datetime, keep: timedelta) -> dict[str, object]:
+def _pending_row(event: IncomingEvent, reason: str, now: datetime, keep: timedelta) -> dict[str, object]:
     payload = {f.name: getattr(event, f.name) for f in fields(event)}
     return {
+        "reason": reason[:200],
         "source": event.source,
         "event_key": event.key[:300],
         "provider_message_id": normalize_message_id(event.provider_message_id),
@@ -352,22 +398,28 @@ async def ingest_events(
     registered yet (a webhook can beat the registration) are kept as pending
     events until `keep_pending` has passed; `register` applies them.
     """
-    matched, unmatched, ambiguous = await _match(session, events)
-    changes = await apply_events(session=session, events=matched)
+    matched, unmatched = await _match(session, events)
+    changes, applied = await _apply(session, matched)
     if unmatched:
         now = models.utcnow()
         statement = upsert(session, models.PendingEvent.__table__).on_conflict_do_nothing(
             index_elements=["source", "event_key"]
         )
-        pending = sorted((_pending_row(e, now, keep_pending) for e in unmatched), key=lambda r: (r["source"], r["event_key"]))
-        await session.execute(statement, pending)
+        rows = (_pending_row(e, reason, now, keep_pending) for e, reason in unmatched)
+        await session.execute(statement, sorted(rows, key=lambda r: (r["source"], r["event_key"])))
     await session.commit()
     await publish_changes(publisher, changes)
-    return IngestReport(applied=len(matched), pending=len(unmatched), ambiguous=ambiguous)
+    ambiguous = sum(1 for _, reason in unmatched if reason != "unregistered")
+    return IngestReport(applied=applied, pending=len(unmatched), ambiguous=ambiguous)
 
 
 async def _apply_pending(session: AsyncSession, email: models.Email) -> list[Change] | None:
-    """Apply the events kept for this e-mail's message id; None when there were none."""
+    """Apply the events kept for this e-mail's message id that are its own; None when none were.
+
+    Matched as a webhook's events are, among every e-mail with that id. When
+    waiting events name this e-mail's recipient, the id is a send to several
+    recipients: an event naming another recipient then waits for its own e-mail.
+    """
     message_id = normalize_message_id(email.provider_message_id)
     if message_id is None:
         return None
@@ -376,8 +428,19 @@ async def _apply_pending(session: AsyncSession, email: models.Email) -> list[Cha
     rows = list((await session.execute(statement)).scalars())
     if not rows:
         return None
-    changes = await apply_events(session=session, events=[(email, _event_from_pending(r)) for r in rows])
-    await session.execute(delete(pe).where(pe.id.in_([r.id for r in rows])))  # type: ignore[union-attr]
+    waiting = [(row, _event_from_pending(row)) for row in rows]
+    candidates = (await _emails_by_message_id(session, [message_id]))[message_id]
+    own = normalize_recipient(email.recipient)
+    by_recipient_only = any(normalize_recipient(event.recipient) == own for _, event in waiting)
+    chosen = []
+    for row, event in waiting:
+        match, _ = _choose(candidates, event, by_recipient_only=by_recipient_only)
+        if match is not None:
+            chosen.append((row, match, event))
+    if not chosen:
+        return None
+    changes = await apply_events(session=session, events=[(match, event) for _, match, event in chosen])
+    await session.execute(delete(pe).where(pe.id.in_([row.id for row, _, _ in chosen])))  # type: ignore[union-attr]
     return changes
 
 

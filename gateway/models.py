@@ -179,6 +179,8 @@ class Email(SQLModel, table=True):
     first_opened_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     last_opened_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     opens_likely_automated: bool = False
+    # The recipient's first spam complaint: proof of delivery, kept past the purge.
+    complained_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     history_purged_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
 
@@ -267,6 +269,8 @@ class PendingEvent(SQLModel, table=True):
     provider_message_id: str | None = Field(default=None, max_length=500, index=True)
     email_ref: str | None = Field(default=None, max_length=200)
     payload: str = Field(max_length=20_000)
+    # Why it is waiting, for an operator: "unregistered", or "ambiguous: 2 e-mails".
+    reason: str | None = Field(default=None, max_length=200)
     received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False, index=True)
 

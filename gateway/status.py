@@ -9,6 +9,9 @@ The rules (DESIGN.md, "Last known status"):
 - DELIVERY_FAILED outranks SENT and every DELIVERED or OPENED that came before it.
 - A DELIVERED or OPENED that came after the last failure (a retried soft bounce)
   wins over it.
+- A spam complaint (failure category SPAM_COMPLAINT) is no failure: it proves the
+  message reached the recipient, so it counts as a delivery (whatever status it
+  was recorded with) and is kept as the complaint; the first one gives its time.
 - "Before" and "after" follow one total order: occurredAt, then the fixed order
   SENT < DELIVERED < DELIVERY_FAILED < OPENED, then the event key. So a failure and
   a delivery at the same instant show the failure; an open at that instant wins.
@@ -17,12 +20,12 @@ The rules (DESIGN.md, "Last known status"):
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from gateway.enums import EmailStatus, FailureCategory
 
-__all__ = ["Failure", "Fact", "Opens", "Projection", "project"]
+__all__ = ["Complaint", "Failure", "Fact", "Opens", "Projection", "project"]
 
 _FIXED_ORDER = {
     EmailStatus.SENT: 0,
@@ -77,12 +80,28 @@ class Opens:
 
 
 @dataclass(frozen=True, slots=True)
+class Complaint:
+    """The recipient reported the e-mail as spam (the first report)."""
+
+    occurred_at: datetime
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Projection:
     status: EmailStatus
     status_changed_at: datetime
     delivered_at: datetime | None
     failure: Failure | None  # the latest failure, superseded or not
     opens: Opens
+    complaint: Complaint | None = None
+
+
+def _as_delivery(fact: Fact) -> Fact:
+    # A complaint proves delivery; an open stays an open (it outranks delivery anyway).
+    if fact.failure_category is FailureCategory.SPAM_COMPLAINT and fact.status is not EmailStatus.OPENED:
+        return replace(fact, status=EmailStatus.DELIVERED)
+    return fact
 
 
 def _dedupe(facts: Iterable[Fact]) -> list[Fact]:
@@ -110,7 +129,9 @@ def _opens(events: list[Fact]) -> Opens:
 
 def project(sent_at: datetime, facts: Iterable[Fact]) -> Projection:
     """The shown status of an e-mail sent at `sent_at` that has these events."""
-    events = _dedupe(facts)
+    events = _dedupe(_as_delivery(f) for f in facts)
+    complaints = [e for e in events if e.failure_category is FailureCategory.SPAM_COMPLAINT]
+    complaint = Complaint(complaints[0].occurred_at, complaints[0].reason) if complaints else None
     failures = [e for e in events if e.status is EmailStatus.DELIVERY_FAILED]
     last_failure = failures[-1] if failures else None
     after_failure = [
@@ -139,9 +160,9 @@ def project(sent_at: datetime, facts: Iterable[Fact]) -> Projection:
     if after_failure:
         top = max(_POSITIVE_RANK[e.status] for e in after_failure)
         deciding = next(e for e in after_failure if _POSITIVE_RANK[e.status] == top)
-        return Projection(deciding.status, deciding.occurred_at, delivered_at, failure, opens)
+        return Projection(deciding.status, deciding.occurred_at, delivered_at, failure, opens, complaint)
     if last_failure is not None:
-        return Projection(EmailStatus.DELIVERY_FAILED, last_failure.occurred_at, delivered_at, failure, opens)
+        return Projection(EmailStatus.DELIVERY_FAILED, last_failure.occurred_at, delivered_at, failure, opens, complaint)
     sent = [e for e in events if e.status is EmailStatus.SENT]
     changed_at = min(sent_at, sent[0].occurred_at) if sent else sent_at
-    return Projection(EmailStatus.SENT, changed_at, delivered_at, None, opens)
+    return Projection(EmailStatus.SENT, changed_at, delivered_at, None, opens, complaint)

@@ -90,10 +90,12 @@ class _Placeholders:
 
 
 @lru_cache(maxsize=256)
-def _email_page_sql(columns: tuple[str, ...], shape: tuple[bool, ...]) -> str:
-    statuses, relation, after_time, before_time, search, cursor = shape
+def _email_page_sql(columns: tuple[str, ...], shape: tuple[bool | None, ...]) -> str:
+    statuses, relation, after_time, before_time, search, cursor, complained = shape
     param = _Placeholders()
     where = ["tenant_id = $1"]
+    if complained is not None:  # as EmailQuery.complained in gateway.repositories.emails
+        where.append("complained_at IS NOT NULL" if complained else "complained_at IS NULL")
     if statuses:
         where.append(f"status = ANY({param()}::varchar[])")
     if relation:
@@ -113,7 +115,7 @@ def _email_page_sql(columns: tuple[str, ...], shape: tuple[bool, ...]) -> str:
     return f"SELECT {select} FROM email WHERE {' AND '.join(where)}{tail}"
 
 
-def _email_args(tenant_id: int, query: EmailQuery, page: PageRequest | None) -> tuple[tuple[bool, ...], list[Any]]:
+def _email_args(tenant_id: int, query: EmailQuery, page: PageRequest | None) -> tuple[tuple[bool | None, ...], list[Any]]:
     args: list[Any] = [tenant_id]
     if query.statuses is not None:
         args.append([s.value for s in query.statuses])
@@ -129,7 +131,7 @@ def _email_args(tenant_id: int, query: EmailQuery, page: PageRequest | None) -> 
     if has_cursor:
         args += [page.after[0], page.after[1]]  # type: ignore[union-attr]
     shape = (query.statuses is not None, query.relation_id is not None, query.sent_after is not None,
-             query.sent_before is not None, bool(query.search), has_cursor)
+             query.sent_before is not None, bool(query.search), has_cursor, query.complained)
     return shape, args
 
 

@@ -17,7 +17,7 @@ from graphql import FragmentDefinitionNode, SelectionSetNode
 
 from gateway.enums import EmailStatus
 from gateway.ids import encode_id
-from gateway.schema.types.emails import OPEN_NOTICE
+from gateway.schema.types.emails import COMPLAINT_NOTICE, OPEN_NOTICE
 
 from .fields import Collected, Unsupported, collect
 
@@ -175,6 +175,18 @@ def compile_opens(selections: list[SelectionSetNode], fragments: Fragments, colu
     return _flat("OpenTracking", selections, fragments, columns, names, {"notice": OPEN_NOTICE})
 
 
+def compile_complaint(selections: list[SelectionSetNode], fragments: Fragments, columns: set[str]) -> Writer:
+    columns.add("complained_at")
+    names: Columns = {"complainedAt": ("complained_at", dt)}
+    constants = {"addressSuppressed": True, "notice": COMPLAINT_NOTICE}
+    body = _flat("SpamComplaint", selections, fragments, columns, names, constants)
+
+    def write(row: Any, lookups: Lookups) -> Any:
+        return None if row["complained_at"] is None else body(row, lookups)
+
+    return write
+
+
 def compile_details(selections: list[SelectionSetNode], fragments: Fragments, columns: set[str]) -> Writer:
     simple = {"status": ("status", _enum), "statusChangedAt": ("status_changed_at", dt),
               "subject": ("subject", None), "recipient": ("recipient", None), "sentAt": ("sent_at", dt),
@@ -191,6 +203,8 @@ def compile_details(selections: list[SelectionSetNode], fragments: Fragments, co
             parts.append((f.key, compile_failure(f.selections, fragments, columns)))
         elif f.name == "opens":
             parts.append((f.key, compile_opens(f.selections, fragments, columns)))
+        elif f.name == "complaint":
+            parts.append((f.key, compile_complaint(f.selections, fragments, columns)))
         elif f.name in ("historyAvailableUntil", "historyExpired"):
             columns.update({"sent_at", "history_purged_at"})
             parts.append((f.key, _until if f.name == "historyAvailableUntil" else _expired))

@@ -46,6 +46,7 @@ class EmailQuery:
     sent_after: datetime | None = None
     sent_before: datetime | None = None
     search: str | None = None
+    complained: bool | None = None
 
 
 def newest_first() -> tuple[Any, ...]:
@@ -70,6 +71,9 @@ def _conditions(tenant_id: int, query: EmailQuery) -> list[ColumnElement[bool]]:
         conditions.append(E.sent_at >= query.sent_after)  # type: ignore[arg-type]
     if query.sent_before is not None:
         conditions.append(E.sent_at < query.sent_before)  # type: ignore[arg-type]
+    if query.complained is not None:
+        column = E.complained_at
+        conditions.append(column.is_not(None) if query.complained else column.is_(None))  # type: ignore[union-attr]
     if query.search:
         conditions.append(
             or_(

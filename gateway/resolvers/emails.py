@@ -32,6 +32,7 @@ def email_query(f: EmailFilter | EmailStatsFilter | None) -> repo.EmailQuery:
         sent_after=f.sent_after,
         sent_before=f.sent_before,
         search=getattr(f, "search", None) or None,
+        complained=getattr(f, "complained", None),
     )
 
 

@@ -35,6 +35,10 @@ class EmailFilter:
     search: str | None = strawberry.field(
         default=None, description="Matches subject or recipient, case-insensitive."
     )
+    complained: bool | None = strawberry.field(
+        default=None,
+        description="true: only e-mails the recipient reported as spam; false: only the others.",
+    )
 
 
 @strawberry.input(description="The Documents screen's filter; the parts given combine with AND.")

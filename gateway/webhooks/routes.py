@@ -10,7 +10,8 @@ Answers: 200 with counts; 400 for a malformed body (Mailgun 406, which tells it
 to stop retrying a payload that will never parse); 401 for a missing or bad
 signature, a stale timestamp or wrong credentials; 403 when the provider is not
 configured here or a Mailgun token is replayed with another body; 413 for a body
-over 5 MiB; 503 when the database is unreachable, so that the provider retries.
+over 5 MiB; 503 (with Retry-After) when the database is unreachable or an SNS
+signing certificate cannot be fetched now, so that the provider retries.
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ from datetime import timedelta
 
 import httpx
 from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -32,6 +31,7 @@ from starlette.routing import Route
 
 from gateway import ingest, models
 from gateway.config import Settings
+from gateway.db import database_unavailable
 from gateway.errors import MalformedPayload, WebhookAuthError
 from gateway.events import IncomingEvent
 from gateway.repositories.registration import upsert
@@ -43,7 +43,6 @@ __all__ = ["webhook_routes"]
 log = logging.getLogger(__name__)
 
 _MAX_BODY = 5 * 1024 * 1024
-_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout, OSError, TimeoutError)
 
 Check = Callable[[AsyncSession], Awaitable[Response | None]]
 
@@ -89,20 +88,13 @@ async def _ingest(
                 keep_pending=timedelta(hours=settings.pending_event_hours),
             )
     except Exception as error:
-        if not _unavailable(error):
+        if not database_unavailable(error):
             raise
         log.exception("webhook not recorded: database unavailable")
         return JSONResponse({"error": "database unavailable, retry later"}, status_code=503, headers={"Retry-After": "30"})
     for source, count in Counter(e.source for e in events).items():
         state.metrics.events.labels(source).inc(count)
     return JSONResponse({"received": len(events), "applied": report.applied, "pending": report.pending})
-
-
-def _unavailable(error: Exception) -> bool:
-    """The database is down or unreachable (retry later), as opposed to a bug."""
-    if isinstance(error, DBAPIError) and error.connection_invalidated:
-        return True
-    return isinstance(error, _UNAVAILABLE)
 
 
 def _secret(value: object) -> str | None:
@@ -214,6 +206,9 @@ def _guarded(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Req
             return _error(413, f"body larger than {_MAX_BODY} bytes")
         except WebhookAuthError as error:
             return _error(401, str(error))
+        except ses.CertificateUnavailable as error:
+            log.warning("SNS message not checked: %s", error)
+            return JSONResponse({"error": f"{error}; retry later"}, status_code=503, headers={"Retry-After": "30"})
         except MalformedPayload as error:
             return _error(400, str(error))
 

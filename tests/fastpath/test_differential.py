@@ -33,6 +33,7 @@ from gateway.repositories.api_keys import create_api_key
 REL = ["id", "externalId", "name", "__typename"]
 FAILURE = ["category", "reason", "smtpCode", "occurredAt", "__typename"]
 OPENS = ["count", "firstOpenedAt", "lastOpenedAt", "likelyAutomated", "notice", "__typename"]
+COMPLAINT = ["complainedAt", "addressSuppressed", "notice", "__typename"]
 DETAILS = ["emailId", "status", "statusChangedAt", "subject", "recipient", "sentAt", "deliveredAt",
            "historyAvailableUntil", "historyExpired", "__typename"]
 EMAIL = ["id", "externalId", "subject", "recipient", "sentAt", "emailStatus", "__typename"]
@@ -66,7 +67,8 @@ def _fill(text: str, type_name: str) -> str:
 
 failure = _selection(FAILURE, {})
 opens = _selection(OPENS, {})
-details = _selection(DETAILS, {"failure": failure, "opens": opens}, UNSUPPORTED["details"])
+complaint = _selection(COMPLAINT, {})
+details = _selection(DETAILS, {"failure": failure, "opens": opens, "complaint": complaint}, UNSUPPORTED["details"])
 relation = st.builds(lambda s: _fill(s, "Relation"), _selection(REL, {}, UNSUPPORTED["relation"]))
 item_objects = {"relation": relation, "details": details.map(lambda s: _fill(s, "EmailDetails"))}
 document = st.builds(lambda s: _fill(s, "Document"), _selection(DOC, item_objects, UNSUPPORTED["item"]))
@@ -135,6 +137,8 @@ def _filters(draw: st.DrawFn, root: str, data: dict[str, Any]) -> dict[str, Any]
     if root == "emails":
         if draw(st.booleans()):
             result["statuses"] = draw(statuses)
+        if draw(st.booleans()):
+            result["complained"] = draw(st.sampled_from([True, False, None]))
         if draw(st.booleans()):
             result["search"] = draw(st.sampled_from(["factuur", "JAAR", "%", "_", "example.com", "zzz", ""]))
         if draw(st.booleans()):

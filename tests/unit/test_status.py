@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
@@ -44,12 +45,43 @@ def test_delivered_outranks_sent() -> None:
 
 
 def test_failure_outranks_earlier_delivery_and_open() -> None:
-    # a spam complaint after the e-mail was delivered and opened
-    result = project(T, [fact(D, 1), fact(O, 2), fact(F, 10, failure_category=FailureCategory.SPAM_COMPLAINT)])
+    # a bounce reported after the e-mail was delivered and opened
+    result = project(T, [fact(D, 1), fact(O, 2), fact(F, 10, failure_category=FailureCategory.BLOCKED)])
     assert result.status is F
-    assert result.failure is not None and result.failure.category is FailureCategory.SPAM_COMPLAINT
+    assert result.failure is not None and result.failure.category is FailureCategory.BLOCKED
     assert result.status_changed_at == T + timedelta(minutes=10)
     assert result.delivered_at == T + timedelta(minutes=1)
+
+
+def complaint(minutes: int, key: str | None = None, recorded_as: EmailStatus = D) -> Fact:
+    """A spam complaint: recorded as DELIVERED, or as DELIVERY_FAILED before migration 0004."""
+    return Fact(key=key or f"C-{minutes}", status=recorded_as, occurred_at=T + timedelta(minutes=minutes),
+                failure_category=FailureCategory.SPAM_COMPLAINT, reason="abuse")
+
+
+def test_a_complaint_keeps_the_status_the_delivery_gave_and_is_recorded() -> None:
+    # given: a complaint after the e-mail was delivered and opened (recorded either way)
+    for recorded_as in (D, F, S):
+        # when
+        result = project(T, [fact(D, 1), fact(O, 2), complaint(10, recorded_as=recorded_as)])
+        # then
+        assert (result.status, result.status_changed_at) == (O, T + timedelta(minutes=2))
+        assert result.failure is None
+        assert result.complaint is not None and result.complaint.occurred_at == T + timedelta(minutes=10)
+
+
+def test_a_complaint_alone_proves_delivery() -> None:
+    # given / when
+    result = project(T, [complaint(7, recorded_as=F)])
+    # then
+    assert (result.status, result.status_changed_at, result.delivered_at) == (D, T + timedelta(minutes=7), T + timedelta(minutes=7))
+    assert result.failure is None
+
+
+def test_the_first_complaint_gives_its_time() -> None:
+    result = project(T, [fact(D, 1), complaint(20, "late"), complaint(9, "early")])
+    assert result.status is D and result.status_changed_at == T + timedelta(minutes=1)
+    assert result.complaint is not None and result.complaint.occurred_at == T + timedelta(minutes=9)
 
 
 def test_delivery_after_failure_wins() -> None:
@@ -92,13 +124,25 @@ def test_duplicate_keys_count_once() -> None:
     assert result.opens.count == 1
 
 
-facts = st.builds(
-    fact,
-    st.sampled_from([S, D, F, O]),
-    st.integers(min_value=0, max_value=20),
-    st.text(alphabet="abcdef", min_size=1, max_size=3),
-    automated=st.booleans(),
+facts = st.one_of(
+    st.builds(
+        fact,
+        st.sampled_from([S, D, F, O]),
+        st.integers(min_value=0, max_value=20),
+        st.text(alphabet="abcdef", min_size=1, max_size=3),
+        automated=st.booleans(),
+    ),
+    st.builds(
+        complaint,
+        st.integers(min_value=0, max_value=20),
+        st.text(alphabet="abcdef", min_size=1, max_size=3),
+        st.sampled_from([D, F]),
+    ),
 )
+
+
+def _is_complaint(e: Fact) -> bool:
+    return e.failure_category is FailureCategory.SPAM_COMPLAINT
 
 
 @settings(max_examples=300, deadline=None)
@@ -120,9 +164,14 @@ def test_any_order_and_any_duplicates_give_the_same_projection(
 @given(st.lists(facts, min_size=1, max_size=12))
 def test_status_follows_the_rules(events: list[Fact]) -> None:
     result = project(T, events)
-    unique = {e.key: e for e in sorted(events, key=lambda e: e.order, reverse=True)}.values()
+    # a complaint is a delivery, whatever it was recorded as
+    recorded = [replace(e, status=D) if _is_complaint(e) else e for e in events]
+    unique = {e.key: e for e in sorted(recorded, key=lambda e: e._identity, reverse=True)}.values()
     failures = [e for e in unique if e.status is F]
     positives = [e for e in unique if e.status in (D, O)]
+    complaints = sorted((e for e in unique if _is_complaint(e)), key=lambda e: e.order)
+    assert (result.complaint.occurred_at if result.complaint else None) == (complaints[0].occurred_at if complaints else None)
+    assert result.failure is None or result.failure.category is not FailureCategory.SPAM_COMPLAINT
     if failures:
         last = max(failures, key=lambda e: e.order)
         later = [e for e in positives if e.order > last.order]

@@ -281,8 +281,8 @@ def test_rejected_complained_unsubscribed_clicked_accepted() -> None:
         FailureCategory.DROPPED,
     )
     assert rejected.reason == "Sandbox domain"
-    complained = parse_one(event_data("complained"))
-    assert complained.failure_category is FailureCategory.SPAM_COMPLAINT
+    complained = parse_one(event_data("complained"))  # a complaint proves delivery
+    assert (complained.status, complained.failure_category) == (EmailStatus.DELIVERED, FailureCategory.SPAM_COMPLAINT)
     assert parse_one(event_data("unsubscribed")).status is EmailStatus.SENT
     clicked = parse_one(event_data("clicked", url="https://example.com/pay"))
     assert (clicked.status, clicked.description) == (

@@ -201,7 +201,7 @@ def test_hard_bounce_to_a_missing_mailbox() -> None:
         ("SpamNotification", EmailStatus.DELIVERY_FAILED, FailureCategory.BLOCKED),
         ("VirusNotification", EmailStatus.DELIVERY_FAILED, FailureCategory.BLOCKED),
         ("DMARCPolicy", EmailStatus.DELIVERY_FAILED, FailureCategory.BLOCKED),
-        ("SpamComplaint", EmailStatus.DELIVERY_FAILED, FailureCategory.SPAM_COMPLAINT),
+        ("SpamComplaint", EmailStatus.DELIVERED, FailureCategory.SPAM_COMPLAINT),
         ("ManuallyDeactivated", EmailStatus.DELIVERY_FAILED, FailureCategory.DROPPED),
         ("Unconfirmed", EmailStatus.DELIVERY_FAILED, FailureCategory.DROPPED),
         ("Unknown", EmailStatus.DELIVERY_FAILED, FailureCategory.OTHER),
@@ -237,9 +237,9 @@ def test_temporary_failures_are_never_delivery_failed() -> None:
 
 
 def test_spam_complaint_open_click_subscription() -> None:
-    spam = parse_one(SPAM)
+    spam = parse_one(SPAM)  # a complaint proves delivery
     assert (spam.status, spam.failure_category) == (
-        EmailStatus.DELIVERY_FAILED,
+        EmailStatus.DELIVERED,
         FailureCategory.SPAM_COMPLAINT,
     )
     assert spam.key != parse_one(bounce("SpamComplaint")).key  # RecordType is in the key

@@ -203,7 +203,7 @@ def test_every_documented_event_type_maps() -> None:
         "email.scheduled": (EmailStatus.SENT, None),
         "email.delivered": (EmailStatus.DELIVERED, None),
         "email.delivery_delayed": (EmailStatus.SENT, FailureCategory.SOFT_BOUNCE),
-        "email.complained": (EmailStatus.DELIVERY_FAILED, FailureCategory.SPAM_COMPLAINT),
+        "email.complained": (EmailStatus.DELIVERED, FailureCategory.SPAM_COMPLAINT),
         "email.bounced": (EmailStatus.DELIVERY_FAILED, FailureCategory.HARD_BOUNCE),
         "email.failed": (EmailStatus.DELIVERY_FAILED, FailureCategory.OTHER),
         "email.suppressed": (EmailStatus.DELIVERY_FAILED, FailureCategory.DROPPED),

@@ -165,9 +165,9 @@ def test_sample_parses_to_the_expected_events() -> None:
     assert dropped.failure_category is FailureCategory.DROPPED
     assert (dropped.status, dropped.reason) == (EmailStatus.DELIVERY_FAILED, "Bounced Address")
 
-    spam = events["37nvH5QBz858KGVYCM4uOA=="]
+    spam = events["37nvH5QBz858KGVYCM4uOA=="]  # a complaint proves delivery
     assert (spam.status, spam.failure_category) == (
-        EmailStatus.DELIVERY_FAILED,
+        EmailStatus.DELIVERED,
         FailureCategory.SPAM_COMPLAINT,
     )
     for key in ("zz_BjPgU_5pS-J8vlfB1sg==", "ahSCB7xYcXFb-hEaawsPRw==", "w_u0vJhLT-OFfprar5N93g=="):

@@ -5,12 +5,16 @@ The signing certificate is self-signed here and served through the store's injec
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import json
+import socket
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -322,12 +326,7 @@ async def test_certificate_is_fetched_once_per_url() -> None:
     assert fetch.calls == [CERT_URL]
 
 
-async def test_fetch_failure_and_bad_certificates_are_refused() -> None:
-    async def failing(url: str) -> bytes:
-        raise OSError("network down")
-
-    with pytest.raises(WebhookAuthError, match="could not fetch"):
-        await ses.CertificateStore(fetch=failing).get(CERT_URL)
+async def test_bad_certificates_are_refused() -> None:
     with pytest.raises(WebhookAuthError, match="not a PEM certificate"):
         await ses.CertificateStore(fetch=FakeFetch(b"<html>")).get(CERT_URL)
     expired = FakeFetch(certificate(not_before=NOW - timedelta(days=400)))
@@ -472,7 +471,7 @@ def test_every_documented_event_type_maps() -> None:
         "Send": (EmailStatus.SENT, None),
         "Reject": (EmailStatus.DELIVERY_FAILED, FailureCategory.BLOCKED),
         "Rendering Failure": (EmailStatus.DELIVERY_FAILED, FailureCategory.OTHER),
-        "Complaint": (EmailStatus.DELIVERY_FAILED, FailureCategory.SPAM_COMPLAINT),
+        "Complaint": (EmailStatus.DELIVERED, FailureCategory.SPAM_COMPLAINT),
         "Open": (EmailStatus.OPENED, None),
         "Click": (EmailStatus.SENT, None),
         "Subscription": (EmailStatus.SENT, None),
@@ -591,3 +590,87 @@ def test_message_that_is_not_an_object_is_malformed() -> None:
     send = {"eventType": "Send", "mail": mail(destination=[]), "send": {}}
     with pytest.raises(MalformedPayload, match="Message.mail.destination"):
         parse_event(send)
+
+
+# --- fetching the certificate: a local server stands in for AWS ------------------------------
+
+
+class ToLocal(httpx.AsyncBaseTransport):
+    """Sends every request to a local plain-HTTP server, path kept: the store still
+    asks for the genuine https://sns.<region>.amazonaws.com URL."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.inner = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        request.url = request.url.copy_with(scheme="http", host="127.0.0.1", port=self.port)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def closed_port() -> int:
+    """A local port with nothing listening on it: a server that is down."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def answering() -> AsyncIterator[Any]:
+    """`await answering(status, body)`: the port of a local server answering every GET so."""
+    servers: list[asyncio.Server] = []
+
+    async def start(status: int, content: bytes = b"") -> int:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            head = f"HTTP/1.1 {status} X\r\nContent-Length: {len(content)}\r\nConnection: close\r\n\r\n"
+            writer.write(head.encode() + content)
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        servers.append(server)
+        return int(server.sockets[0].getsockname()[1])
+
+    yield start
+    for server in servers:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_certificate_server_that_is_down_is_a_temporary_failure() -> None:
+    # given: AWS cannot be reached
+    store = ses.CertificateStore(transport=ToLocal(closed_port()))
+    # when / then: not a refusal (401, which SNS never retries) but a retry later
+    with pytest.raises(ses.CertificateUnavailable):
+        await store.get(CERT_URL)
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+async def test_a_certificate_server_error_is_a_temporary_failure(answering, status: int) -> None:  # type: ignore[no-untyped-def]
+    # given
+    store = ses.CertificateStore(transport=ToLocal(await answering(status)))
+    # when / then
+    with pytest.raises(ses.CertificateUnavailable, match=str(status)):
+        await store.get(CERT_URL)
+
+
+async def test_a_certificate_that_aws_does_not_have_is_refused(answering) -> None:  # type: ignore[no-untyped-def]
+    # given: AWS answers 404 for the URL the envelope names
+    store = ses.CertificateStore(transport=ToLocal(await answering(404)))
+    # when / then
+    with pytest.raises(WebhookAuthError, match="404"):
+        await store.get(CERT_URL)
+
+
+async def test_a_certificate_served_over_the_transport_is_used_and_cached(answering) -> None:  # type: ignore[no-untyped-def]
+    # given
+    store = ses.CertificateStore(transport=ToLocal(await answering(200, PEM)))
+    # when
+    first = await store.get(CERT_URL)
+    # then
+    assert first.public_key().public_numbers() == KEY.public_key().public_numbers()  # type: ignore[union-attr]
+    assert await store.get(CERT_URL) is first

@@ -6,6 +6,7 @@ the way each provider documents.
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -305,6 +306,24 @@ async def test_ses_notifications_and_subscription_confirmation(backend, tmp_path
         forged["Message"] = forged["Message"].replace("Delivery", "Bounce")
         assert (await client.post("/webhooks/ses", content=sns.body(forged))).status_code == 401
         assert len(fake_certificates.calls) == 1  # cached
+    finally:
+        await client.aclose()
+        await manager.__aexit__(None, None, None)
+
+
+async def test_ses_answers_503_when_the_signing_certificate_cannot_be_fetched(backend, tmp_path, session_factory, monkeypatch):  # type: ignore[no-untyped-def]
+    # given: AWS's certificate server is down (a local port with nothing listening)
+    monkeypatch.setattr(ses, "_httpx_fetch", functools.partial(ses._httpx_fetch, transport=sns.ToLocal(sns.closed_port())))
+    manager, client = await app_client(backend, tmp_path)
+    try:
+        stamp = now().isoformat().replace("+00:00", "Z")
+        envelope = sns.notification({**sns.BOUNCE, "mail": sns.mail(timestamp=stamp)}, Timestamp=stamp)
+        # when
+        response = await client.post("/webhooks/ses", content=sns.body(envelope))
+        # then: SNS retries a 5xx, and drops the message for good on a 401
+        assert response.status_code == 503, response.text
+        assert response.headers["retry-after"] == "30"
+        assert await count(session_factory, models.EmailEvent) + await count(session_factory, models.PendingEvent) == 0
     finally:
         await client.aclose()
         await manager.__aexit__(None, None, None)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .items import Document, Invoice, Relation
 
 __all__ = [
+    "COMPLAINT_NOTICE",
     "OPEN_NOTICE",
     "DeliveryFailure",
     "Email",
@@ -31,6 +32,7 @@ __all__ = [
     "EmailEvent",
     "EmailStats",
     "OpenTracking",
+    "SpamComplaint",
     "StatusCount",
     "email_cursor",
 ]
@@ -40,6 +42,13 @@ OPEN_NOTICE = (
     "proxies (such as Apple Mail Privacy Protection), image proxies and security "
     "scanners fetch it with no person involved, so an open is not proof that anyone "
     "read the e-mail, and it is no legal evidence."
+)
+
+COMPLAINT_NOTICE = (
+    "The recipient reported this e-mail as spam. That proves it was delivered, so its "
+    "status stays what the delivery gave. The provider now suppresses the address: it "
+    "drops later e-mails to it without trying, until the address is removed from its "
+    "suppression list."
 )
 
 _ITEMS = "gateway.schema.types.items"
@@ -72,6 +81,19 @@ class OpenTracking:
     )
 
 
+@strawberry.type(description="The recipient reported the e-mail as spam: it was delivered, and the address is now suppressed.")
+class SpamComplaint:
+    complained_at: datetime = strawberry.field(description="When the recipient reported it (the first report, if several).")
+    address_suppressed: bool = strawberry.field(
+        description=(
+            "True: the provider has put the address on its suppression list, so it drops later e-mails "
+            "to it without a delivery attempt (SendGrid, Mailgun, Postmark and Resend do so on every "
+            "complaint; Amazon SES through its account-level suppression list, on by default)."
+        )
+    )
+    notice: str = strawberry.field(description="Plain-language explanation of what the complaint means for this address.")
+
+
 @strawberry.type(description="One event in an e-mail's history.")
 class EmailEvent:
     model: strawberry.Private[models.EmailEvent]
@@ -100,7 +122,7 @@ class EmailEvent:
     def description(self) -> str:
         return self.model.description
 
-    @strawberry.field(description="For a failure or a deferral: its category.")
+    @strawberry.field(description="For a failure or a deferral: its category; SPAM_COMPLAINT for a spam complaint (a delivery).")
     def failure_category(self) -> FailureCategory | None:  # type: ignore[valid-type]
         return self.model.failure_category
 
@@ -157,6 +179,14 @@ class EmailDetails:
             smtp_code=m.failure_smtp_code,
             occurred_at=m.failure_occurred_at,
         )
+
+    @strawberry.field(
+        description="The recipient's spam complaint; null when there is none. A complaint is no failure: the status stays what the delivery gave."
+    )
+    def complaint(self) -> SpamComplaint | None:
+        if self.model.complained_at is None:
+            return None
+        return SpamComplaint(complained_at=self.model.complained_at, address_suppressed=True, notice=COMPLAINT_NOTICE)
 
     @strawberry.field(description="Opens of the tracking image, with the caveat that goes with them.")
     def opens(self) -> OpenTracking:

@@ -22,6 +22,7 @@ from gateway.events import METADATA_KEY
 
 __all__ = [
     "DEFAULT_TOLERANCE",
+    "SPAM",
     "check_window",
     "constant_time_equals",
     "header_unix_time",
@@ -40,6 +41,10 @@ __all__ = [
     "split_keys",
     "unix_time",
 ]
+
+# A spam complaint's history line; the provider's name goes in {p}. A complaint is
+# recorded as a delivery (it proves one) with the SPAM_COMPLAINT category.
+SPAM = "The recipient reported the e-mail as spam; {p} no longer sends to the address"
 
 # Signed timestamps further than this from "now" (either way) are refused.
 DEFAULT_TOLERANCE = timedelta(minutes=5)

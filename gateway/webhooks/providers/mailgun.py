@@ -24,7 +24,7 @@ recipient = `event-data.recipient`, provider_message_id =
 | failed, permanent, reason espblock | DELIVERY_FAILED | BLOCKED | |
 | failed, permanent, other reason | DELIVERY_FAILED | OTHER | "generic"... |
 | rejected | DELIVERY_FAILED | DROPPED | Mailgun refused to send |
-| complained | DELIVERY_FAILED | SPAM_COMPLAINT | |
+| complained | DELIVERED | SPAM_COMPLAINT | a complaint, not a failure (4) |
 | opened | OPENED | | machine_open (2) |
 | clicked | SENT | | history only (3) |
 | unsubscribed | SENT | | history only |
@@ -34,6 +34,7 @@ recipient = `event-data.recipient`, provider_message_id =
 (2) true when `client-info.bot` is set ("apple", "gmail", "generic") or `client-type` is
 "robot", false when they say a person; user agent `client-info.user-agent`, IP `ip`.
 (3) "Clicked <url>". Link scanners click too, so a click is not counted as an open.
+(4) it proves delivery; Mailgun adds the address to its complaints suppression list.
 Reason and SMTP code: `delivery-status.message` (or `description`, or the Mailgun
 `reason`) and `delivery-status.code`; `reject.reason` for a rejection.
 """
@@ -52,6 +53,7 @@ from gateway.errors import MalformedPayload, WebhookAuthError
 from gateway.events import IncomingEvent
 from gateway.webhooks.providers._common import (
     DEFAULT_TOLERANCE,
+    SPAM,
     check_window,
     constant_time_equals,
     header_unix_time,
@@ -230,8 +232,8 @@ def _rejected(base: IncomingEvent, data: dict[str, Any], where: str) -> Incoming
 def _complained(base: IncomingEvent, _data: dict[str, Any], _where: str) -> IncomingEvent:
     return replace(
         base,
-        status=EmailStatus.DELIVERY_FAILED,
-        description="The recipient reported the e-mail as spam",
+        status=EmailStatus.DELIVERED,
+        description=SPAM.format(p="Mailgun"),
         failure_category=FailureCategory.SPAM_COMPLAINT,
     )
 

@@ -20,11 +20,11 @@ SubscriptionChange `Recipient`/`ChangedAt`.
 | Bounce: Transient, DnsError | SENT | SOFT_BOUNCE (3) |
 | Bounce: BadEmailAddress | DELIVERY_FAILED | INVALID_RECIPIENT |
 | Bounce: Blocked, SpamNotification, VirusNotification, DMARCPolicy | DELIVERY_FAILED | BLOCKED |
-| Bounce: SpamComplaint | DELIVERY_FAILED | SPAM_COMPLAINT |
+| Bounce: SpamComplaint | DELIVERED | SPAM_COMPLAINT (8) |
 | Bounce: ManuallyDeactivated, Unconfirmed | DELIVERY_FAILED | DROPPED (4) |
 | Bounce: Unknown, SMTPApiError, TemplateRenderingFailed, other | DELIVERY_FAILED | OTHER |
 | Bounce: AutoResponder, AddressChange, ChallengeVerification, ... (5) | SENT | history only |
-| SpamComplaint | DELIVERY_FAILED | SPAM_COMPLAINT |
+| SpamComplaint | DELIVERED | SPAM_COMPLAINT (8) |
 | Open | OPENED | (6) |
 | Click | SENT | history only (7) |
 | SubscriptionChange | SENT | history only: it affects later sends |
@@ -38,6 +38,7 @@ SubscriptionChange `Recipient`/`ChangedAt`.
 notices, not delivery failures.
 (6) user agent `UserAgent`, IP `Geo.IP`; Postmark has no machine-open flag.
 (7) "Clicked <OriginalLink>". Link scanners click too, so not counted as an open.
+(8) a complaint proves delivery, it is no failure; Postmark deactivates the address.
 Reason: `Details`; SMTP code parsed from it.
 """
 
@@ -55,6 +56,7 @@ from gateway.enums import EmailStatus, FailureCategory
 from gateway.errors import MalformedPayload, WebhookAuthError
 from gateway.events import IncomingEvent
 from gateway.webhooks.providers._common import (
+    SPAM,
     constant_time_equals,
     invalid_recipient,
     iso_time,
@@ -82,7 +84,7 @@ _BOUNCE_TYPES: dict[str, tuple[EmailStatus, FailureCategory | None]] = {
     "SpamNotification": (_FAILED, FailureCategory.BLOCKED),
     "VirusNotification": (_FAILED, FailureCategory.BLOCKED),
     "DMARCPolicy": (_FAILED, FailureCategory.BLOCKED),
-    "SpamComplaint": (_FAILED, FailureCategory.SPAM_COMPLAINT),
+    "SpamComplaint": (EmailStatus.DELIVERED, FailureCategory.SPAM_COMPLAINT),
     "ManuallyDeactivated": (_FAILED, FailureCategory.DROPPED),
     "Unconfirmed": (_FAILED, FailureCategory.DROPPED),
     "AutoResponder": (EmailStatus.SENT, None),
@@ -205,7 +207,7 @@ def _bounce(base: IncomingEvent, raw: dict[str, Any], details: str | None) -> In
     category: FailureCategory | None
     if raw.get("RecordType") == "SpamComplaint":  # its Type is "SpamComplaint" too
         bounce_type = opt_str(raw, "Type") or "SpamComplaint"
-        status, category = _FAILED, FailureCategory.SPAM_COMPLAINT
+        status, category = EmailStatus.DELIVERED, FailureCategory.SPAM_COMPLAINT
     else:
         bounce_type = req_str(raw, "Type")
         status, category = _BOUNCE_TYPES.get(bounce_type, (_FAILED, FailureCategory.OTHER))
@@ -213,7 +215,9 @@ def _bounce(base: IncomingEvent, raw: dict[str, Any], details: str | None) -> In
         category = FailureCategory.INVALID_RECIPIENT
     name = opt_str(raw, "Name") or bounce_type
     description = opt_str(raw, "Description")
-    if status is EmailStatus.SENT and category is None:
+    if category is FailureCategory.SPAM_COMPLAINT:
+        text = SPAM.format(p="Postmark")
+    elif status is EmailStatus.SENT and category is None:
         text = f"{name} (not a delivery failure)"
     elif status is EmailStatus.SENT:
         text = f"{name}: temporary, Postmark will retry"

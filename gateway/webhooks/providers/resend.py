@@ -29,7 +29,7 @@ provider_message_id = `data.email_id`, email_ref = the `gateway_email_id` tag
 | email.bounced, Transient ContentRejected, AttachmentRejected | DELIVERY_FAILED | BLOCKED |
 | email.bounced, Undetermined | DELIVERY_FAILED | OTHER |
 | email.bounced without `bounce` details | DELIVERY_FAILED | HARD_BOUNCE |
-| email.complained | DELIVERY_FAILED | SPAM_COMPLAINT |
+| email.complained | DELIVERED | SPAM_COMPLAINT (3) |
 | email.failed | DELIVERY_FAILED | OTHER (not sent: quota, domain...) |
 | email.suppressed | DELIVERY_FAILED | DROPPED (on the suppression list) |
 | email.opened | OPENED | (1) |
@@ -41,6 +41,7 @@ is the reason (SMTP code parsed from it when present).
 (1) user agent and IP from `open.userAgent`/`open.ipAddress` when sent; Resend
 has no machine-open flag.
 (2) "Clicked <click.link>". Link scanners click too, so a click is not an open.
+(3) a complaint proves delivery, it is no failure; Resend suppresses the address.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from gateway.errors import MalformedPayload, WebhookAuthError
 from gateway.events import METADATA_KEY, IncomingEvent
 from gateway.webhooks.providers._common import (
     DEFAULT_TOLERANCE,
+    SPAM,
     check_window,
     constant_time_equals,
     header_unix_time,
@@ -93,8 +95,8 @@ _SIMPLE: dict[str, dict[str, Any]] = {
         "failure_category": FailureCategory.SOFT_BOUNCE,
     },
     "email.complained": {
-        "status": _FAILED,
-        "description": "The recipient reported the e-mail as spam",
+        "status": EmailStatus.DELIVERED,
+        "description": SPAM.format(p="Resend"),
         "failure_category": FailureCategory.SPAM_COMPLAINT,
     },
 }

@@ -19,7 +19,7 @@ send API returned; asynchronous bounces carry none), email_ref = the
 | bounce (type bounce or none) | DELIVERY_FAILED | HARD_BOUNCE | INVALID_RECIPIENT (1) |
 | bounce (type blocked) | DELIVERY_FAILED | BLOCKED | refused, or deferred > 72 h (3) |
 | dropped | DELIVERY_FAILED | DROPPED | never attempted |
-| spamreport | DELIVERY_FAILED | SPAM_COMPLAINT | |
+| spamreport | DELIVERED | SPAM_COMPLAINT | a complaint, not a failure (4) |
 | open | OPENED | | machine_open = `sg_machine_open` |
 | click | SENT | | history only (2) |
 | unsubscribe, group_unsubscribe, group_resubscribe | SENT | | history only |
@@ -28,6 +28,7 @@ send API returned; asynchronous bounces carry none), email_ref = the
 (1) when `bounce_classification` is "Invalid Address" or the reply is 5.1.x.
 (2) "Clicked <url>". Link scanners click too, so a click is not counted as an open.
 (3) SendGrid no longer retries the message; the address is not suppressed.
+(4) it proves delivery; SendGrid puts the address on its spam reports suppression list.
 Reasons: `response` (deferred), `reason` (bounce, dropped); user agent and IP of
 opens and clicks from `useragent` and `ip`.
 
@@ -55,6 +56,7 @@ from gateway.errors import MalformedPayload, WebhookAuthError
 from gateway.events import IncomingEvent
 from gateway.webhooks.providers._common import (
     DEFAULT_TOLERANCE,
+    SPAM,
     check_window,
     header_unix_time,
     invalid_recipient,
@@ -223,8 +225,8 @@ def _parse_event(raw: dict[str, Any], where: str) -> IncomingEvent | None:
     if name == "spamreport":
         return replace(
             base,
-            status=EmailStatus.DELIVERY_FAILED,
-            description="The recipient reported the e-mail as spam",
+            status=EmailStatus.DELIVERED,
+            description=SPAM.format(p="SendGrid"),
             failure_category=FailureCategory.SPAM_COMPLAINT,
         )
     if name == "open":

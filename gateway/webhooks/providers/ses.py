@@ -25,7 +25,7 @@ several recipients gives one IncomingEvent per recipient, keyed
 | Bounce Transient | DELIVERY_FAILED | SOFT_BOUNCE (3) | idem |
 | Bounce Transient Content/AttachmentRejected | DELIVERY_FAILED | BLOCKED | idem |
 | Bounce Undetermined | DELIVERY_FAILED | OTHER | idem |
-| Complaint | DELIVERY_FAILED | SPAM_COMPLAINT (4) | `complaint.complainedRecipients` |
+| Complaint | DELIVERED | SPAM_COMPLAINT (4) | `complaint.complainedRecipients` |
 | Reject | DELIVERY_FAILED | BLOCKED | `mail.destination` (virus) |
 | Rendering Failure | DELIVERY_FAILED | OTHER | `mail.destination` (template) |
 | Open | OPENED | | (5) |
@@ -37,7 +37,9 @@ several recipients gives one IncomingEvent per recipient, keyed
 (2) also OnAccountSuppressionList and UnsubscribedRecipient: SES did not send.
 (3) SES reports a transient bounce only once it has stopped retrying; a delay it
 still retries is a DeliveryDelay.
-(4) a complaint whose `complaintFeedbackType` is "not-spam" is SENT history.
+(4) a complaint proves delivery, it is no failure; SES's account-level suppression
+list (on by default) takes the address. One whose `complaintFeedbackType` is
+"not-spam" is SENT history.
 (5) the message's only destination, or None when it had several: SES does not say
 which recipient opened or clicked. User agent and IP from `userAgent`, `ipAddress`;
 SES has no machine-open flag.
@@ -51,6 +53,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime, timedelta
@@ -67,6 +70,7 @@ from gateway.enums import EmailStatus, FailureCategory
 from gateway.errors import MalformedPayload, WebhookAuthError
 from gateway.events import METADATA_KEY, IncomingEvent
 from gateway.webhooks.providers._common import (
+    SPAM,
     invalid_recipient,
     iso_time,
     load_json,
@@ -81,7 +85,7 @@ from gateway.webhooks.providers._common import (
     split_keys,
 )
 
-__all__ = ["NAME", "CertificateStore", "parse", "parse_envelope", "subscribe_url", "verify"]
+__all__ = ["NAME", "CertificateStore", "CertificateUnavailable", "parse", "parse_envelope", "subscribe_url", "verify"]
 
 NAME = "ses"
 
@@ -117,11 +121,16 @@ def _is_sns_url(url: str, *, certificate: bool = False) -> bool:
     )
 
 
-async def _httpx_fetch(url: str) -> bytes:
-    async with httpx.AsyncClient(timeout=5.0, follow_redirects=False) as client:
+async def _httpx_fetch(url: str, transport: httpx.AsyncBaseTransport | None = None) -> bytes:
+    async with httpx.AsyncClient(transport=transport, timeout=5.0, follow_redirects=False) as client:
         response = await client.get(url)
         response.raise_for_status()
         return response.content
+
+
+class CertificateUnavailable(Exception):
+    """The signing certificate could not be fetched now (network, timeout, AWS 5xx):
+    the message may be genuine, so SNS must retry it rather than be refused."""
 
 
 class CertificateStore:
@@ -129,11 +138,18 @@ class CertificateStore:
 
     A URL that is not https on an SNS host with a `.pem` path is refused before
     anything is fetched, so a forged envelope cannot make the gateway fetch (or
-    trust) a certificate from elsewhere. `fetch` is injectable for tests.
+    trust) a certificate from elsewhere. The HTTP transport (or the whole `fetch`)
+    is a collaborator, so tests point it at a local server.
+
+    A certificate that cannot be fetched now raises `CertificateUnavailable`
+    (answered 503: SNS retries), never `WebhookAuthError` (401: SNS drops the
+    message for good); AWS answering 4xx for the URL is a refusal.
     """
 
-    def __init__(self, fetch: Fetch | None = None) -> None:
-        self._fetch = fetch or _httpx_fetch
+    def __init__(self, fetch: Fetch | None = None, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        if fetch is None:
+            fetch = _httpx_fetch if transport is None else functools.partial(_httpx_fetch, transport=transport)
+        self._fetch = fetch
         self._cache: dict[str, x509.Certificate] = {}
 
     async def get(self, url: str) -> x509.Certificate:
@@ -144,8 +160,13 @@ class CertificateStore:
             return cached
         try:
             pem = await self._fetch(url)
-        except Exception as exc:  # any transport failure: refuse, the provider retries
-            raise WebhookAuthError("could not fetch the SNS signing certificate") from exc
+        except httpx.HTTPStatusError as exc:
+            code = exc.response.status_code
+            if code >= 500 or code == 429:
+                raise CertificateUnavailable(f"fetching the SNS signing certificate: AWS answered {code}") from exc
+            raise WebhookAuthError(f"the SNS signing certificate URL answered {code}") from exc
+        except (httpx.TransportError, OSError, TimeoutError) as exc:
+            raise CertificateUnavailable("could not fetch the SNS signing certificate") from exc
         try:
             certificate = x509.load_pem_x509_certificate(pem)
         except ValueError as exc:
@@ -370,8 +391,8 @@ def _recipient_items(kind: str, detail: dict[str, Any], where: str) -> _Items:
         elif opt_str(detail, "complaintFeedbackType", where) == "not-spam":
             fields.update(status=EmailStatus.SENT, description="Marked as not spam")
         else:
-            fields.update(status=_FAILED, failure_category=FailureCategory.SPAM_COMPLAINT)
-            fields["description"] = "The recipient reported the e-mail as spam"
+            fields.update(status=EmailStatus.DELIVERED, failure_category=FailureCategory.SPAM_COMPLAINT)
+            fields["description"] = SPAM.format(p="SES")
             fields["reason"] = opt_str(detail, "complaintFeedbackType", where)
         items.append((address, fields))
     return items
