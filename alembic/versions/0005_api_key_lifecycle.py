@@ -1,7 +1,7 @@
 """API-key lifecycle: an expiry (rotation's grace period), the last use, a prefix index.
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-01 10:00:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import gateway.models
 
 revision: str = "0005"
-down_revision: str | None = "0003"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
