@@ -9,6 +9,8 @@ from typing import Any, TypeVar
 
 from aiodataloader import dispatch_queue
 from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -19,12 +21,34 @@ from sqlalchemy.ext.asyncio import (
 
 from gateway.config import Settings
 
-__all__ = ["RequestDb", "SessionFactory", "create_engine", "create_session_factory"]
+__all__ = ["RequestDb", "SessionFactory", "create_engine", "create_session_factory", "database_unavailable"]
 
 _SETTLE_TICKS = 3
 
 SessionFactory = async_sessionmaker[AsyncSession]
 T = TypeVar("T")
+
+_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout, OSError, TimeoutError)
+# PostgreSQL's SQLSTATEs for "cannot serve now": connection exceptions (class 08),
+# too many connections, shutting down or starting up (57P01-57P03: asyncpg's
+# CannotConnectNowError is 57P03), and a database that is not there (being restored).
+_UNAVAILABLE_STATES = ("08", "53300", "57P01", "57P02", "57P03", "3D000")
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """The database is down or unreachable (retry later), as opposed to a bug.
+
+    One answer for every caller: webhooks answer 503 so the provider retries, and
+    GraphQL says SERVICE_UNAVAILABLE instead of "Unexpected error.".
+    """
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    # The server's error code, from asyncpg itself (the fast path's pool) or through
+    # SQLAlchemy, which wraps most asyncpg errors as a bare DBAPIError.
+    state = getattr(error.orig if isinstance(error, DBAPIError) else error, "sqlstate", None)
+    if isinstance(state, str) and state.startswith(_UNAVAILABLE_STATES):
+        return True
+    return isinstance(error, _UNAVAILABLE)
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -23,8 +23,6 @@ from datetime import timedelta
 
 import httpx
 from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -32,6 +30,7 @@ from starlette.routing import Route
 
 from gateway import ingest, models
 from gateway.config import Settings
+from gateway.db import database_unavailable
 from gateway.errors import MalformedPayload, WebhookAuthError
 from gateway.events import IncomingEvent
 from gateway.repositories.registration import upsert
@@ -43,7 +42,6 @@ __all__ = ["webhook_routes"]
 log = logging.getLogger(__name__)
 
 _MAX_BODY = 5 * 1024 * 1024
-_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout, OSError, TimeoutError)
 
 Check = Callable[[AsyncSession], Awaitable[Response | None]]
 
@@ -89,20 +87,13 @@ async def _ingest(
                 keep_pending=timedelta(hours=settings.pending_event_hours),
             )
     except Exception as error:
-        if not _unavailable(error):
+        if not database_unavailable(error):
             raise
         log.exception("webhook not recorded: database unavailable")
         return JSONResponse({"error": "database unavailable, retry later"}, status_code=503, headers={"Retry-After": "30"})
     for source, count in Counter(e.source for e in events).items():
         state.metrics.events.labels(source).inc(count)
     return JSONResponse({"received": len(events), "applied": report.applied, "pending": report.pending})
-
-
-def _unavailable(error: Exception) -> bool:
-    """The database is down or unreachable (retry later), as opposed to a bug."""
-    if isinstance(error, DBAPIError) and error.connection_invalidated:
-        return True
-    return isinstance(error, _UNAVAILABLE)
 
 
 def _secret(value: object) -> str | None:
