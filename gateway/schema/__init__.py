@@ -22,7 +22,7 @@ from graphql.pyutils import RefMap
 
 from gateway.config import Settings
 
-from .errors import ExpectedErrors
+from .errors import ExpectedErrors, ReportingSchema
 from .root import Mutation, Query, Subscription
 from .scalars import DateTime
 
@@ -56,7 +56,7 @@ def build_schema(settings: Settings, on_error: Callable[[str], None] | None = No
         lambda: AddValidationRules(rules),
         lambda: ValidationCache(maxsize=512),
     ]
-    return strawberry.Schema(
+    return ReportingSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
