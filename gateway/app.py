@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
+import re
+import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -13,7 +16,8 @@ from typing import Any, TypedDict
 
 import asyncpg
 import orjson
-from cross_web import HTTPException
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
+from graphql import GraphQLError, OperationDefinitionNode, get_operation_ast, parse
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -26,18 +30,22 @@ from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
 )
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
+from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
 
 from gateway import pixel
 from gateway.auth import Authenticator
 from gateway.config import Settings, get_settings
 from gateway.context import Context
-from gateway.db import SessionFactory, create_engine, create_session_factory
+from gateway.db import SessionFactory, create_engine, create_session_factory, database_unavailable
 from gateway.enums import Scope as KeyScope
 from gateway.fastpath import FastPath
 from gateway.fastpath.live import LiveFastPath, Outcome
@@ -49,7 +57,7 @@ from gateway.pubsub import Broker, BrokerUnavailable
 from gateway.repositories.api_keys import Principal
 from gateway.retention import purge_periodically
 from gateway.schema import build_schema, limits_of, validation_rules
-from gateway.schema.errors import ExpectedErrors
+from gateway.schema.errors import SERVICE_UNAVAILABLE, ExpectedErrors, report
 from gateway.webhooks.providers.ses import CertificateStore
 from gateway.webhooks.routes import webhook_routes
 
@@ -58,6 +66,15 @@ __all__ = ["create_app"]
 log = logging.getLogger(__name__)
 
 _MAX_BODY = 1024 * 1024
+_GRAPHQL_RESPONSE = "application/graphql-response+json"
+_JSON = "application/json"
+# The GraphQL specification's words, as graphql-core says them.
+_AMBIGUOUS = "Must provide operation name if query contains multiple operations."
+_NOT_OVER_HTTP = (
+    "subscriptions are served over websockets (the graphql-transport-ws protocol on /graphql), "
+    "not over HTTP"
+)
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 
 
 class State(TypedDict):
@@ -81,12 +98,74 @@ def _unauthenticated(message: str) -> JSONResponse:
     )
 
 
+def _unavailable() -> JSONResponse:
+    return JSONResponse(
+        {"errors": [{"message": "The database is unavailable; retry later.", "extensions": {"code": SERVICE_UNAVAILABLE}}]},
+        status_code=503,
+        headers={"Retry-After": "30"},
+    )
+
+
+def _media_type(accept: str | None) -> str:
+    """The answer's media type: the first Accept entry the gateway can give, as graphql-http
+    chooses; application/json when there is none (or no Accept header), as the spec says."""
+    for entry in (accept or "").split(","):
+        media = entry.partition(";")[0].strip().lower()
+        if media == _GRAPHQL_RESPONSE:
+            return _GRAPHQL_RESPONSE
+        if media in (_JSON, "application/*", "*/*"):
+            return _JSON
+    return _JSON
+
+
+@functools.lru_cache(maxsize=512)
+def _chosen_operation(query: str, operation_name: str | None, max_tokens: int) -> OperationType | str | None:
+    """The type of the operation a request runs; `_AMBIGUOUS` when it names none of several.
+
+    None when the executor is the one to say what is wrong (syntax, an unknown name).
+    strawberry runs the first operation of a document when no name is given, so the
+    specification's "must provide operation name" is decided here, by graphql-core.
+    """
+    try:
+        document = parse(query, max_tokens=max_tokens)
+    except GraphQLError:
+        return None
+    operation = get_operation_ast(document, operation_name)
+    if operation is not None:
+        return OperationType(operation.operation.value)
+    operations = sum(isinstance(d, OperationDefinitionNode) for d in document.definitions)
+    return _AMBIGUOUS if operation_name is None and operations > 1 else None
+
+
 class LiveTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
     """graphql-transport-ws with the live fast path for subscriptions."""
 
     view: GatewayGraphQL
 
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        # The protocol's shape of `subscribe`; strawberry would drop anything else
+        # without a word, and the client would wait forever.
+        payload = message.get("payload")
+        if not isinstance(message.get("id"), str) or not message.get("id"):
+            await self.handle_invalid_message("subscribe: `id` must be a non-empty string")
+        elif not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+            await self.handle_invalid_message("subscribe: `payload` must be an object with a string `query`")
+        elif not isinstance(payload.get("variables"), dict | None):
+            await self.handle_invalid_message("subscribe: `payload.variables` must be an object or null")
+        elif not isinstance(payload.get("operationName"), str | None):
+            await self.handle_invalid_message("subscribe: `payload.operationName` must be a string or null")
+        elif not isinstance(payload.get("extensions"), dict | None):
+            await self.handle_invalid_message("subscribe: `payload.extensions` must be an object or null")
+        else:
+            await super().handle_subscribe(message)
+
     async def run_operation(self, operation: Operation[Context, None]) -> None:
+        chosen = _chosen_operation(operation.query, operation.operation_name, self.view.max_tokens)
+        if chosen == _AMBIGUOUS:
+            # As strawberry answers an unknown operation name: the request is malformed.
+            self.operations.pop(operation.id, None)
+            await self.websocket.close(4400, _AMBIGUOUS)
+            return
         live = self.view.live
         plan = live.plan(operation.query, operation.operation_name) if live is not None else None
         if plan is None:
@@ -144,11 +223,73 @@ class GatewayGraphQL(GraphQL[Context, None]):
     graphql_transport_ws_handler_class = LiveTransportWS
     live: LiveFastPath | None = None
 
+    def __init__(self, schema: Any, *, max_tokens: int, **options: Any) -> None:
+        super().__init__(schema, **options)
+        self.max_tokens = max_tokens
+
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         context: Context = request.state.context  # made and closed by GraphQLEndpoint
         if isinstance(request, WebSocket):
             context.connection = request
+        else:
+            context.response = response
         return context
+
+    async def get_sub_response(self, request: Request | WebSocket) -> Response:
+        response = await super().get_sub_response(request)
+        response.media_type = _media_type(request.headers.get("accept"))
+        return response
+
+    async def execute_single(  # noqa: PLR0917  (strawberry's signature)
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        sub_response: Response,
+        context: Context,
+        root_value: None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        query, name = request_data.query, request_data.operation_name
+        if isinstance(query, str) and isinstance(name, str | None):
+            chosen = _chosen_operation(query, name, self.max_tokens)
+            if chosen == _AMBIGUOUS:
+                # As strawberry answers an unknown operation name.
+                raise HTTPException(400, _AMBIGUOUS)
+            if chosen is OperationType.SUBSCRIPTION:
+                # strawberry would run it as a query, and fail on the stream it gets.
+                raise HTTPException(400, _NOT_OVER_HTTP)
+        return await super().execute_single(
+            request=request,
+            request_adapter=request_adapter,
+            sub_response=sub_response,
+            context=context,
+            root_value=root_value,
+            request_data=request_data,
+        )
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+        """The GraphQL-over-HTTP status codes, for clients that accept application/graphql-response+json.
+
+        A request that never ran (it did not parse or validate, or its variables did
+        not coerce: errors without a path) is a 400 with no `data`, and one the
+        database could not serve is a 503. application/json keeps 200 for both.
+        """
+        answer = await super().process_result(request, result)
+        response = request.state.context.response
+        if response is None or response.media_type != _GRAPHQL_RESPONSE or result.data is not None or not result.errors:
+            return answer
+        if any((e.extensions or {}).get("code") == SERVICE_UNAVAILABLE for e in result.errors):
+            response.status_code = 503
+            response.headers["Retry-After"] = "30"
+        elif all(e.path is None for e in result.errors):
+            response.status_code = 400
+            answer.pop("data", None)
+        return answer
+
+    def create_response(self, response_data: Any, sub_response: Response) -> Response:
+        response = super().create_response(response_data, sub_response)
+        response.headers["content-type"] = sub_response.media_type or _JSON
+        return response
 
     async def on_ws_connect(self, context: Context) -> None:
         params = context.connection_params
@@ -214,12 +355,14 @@ class GraphQLEndpoint:
             return False
         try:
             answer = await self.fastpath.run(plan, variables, principal.tenant_id, state["rows"])  # type: ignore[arg-type]
-        except Exception:  # the reference answers, and reports what went wrong its own way
-            log.warning("fast path failed; falling back", exc_info=True)
+        except Exception as error:  # the reference answers, and reports what went wrong its own way
+            if not database_unavailable(error):
+                log.warning("fast path failed; falling back", exc_info=True)
             return False
         if answer is None:
             return False
-        await Response(answer, media_type="application/json")(scope, _no_receive, send)
+        media_type = _media_type(Headers(scope=scope).get("accept"))
+        await Response(answer, media_type=media_type)(scope, _no_receive, send)
         return True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -236,7 +379,14 @@ class GraphQLEndpoint:
                 and "query" not in request.query_params
             )
             if not wants_ide:
-                principal = await request.state.authenticator(request.headers.get("authorization"))
+                try:
+                    principal = await request.state.authenticator(request.headers.get("authorization"))
+                except Exception as error:
+                    if not database_unavailable(error):
+                        raise
+                    log.warning("API key not checked: database unavailable (%s)", type(error).__name__)
+                    await _unavailable()(scope, receive, send)
+                    return
                 if principal is None:
                     message = (
                         "missing API key: send Authorization: Bearer <key>"
@@ -271,6 +421,7 @@ class GraphQLEndpoint:
             authenticator=state["authenticator"],
             principal=principal,
             send=send if scope["type"] == "websocket" else None,
+            request_id=state.get("request_id"),
         )
         state["context"] = context
         learn = state.pop("learn", None)
@@ -280,6 +431,39 @@ class GraphQLEndpoint:
             await self.view(scope, receive, send)
         finally:
             await context.close()
+
+
+class RequestIds:
+    """Gives each request an id: the client's `X-Request-Id` when it is a sane token, else a new one.
+
+    The id goes into every log line about the request and back in the answer's
+    `X-Request-Id` header, so a client's report finds the server's lines.
+    """
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Any]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        given = Headers(scope=scope).get("x-request-id", "")
+        request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        header = (b"x-request-id", request_id.encode())
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] in ("http.response.start", "websocket.accept"):
+                message = {**message, "headers": [*message.get("headers", ()), header]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def _reported(errors: list[GraphQLError]) -> list[GraphQLError]:
+    """The live fast path's errors, logged as strawberry's are (it runs no schema of its own)."""
+    report(errors)
+    return errors
 
 
 async def _read_body(receive: Receive) -> bytes | None:
@@ -391,6 +575,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     protocols = [GRAPHQL_TRANSPORT_WS_PROTOCOL] + ([GRAPHQL_WS_PROTOCOL] if settings.legacy_ws else [])
     view = GatewayGraphQL(
         schema,
+        max_tokens=settings.max_tokens,
         graphql_ide="graphiql" if settings.graphiql else None,
         subscription_protocols=protocols,
         connection_init_wait_timeout=timedelta(seconds=settings.ws_init_timeout_seconds),
@@ -405,7 +590,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             validator=validation_rules(settings),
             limits=limits_of(settings),
             max_tokens=settings.max_tokens,
-            mask=masking._process_errors,
+            mask=lambda errors: masking._process_errors(_reported(errors)),
         )
     endpoint = GraphQLEndpoint(view, fastpath)
 
@@ -490,5 +675,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lifespan=lifespan,
     )
     app.add_middleware(MetricsMiddleware, metrics=app_metrics)
+    app.add_middleware(RequestIds)
     app.state.live = view.live  # for operators' introspection and the tests
     return app

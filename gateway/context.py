@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from starlette.responses import Response
 from starlette.types import Send
 from starlette.websockets import WebSocket
 
@@ -40,6 +41,10 @@ class Context:
     connection: WebSocket | None = None
     # The websocket's ASGI `send`: the live fast path writes its frames with it.
     send: Send | None = None
+    # The request's id in every log line about it (the X-Request-Id header, or made up).
+    request_id: str | None = None
+    # An HTTP answer's status and headers before its body exists (strawberry's sub-response).
+    response: Response | None = None
     db: RequestDb = field(init=False)
     _loaders: Loaders | None = field(default=None, init=False)
 

@@ -28,7 +28,6 @@ _SETTLE_TICKS = 3
 SessionFactory = async_sessionmaker[AsyncSession]
 T = TypeVar("T")
 
-
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets readers run beside the one writer; foreign keys are off by default.
     cursor = dbapi_connection.cursor()
@@ -56,9 +55,11 @@ def create_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
 _UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout, OSError, TimeoutError)
 # SQLSTATEs of a server that cannot take the connection now: class 08 (connection
 # exception), class 53 (insufficient resources: too many connections, out of memory,
-# disk full), and 57P01-57P03 (shut down, crashed, starting up). asyncpg raises them
-# as plain PostgresErrors, which SQLAlchemy wraps as a generic DBAPIError.
-_UNAVAILABLE_STATES = ("08", "53", "57P01", "57P02", "57P03")
+# disk full), 57P01-57P03 (shut down, crashed, starting up: asyncpg's
+# CannotConnectNowError is 57P03), and 3D000 (the database is not there, being
+# restored). asyncpg raises them as plain PostgresErrors, which SQLAlchemy wraps as a
+# generic DBAPIError.
+_UNAVAILABLE_STATES = ("08", "53", "57P01", "57P02", "57P03", "3D000")
 
 
 def _sqlstate(error: BaseException) -> str | None:

@@ -35,8 +35,8 @@ from graphql import (
     GraphQLError,
     GraphQLField,
     GraphQLSchema,
-    OperationDefinitionNode,
     OperationType,
+    get_operation_ast,
     parse,
 )
 from graphql.execution.values import get_argument_values
@@ -190,14 +190,11 @@ class LiveFastPath:
             return None
         if self._validator(self._schema, document):
             return None
-        operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-        if operation_name is None:
-            chosen = operations if len(operations) == 1 else []
-        else:
-            chosen = [o for o in operations if o.name is not None and o.name.value == operation_name]
-        if len(chosen) != 1 or chosen[0].operation is not OperationType.SUBSCRIPTION:
+        # None when the name matches nothing, or when none is given and there are several.
+        operation = get_operation_ast(document, operation_name)
+        if operation is None or operation.operation is not OperationType.SUBSCRIPTION:
             return None
-        selections = chosen[0].selection_set.selections
+        selections = operation.selection_set.selections
         if len(selections) != 1 or not isinstance(selections[0], FieldNode):
             return None  # a fragment or an inline fragment at the root: the reference's job
         field = selections[0]
@@ -205,7 +202,7 @@ class LiveFastPath:
             return None
         subscription = self._schema.subscription_type
         assert subscription is not None  # noqa: S101  (validated above)
-        return LivePlan(document, chosen[0], operation_name, field, subscription.fields[_FIELD])
+        return LivePlan(document, operation, operation_name, field, subscription.fields[_FIELD])
 
     async def run(
         self,

@@ -20,6 +20,7 @@ from graphql import (
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
+    get_operation_ast,
     get_variable_values,
     parse,
     validate,
@@ -172,12 +173,11 @@ def compile_plan(schema: GraphQLSchema, query: str, operation_name: str | None) 
     document = parse(query)
     if validate(schema, document):
         return None
-    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
-    chosen = [o for o in operations if operation_name is None or (o.name and o.name.value == operation_name)]
-    if len(chosen) != 1 or chosen[0].operation is not OperationType.QUERY or chosen[0].directives:
+    # None when the name matches nothing, or when none is given and there are several.
+    operation = get_operation_ast(document, operation_name)
+    if operation is None or operation.operation is not OperationType.QUERY or operation.directives:
         return None
-    operation = chosen[0]
     needs = Needs()
     roots: list[_Root] = []
     plan = Plan(document=document, operation=operation, roots=roots, needs=needs)

@@ -25,7 +25,7 @@ from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
 from gateway.config import Settings
 
-from .errors import ExpectedErrors
+from .errors import ExpectedErrors, ReportingSchema
 from .limits import Limits, RequestLimits
 from .root import Mutation, Query, Subscription
 from .scalars import DateTime
@@ -91,7 +91,7 @@ def build_schema(settings: Settings, on_error: Callable[[str], None] | None = No
         lambda: _Validation(validator=validator),
         lambda: RequestLimits(limits=limits),
     ]
-    return strawberry.Schema(
+    return ReportingSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,

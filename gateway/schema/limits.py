@@ -53,6 +53,7 @@ from graphql import (
     ValueNode,
     VariableNode,
     get_named_type,
+    get_operation_ast,
     print_ast,
 )
 from strawberry.extensions import SchemaExtension
@@ -260,13 +261,6 @@ def check_request(
         )
 
 
-def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode | None:
-    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    if name is None:
-        return operations[0] if len(operations) == 1 else None
-    return next((o for o in operations if o.name is not None and o.name.value == name), None)
-
-
 class RequestLimits(SchemaExtension):
     """Applies `check_request` and the time budget to every operation Strawberry executes."""
 
@@ -276,7 +270,7 @@ class RequestLimits(SchemaExtension):
     async def on_execute(self) -> AsyncIterator[None]:
         context = self.execution_context
         document = context.graphql_document
-        operation = _operation(document, context.operation_name) if document is not None else None
+        operation = get_operation_ast(document, context.operation_name) if document is not None else None
         if document is None or operation is None:
             # graphql-core reports a missing or ambiguous operation itself.
             yield
