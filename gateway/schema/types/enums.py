@@ -37,7 +37,11 @@ FailureCategory = _describe(
         "SOFT_BOUNCE": "A temporary refusal the provider stopped retrying (mailbox full, server down).",
         "BLOCKED": "Refused as spam or by policy (blocklist, reputation, content).",
         "INVALID_RECIPIENT": "The address is not valid.",
-        "SPAM_COMPLAINT": "The recipient marked it as spam.",
+        "SPAM_COMPLAINT": (
+            "The recipient marked it as spam. Kept for compatibility: a complaint is recorded as a delivery "
+            "(see `EmailDetails.complaint`), never as a failure; a send the provider drops because of an earlier "
+            "complaint is DROPPED."
+        ),
         "DROPPED": "The provider did not send it (suppression list, earlier bounce, unsubscribe).",
         "OTHER": "Any other failure; the reason says more.",
     },
