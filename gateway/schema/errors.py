@@ -39,17 +39,27 @@ def _classify(error: GraphQLError) -> tuple[str, str]:
             return "expected", str(error.extensions["code"])
         if isinstance(error, GraphQLSyntaxError):
             return "expected", "GRAPHQL_PARSE_FAILED"
-        return "expected", "GRAPHQL_VALIDATION_FAILED" if error.path is None else "BAD_USER_INPUT"
+        # graphql-core gives variable-coercion errors no class of their own, only this wording.
+        if error.path is not None or error.message.startswith("Variable "):
+            return "expected", "BAD_USER_INPUT"
+        return "expected", "GRAPHQL_VALIDATION_FAILED"
     return "unexpected", "INTERNAL_SERVER_ERROR"
 
 
 def report(errors: Iterable[GraphQLError], *, context: Any = None, operation_name: str | None = None) -> None:
-    """One log line per error, saying who asked what and what went wrong; a traceback only for bugs."""
+    """One log line per error, saying who asked what and what went wrong; a traceback only for bugs.
+
+    Every error that is not a bug also gets its `extensions.code` here (parse and
+    validation errors included, which no resolver raised), so a client can always
+    branch on the code rather than on the wording.
+    """
     principal = getattr(context, "principal", None)
     request_id = getattr(context, "request_id", None)
     tenant_id = getattr(principal, "tenant_id", None)
     for error in errors:
         kind, code = _classify(error)
+        if kind == "expected" and not (error.extensions or {}).get("code"):
+            error.extensions = {**(error.extensions or {}), "code": code}
         # A driver's message goes on with the SQL statement: its first line says enough.
         message = error.message.partition("\n")[0]
         if kind == "unavailable":

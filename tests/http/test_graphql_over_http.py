@@ -298,7 +298,7 @@ def _client_mistakes() -> list[tuple[str, str, dict[str, object], str]]:
         ("page size", EMAILS, {"first": 1000}, "BAD_USER_INPUT"),
         ("validation", "query Emails { emails { nope } }", {}, "GRAPHQL_VALIDATION_FAILED"),
         ("syntax", "query Emails { emails { ", {}, "GRAPHQL_PARSE_FAILED"),
-        ("variables", EMAILS, {"first": "ten"}, "GRAPHQL_VALIDATION_FAILED"),
+        ("variables", EMAILS, {"first": "ten"}, "BAD_USER_INPUT"),
     ]
 
 
