@@ -140,16 +140,21 @@ async def _with_sessions(settings: Settings, work):  # type: ignore[no-untyped-d
 
 
 def _seed_demo(args: argparse.Namespace) -> None:
-    from gateway.demo import DEMO_TENANTS, seed_demo
+    from gateway.demo import DEMO_TENANTS, demo_ids, seed_demo
 
     settings = _migrated(_settings())
-    written = asyncio.run(
-        _with_sessions(settings, lambda f: seed_demo(f, emails=args.emails, seed=args.seed))
-    )
+
+    async def work(factory):  # type: ignore[no-untyped-def]
+        return await seed_demo(factory, emails=args.emails, seed=args.seed), await demo_ids(factory)
+
+    written, ids = asyncio.run(_with_sessions(settings, work))
     if written:
         print(f"seeded {written} e-mails for tenants {', '.join(DEMO_TENANTS)}")
     else:
         print("demo data already present; nothing written")
+    # Shell assignments, for scripts/demo and the README's examples: ids of the first office.
+    for name, value in ids.items():
+        print(f"{name}={value}")
 
 
 def _parse_scopes(value: str) -> frozenset[Scope]:

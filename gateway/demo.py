@@ -11,11 +11,12 @@ from gateway import models
 from gateway.db import SessionFactory
 from gateway.enums import EmailStatus, FailureCategory, InvoiceStatus
 from gateway.events import IncomingEvent
+from gateway.ids import encode_id
 from gateway.ingest import apply_events, write_first_statuses
 from gateway.repositories.api_keys import get_or_create_tenant
 from gateway.repositories.registration import DocumentData, InvoiceData, Registration, RelationData, register_email
 
-__all__ = ["DEMO_TENANTS", "seed_demo"]
+__all__ = ["DEMO_TENANTS", "demo_ids", "seed_demo"]
 
 DEMO_TENANTS = ("Demo Accountants", "Second Office")
 _BATCH = 500
@@ -120,3 +121,26 @@ async def seed_demo(session_factory: SessionFactory, *, emails: int = 300, seed:
             await session.commit()
             written += len(batch)
     return written
+
+
+async def demo_ids(session_factory: SessionFactory, *, tenant: str = DEMO_TENANTS[0]) -> dict[str, str]:
+    """Ready-to-use global ids of one demo office: its newest e-mail, newest failed e-mail, and a relation.
+
+    The README's examples read them from the variables that `scripts/demo` prints,
+    so a newcomer's first queries answer with data of the office their key reads.
+    """
+    E = models.Email
+    async with session_factory() as session:
+        office = await get_or_create_tenant(session=session, name=tenant)
+        newest = select(E.id, E.relation_id).where(E.tenant_id == office.id).order_by(E.sent_at.desc(), E.id.desc())  # type: ignore[attr-defined]
+        email = (await session.execute(newest.limit(1))).first()
+        failed = (await session.execute(newest.where(E.status == EmailStatus.DELIVERY_FAILED).limit(1))).first()
+        related = (await session.execute(newest.where(E.relation_id.is_not(None)).limit(1))).first()  # type: ignore[union-attr]
+    ids = {}
+    if email is not None:
+        ids["EMAIL"] = encode_id("Email", email.id)
+    if failed is not None:
+        ids["FAILED_EMAIL"] = encode_id("Email", failed.id)
+    if related is not None:
+        ids["RELATION"] = encode_id("Relation", related.relation_id)
+    return ids
