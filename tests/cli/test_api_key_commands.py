@@ -10,28 +10,17 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
+from test_cli import Run
 
 from gateway import models
 from gateway.cli import main
 from gateway.repositories.api_keys import find_live_key, get_api_key_by_prefix
 
 PREFIX_LENGTH = 10
-
-
-@dataclass(frozen=True)
-class Run:
-    returncode: int
-    stdout: str
-    stderr: str
-
-    @property
-    def lines(self) -> list[str]:
-        return self.stdout.strip().splitlines()
 
 
 @pytest.fixture
