@@ -735,4 +735,5 @@ def create_app(settings: Settings | None = None, *, tracer_provider: TracerProvi
     app.add_middleware(RequestLog, route=route_of)
     app.add_middleware(RequestIds)
     app.state.live = view.live  # for operators' introspection and the tests
+    app.state.metrics = app_metrics
     return app
