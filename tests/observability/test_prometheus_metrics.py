@@ -16,14 +16,14 @@ from asgi_lifespan import LifespanManager
 from conftest import IN_CI, make_settings
 from factories import make_tenant
 from httpx import ASGITransport, AsyncClient
-
-# The live tests' real server and websocket client (tests/live is not a package).
-sys.path.insert(0, str(Path(__file__).parents[1] / "live"))
-from live_helpers import CHANGES, Client, listening, register_via_api, serving  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.app import create_app
 from gateway.metrics import MAX_OPERATION_LABELS, OTHER_OPERATION, Metrics
+
+# The live tests' real server and websocket client (tests/live is not a package).
+sys.path.insert(0, str(Path(__file__).parents[1] / "live"))
+from live_helpers import CHANGES, Client, listening, register_via_api, serving  # noqa: E402
 
 REGISTER = """
 mutation Register($input: RegisterEmailInput!) { registerEmail(input: $input) { email { id } } }
