@@ -731,7 +731,8 @@ def create_app(settings: Settings | None = None, *, tracer_provider: TracerProvi
     # line, then the request's span (so the rest is traced under it), then the metrics.
     app.add_middleware(MetricsMiddleware, metrics=app_metrics)
     if tracing is not None:
-        app.add_middleware(tracing.asgi_middleware, tracer_provider=tracing.provider)
+        # One span per request or websocket, not one per ASGI message (a websocket's frames).
+        app.add_middleware(tracing.asgi_middleware, tracer_provider=tracing.provider, exclude_spans=["receive", "send"])
     app.add_middleware(RequestLog, route=route_of)
     app.add_middleware(RequestIds)
     app.state.live = view.live  # for operators' introspection and the tests

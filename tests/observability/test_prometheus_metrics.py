@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from asgi_lifespan import LifespanManager
 from conftest import IN_CI, make_settings
-from factories import make_tenant
+from factories import make_tenant, register
 from httpx import ASGITransport, AsyncClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -42,9 +42,16 @@ def sample(text: str, name: str, **labels: str) -> float | None:
     return None
 
 
+POSTMARK = ("postmark-user", "a-long-postmark-password")
+
+
 @pytest.fixture
 async def gateway(backend, tmp_path, session_factory):  # type: ignore[no-untyped-def]
-    app = create_app(make_settings(backend, tmp_path, metrics_token="scrape-token-0123456789"))
+    settings = make_settings(
+        backend, tmp_path, metrics_token="scrape-token-0123456789",
+        postmark_username=POSTMARK[0], postmark_password=POSTMARK[1],
+    )
+    app = create_app(settings)
     async with LifespanManager(app) as manager, AsyncClient(
         transport=ASGITransport(app=manager.app), base_url="http://testserver"
     ) as client:
@@ -96,6 +103,20 @@ async def test_status_changes_are_counted_by_status_category_and_source(gateway,
     assert sample(
         text, "gateway_status_changes_total", status="DELIVERY_FAILED", failure_category="HARD_BOUNCE", source="api"
     ) == 1
+
+
+async def test_status_changes_from_webhooks_are_counted_with_their_provider(gateway, session_factory):  # type: ignore[no-untyped-def]
+    # given: an e-mail registered by the sending application
+    tenant = await make_tenant(session_factory)
+    await register(session_factory, tenant, provider_message_id="883953f4-6105-42a2-a16a-77a8eac79483")
+    delivery = {"RecordType": "Delivery", "MessageID": "883953f4-6105-42a2-a16a-77a8eac79483",
+                "Recipient": "client@example.com", "DeliveredAt": "2026-11-01T10:00:00Z", "Details": "ok", "Metadata": {}}
+    # when: the provider posts its delivery, twice (a retry changes nothing)
+    for _ in range(2):
+        assert (await gateway.post("/webhooks/postmark", json=delivery, auth=POSTMARK)).status_code == 200
+    # then
+    text = await scrape(gateway)
+    assert sample(text, "gateway_status_changes_total", status="DELIVERED", failure_category="", source="postmark") == 1
 
 
 def test_persisted_operations_are_timed_by_name_with_bounded_labels() -> None:
