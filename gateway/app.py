@@ -60,8 +60,8 @@ from gateway.repositories.api_keys import Principal
 from gateway.retention import purge_periodically
 from gateway.schema import build_schema, limits_of, validation_rules
 from gateway.schema.errors import SERVICE_UNAVAILABLE, ExpectedErrors, report
-from gateway.webhooks.providers.ses import CertificateStore
 from gateway.tracing import tracing_for
+from gateway.webhooks.providers.ses import CertificateStore
 from gateway.webhooks.routes import webhook_routes
 
 if TYPE_CHECKING:

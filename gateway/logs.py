@@ -12,6 +12,7 @@ an API key or a bearer credential is blanked out of every line before it is writ
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import sys
@@ -180,6 +181,9 @@ class RequestLog:
         outcome = None
         try:
             await self.app(scope, receive, send_status)
+        except asyncio.CancelledError:  # the client went away (or the server is stopping)
+            outcome = "disconnected"
+            raise
         except BaseException:
             outcome = "server_error"
             raise
