@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hmac
 import json
 import logging
 import re
@@ -12,7 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import asyncpg
 import orjson
@@ -52,14 +53,19 @@ from gateway.fastpath.live import LiveFastPath, Outcome
 from gateway.fastpath.plans import UNKNOWN
 from gateway.fastpath.rows import PgRows, RepositoryRows, RowSource
 from gateway.live import ChangeFeed
-from gateway.metrics import Metrics, MetricsMiddleware
+from gateway.logs import RequestLog, current_request
+from gateway.metrics import Metrics, MetricsMiddleware, route_of
 from gateway.pubsub import Broker, BrokerUnavailable
 from gateway.repositories.api_keys import Principal
 from gateway.retention import purge_periodically
 from gateway.schema import build_schema, limits_of, validation_rules
 from gateway.schema.errors import SERVICE_UNAVAILABLE, ExpectedErrors, report
+from gateway.tracing import tracing_for
 from gateway.webhooks.providers.ses import CertificateStore
 from gateway.webhooks.routes import webhook_routes
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 __all__ = ["create_app"]
 
@@ -135,6 +141,24 @@ def _chosen_operation(query: str, operation_name: str | None, max_tokens: int) -
         return OperationType(operation.operation.value)
     operations = sum(isinstance(d, OperationDefinitionNode) for d in document.definitions)
     return _AMBIGUOUS if operation_name is None and operations > 1 else None
+
+
+@functools.lru_cache(maxsize=512)
+def _operation_name(query: str, operation_name: str | None, max_tokens: int) -> str | None:
+    """The name of the operation a request runs, for its log lines (None: anonymous or unknown)."""
+    if operation_name is not None:
+        return operation_name
+    try:
+        operation = get_operation_ast(parse(query, max_tokens=max_tokens), None)
+    except GraphQLError:
+        return None
+    return operation.name.value if operation is not None and operation.name is not None else None
+
+
+def _log_operation(query: object, operation_name: object, max_tokens: int) -> None:
+    info = current_request()
+    if info is not None and isinstance(query, str) and isinstance(operation_name, str | None):
+        info.operation_name = _operation_name(query, operation_name, max_tokens)
 
 
 class LiveTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
@@ -250,6 +274,7 @@ class GatewayGraphQL(GraphQL[Context, None]):
         request_data: GraphQLRequestData,
     ) -> ExecutionResult:
         query, name = request_data.query, request_data.operation_name
+        _log_operation(query, name, self.max_tokens)
         if isinstance(query, str) and isinstance(name, str | None):
             chosen = _chosen_operation(query, name, self.max_tokens)
             if chosen == _AMBIGUOUS:
@@ -298,6 +323,8 @@ class GatewayGraphQL(GraphQL[Context, None]):
         if principal is None:
             raise ConnectionRejectionError({"message": "a valid API key is required"})
         context.authenticate(principal)
+        if (info := current_request()) is not None:
+            info.tenant_id = principal.tenant_id
 
     def encode_json(self, data: object) -> bytes:  # type: ignore[override]
         return orjson.dumps(data)
@@ -343,6 +370,7 @@ class GraphQLEndpoint:
         if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
             return False
         query, name = payload["query"], payload.get("operationName")
+        _log_operation(query, name, self.view.max_tokens)
         variables = payload.get("variables")
         if not (name is None or isinstance(name, str)) or not (variables is None or isinstance(variables, dict)):
             return False
@@ -395,6 +423,8 @@ class GraphQLEndpoint:
                     )
                     await _unauthenticated(message)(scope, receive, send)
                     return
+                if (info := current_request()) is not None:
+                    info.tenant_id = principal.tenant_id
         state = scope["state"]
         if (
             principal is not None
@@ -422,6 +452,7 @@ class GraphQLEndpoint:
             principal=principal,
             send=send if scope["type"] == "websocket" else None,
             request_id=state.get("request_id"),
+            change_counter=state["metrics"],
         )
         state["context"] = context
         learn = state.pop("learn", None)
@@ -560,18 +591,35 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
+    token = request.state.settings.metrics_token
+    if token is not None:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        expected = token.get_secret_value().encode()
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+            return PlainTextResponse(
+                "metrics require Authorization: Bearer <token>\n",
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+            )
     return PlainTextResponse(request.state.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
-    """The gateway as an ASGI app; `settings` defaults to the environment's."""
+def create_app(settings: Settings | None = None, *, tracer_provider: TracerProvider | None = None) -> Starlette:
+    """The gateway as an ASGI app; `settings` defaults to the environment's.
+
+    Traces go to `tracer_provider` when given, else over OTLP when
+    `OTEL_EXPORTER_OTLP_ENDPOINT` is set; with neither nothing is instrumented.
+    """
     settings = settings or get_settings()
     app_metrics = Metrics()
+    tracing = tracing_for(settings, tracer_provider)
 
     def count_error(kind: str) -> None:
         app_metrics.graphql_errors.labels(kind).inc()
 
-    schema = build_schema(settings, on_error=count_error)
+    schema = build_schema(
+        settings, on_error=count_error, extra_extensions=[tracing.schema_extension()] if tracing else ()
+    )
     protocols = [GRAPHQL_TRANSPORT_WS_PROTOCOL] + ([GRAPHQL_WS_PROTOCOL] if settings.legacy_ws else [])
     view = GatewayGraphQL(
         schema,
@@ -597,6 +645,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
         engine = create_engine(settings)
+        if tracing is not None:
+            tracing.start(engine)
         broker = Broker(
             settings.broker_url,
             queue_size=settings.subscriber_queue_size,
@@ -616,6 +666,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             broker=broker,
             queue_size=settings.subscriber_queue_size,
             poll_interval=settings.feed_poll_seconds,
+            observer=app_metrics,
         )
         if view.live is not None:
             feed.prepare = view.live.prepare  # each change rendered once, before it goes out
@@ -660,6 +711,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await broker.disconnect()
             await authenticator.aclose()  # the last-use write in flight, before the engine goes
             await engine.dispose()
+            if tracing is not None:
+                tracing.stop()
 
     app = Starlette(
         debug=settings.debug,
@@ -674,7 +727,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ],
         lifespan=lifespan,
     )
+    # The last added runs first: the request id, then the log fields and completion
+    # line, then the request's span (so the rest is traced under it), then the metrics.
     app.add_middleware(MetricsMiddleware, metrics=app_metrics)
+    if tracing is not None:
+        # One span per request or websocket, not one per ASGI message (a websocket's frames).
+        app.add_middleware(tracing.asgi_middleware, tracer_provider=tracing.provider, exclude_spans=["receive", "send"])
+    app.add_middleware(RequestLog, route=route_of)
     app.add_middleware(RequestIds)
     app.state.live = view.live  # for operators' introspection and the tests
+    app.state.metrics = app_metrics
     return app

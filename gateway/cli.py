@@ -109,13 +109,18 @@ def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.logs import configure_logging
 
-    settings = _migrated(_settings())
+    settings = _settings()
+    # Before anything logs: JSON lines in production, human lines in development.
+    configure_logging(json_lines=settings.env == "production", level=settings.log_level)
+    settings = _migrated(settings)
     uvicorn.run(
         _tuned_gc(create_app(settings)),
         host=args.host,
         port=args.port,
-        log_level="info",
+        log_config=None,  # uvicorn's lines go through the handler set up above
+        log_level=settings.log_level.lower(),
         access_log=False,
         ws_max_size=WS_MAX_SIZE,
         # Status changes are a few hundred bytes: compression would cost each idle

@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, AnyHttpUrl, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings", "get_settings"]
@@ -66,6 +66,16 @@ class Settings(BaseSettings):
     postmark_password: SecretStr | None = None
     ses_topic_arns: Annotated[list[str], NoDecode] = Field(default_factory=list)
     resend_webhook_secret: SecretStr | None = None
+    metrics_token: SecretStr | None = Field(
+        default=None, description="When set, /metrics requires `Authorization: Bearer <token>`."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # OpenTelemetry's own variable, as every OTLP exporter reads it; unset: no tracing at all.
+    otlp_endpoint: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT", "otlp_endpoint"),
+        description="OTLP/HTTP collector; traces are exported there when set.",
+    )
 
     @field_validator("ses_topic_arns", mode="before")
     @classmethod

@@ -13,6 +13,7 @@ from gateway.config import Settings
 from gateway.db import RequestDb, SessionFactory
 from gateway.enums import Scope
 from gateway.errors import Forbidden, Unauthenticated
+from gateway.ingest import ChangeCounter
 from gateway.live import ChangeFeed
 from gateway.loaders import Loaders
 from gateway.pubsub import Broker
@@ -45,6 +46,8 @@ class Context:
     request_id: str | None = None
     # An HTTP answer's status and headers before its body exists (strawberry's sub-response).
     response: Response | None = None
+    # Counts the status changes a mutation commits (the app's metrics).
+    change_counter: ChangeCounter | None = None
     db: RequestDb = field(init=False)
     _loaders: Loaders | None = field(default=None, init=False)
 

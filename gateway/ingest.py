@@ -33,6 +33,7 @@ from gateway.status import Fact, Projection, project
 
 __all__ = [
     "Change",
+    "ChangeCounter",
     "IngestReport",
     "ingest_events",
     "baseline_facts",
@@ -48,9 +49,18 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+# The source of an e-mail's first status (SENT), which no event reports.
+REGISTRATION_SOURCE = "registration"
+
 
 class Publisher(Protocol):
     async def publish(self, channel: str, message: str) -> None: ...
+
+
+class ChangeCounter(Protocol):
+    """Counts committed status changes (the metrics); called after the commit, never before."""
+
+    def count_changes(self, changes: Sequence[Change]) -> None: ...
 
 
 CHANGES_CHANNEL = "gateway.changes"
@@ -66,6 +76,10 @@ class Change:
     previous_status: EmailStatus | None
     status: EmailStatus
     changed_at: datetime
+    # What caused it, for the metrics: the source of the newest event that did (the
+    # registration for a first SENT), and the failure category when it failed.
+    source: str | None = None
+    failure_category: FailureCategory | None = None
 
     def to_json(self) -> str:
         # Only an announcement: subscribers read the change itself from the change
@@ -229,6 +243,11 @@ async def _apply(
 
     updates: list[dict[str, object]] = []
     log_rows: list[dict[str, object]] = []
+    causes: dict[int, tuple[str | None, FailureCategory | None]] = {}
+    newest: dict[int, IncomingEvent] = {}
+    for email, event in events:
+        if email.id not in newest or event.occurred_at >= newest[email.id].occurred_at:  # type: ignore[index, operator]
+            newest[email.id] = event  # type: ignore[index]
     for email in emails:
         projection = project(email.sent_at, [*baseline_facts(email), *facts[email.id]])  # type: ignore[index]
         values = _projection_values(projection)
@@ -236,6 +255,9 @@ async def _apply(
             continue
         updates.append({"b_id": email.id, **values})
         if projection.status != email.status:
+            failure = projection.failure if projection.status == EmailStatus.DELIVERY_FAILED else None
+            cause = newest.get(email.id)
+            causes[email.id] = (cause.source if cause else None, failure.category if failure else None)
             log_rows.append(
                 {
                     "tenant_id": email.tenant_id,
@@ -249,10 +271,14 @@ async def _apply(
     if updates:  # Core executemany: one statement, many rows
         email_table = models.Email.__table__  # type: ignore[attr-defined]
         await session.execute(email_table.update().where(email_table.c.id == bindparam("b_id")), updates)
-    return await _log_changes(session, log_rows), inserted
+    return await _log_changes(session, log_rows, causes), inserted
 
 
-async def _log_changes(session: AsyncSession, rows: list[dict[str, object]]) -> list[Change]:
+async def _log_changes(
+    session: AsyncSession,
+    rows: list[dict[str, object]],
+    causes: dict[int, tuple[str | None, FailureCategory | None]],
+) -> list[Change]:
     if not rows:
         return []
     sc = models.StatusChange
@@ -268,13 +294,20 @@ async def _log_changes(session: AsyncSession, rows: list[dict[str, object]]) -> 
             previous_status=EmailStatus(r.previous_status) if r.previous_status else None,
             status=EmailStatus(r.status),
             changed_at=r.changed_at,
+            source=causes.get(r.email_id, (None, None))[0],
+            failure_category=causes.get(r.email_id, (None, None))[1],
         )
         for r in result.all()
     ]
 
 
-async def publish_changes(publisher: Publisher | None, changes: Sequence[Change]) -> None:
-    """Tell subscribers, after commit. A broker outage loses nothing: the change log has it."""
+async def publish_changes(
+    publisher: Publisher | None, changes: Sequence[Change], counter: ChangeCounter | None = None
+) -> None:
+    """Tell subscribers (and count the changes), after commit. A broker outage loses nothing:
+    the change log has it."""
+    if counter is not None and changes:
+        counter.count_changes(changes)
     if publisher is None or not changes:
         return
     # One announcement per batch is enough: the feed reads everything after its cursor.
@@ -391,6 +424,7 @@ async def ingest_events(
     events: Sequence[IncomingEvent],
     publisher: Publisher | None,
     keep_pending: timedelta,
+    counter: ChangeCounter | None = None,
 ) -> IngestReport:
     """The webhook path: match, record, keep the unmatched for later, commit, publish.
 
@@ -408,7 +442,7 @@ async def ingest_events(
         rows = (_pending_row(e, reason, now, keep_pending) for e, reason in unmatched)
         await session.execute(statement, sorted(rows, key=lambda r: (r["source"], r["event_key"])))
     await session.commit()
-    await publish_changes(publisher, changes)
+    await publish_changes(publisher, changes, counter)
     ambiguous = sum(1 for _, reason in unmatched if reason != "unregistered")
     return IngestReport(applied=applied, pending=len(unmatched), ambiguous=ambiguous)
 
@@ -453,6 +487,9 @@ async def _reloaded(session: AsyncSession, email: models.Email) -> models.Email:
 async def write_first_statuses(*, session: AsyncSession, emails: Sequence[models.Email]) -> list[Change]:
     """Log the SENT status of newly registered e-mails: the first row of their change log."""
     now = models.utcnow()
+    causes: dict[int, tuple[str | None, FailureCategory | None]] = {
+        e.id: (REGISTRATION_SOURCE, None) for e in emails  # type: ignore[misc]
+    }
     return await _log_changes(
         session,
         [
@@ -466,11 +503,17 @@ async def write_first_statuses(*, session: AsyncSession, emails: Sequence[models
             }
             for e in emails
         ],
+        causes,
     )
 
 
 async def register(
-    *, session: AsyncSession, tenant_id: int, data: Registration, publisher: Publisher | None
+    *,
+    session: AsyncSession,
+    tenant_id: int,
+    data: Registration,
+    publisher: Publisher | None,
+    counter: ChangeCounter | None = None,
 ) -> models.Email:
     """Register a sent e-mail (idempotent), log its first status, commit, then publish."""
     email, created = await register_email(session=session, tenant_id=tenant_id, data=data)
@@ -481,16 +524,21 @@ async def register(
         pending = await _apply_pending(session, email)
         changes += pending or []
     await session.commit()
-    await publish_changes(publisher, changes)
+    await publish_changes(publisher, changes, counter)
     # Only pending events change the row after it was read: no reload otherwise.
     return await _reloaded(session, email) if pending is not None else email
 
 
 async def record(
-    *, session: AsyncSession, email: models.Email, events: Sequence[IncomingEvent], publisher: Publisher | None
+    *,
+    session: AsyncSession,
+    email: models.Email,
+    events: Sequence[IncomingEvent],
+    publisher: Publisher | None,
+    counter: ChangeCounter | None = None,
 ) -> models.Email:
     """Record events for one known e-mail: the path of `recordEmailEvent` and the pixel."""
     changes = await apply_events(session=session, events=[(email, e) for e in events])
     await session.commit()
-    await publish_changes(publisher, changes)
+    await publish_changes(publisher, changes, counter)
     return await _reloaded(session, email)

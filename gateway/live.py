@@ -20,6 +20,8 @@ import logging
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
 
 import orjson
 
@@ -34,7 +36,7 @@ from gateway.repositories.changes import (
     list_document_ids_by_email_ids,
 )
 
-__all__ = ["ChangeFeed", "FeedItem", "Listener", "SlowConsumer"]
+__all__ = ["ChangeFeed", "FeedItem", "FeedObserver", "Listener", "SlowConsumer"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,27 @@ _BATCH = 1000
 _HELD_BACK_RETRIES = 20
 _HELD_BACK_DELAY = 0.01
 _WAKE_CHUNK = 256  # subscribers woken per turn of the event loop
+
+
+class FeedObserver(Protocol):
+    """What the feed tells the metrics: subscriptions coming and going, reads, deliveries."""
+
+    def subscribed(self, delta: int) -> None: ...
+
+    def feed_read(self) -> None: ...
+
+    def delivered(self, recorded_at: datetime) -> None: ...
+
+
+class _Unobserved:
+    def subscribed(self, delta: int) -> None:
+        pass
+
+    def feed_read(self) -> None:
+        pass
+
+    def delivered(self, recorded_at: datetime) -> None:
+        pass
 
 
 class SlowConsumer(Exception):
@@ -113,9 +136,16 @@ class ChangeFeed:
     """Reads the change log after each announcement (and on a timer) and fans out."""
 
     def __init__(
-        self, *, session_factory: SessionFactory, broker: Broker, queue_size: int, poll_interval: float
+        self,
+        *,
+        session_factory: SessionFactory,
+        broker: Broker,
+        queue_size: int,
+        poll_interval: float,
+        observer: FeedObserver | None = None,
     ) -> None:
         self._sessions = session_factory
+        self._observer: FeedObserver = observer or _Unobserved()
         self._broker = broker
         self._queue_size = queue_size
         self._poll = poll_interval
@@ -157,9 +187,11 @@ class ChangeFeed:
         """A listener that gets every change of the tenant read after this point."""
         listener = Listener(tenant_id, self._queue_size, wants_documents)
         self._listeners[tenant_id].add(listener)
+        self._observer.subscribed(1)
         try:
             yield listener
         finally:
+            self._observer.subscribed(-1)
             group = self._listeners.get(tenant_id)
             if group is not None:
                 group.discard(listener)
@@ -199,6 +231,7 @@ class ChangeFeed:
             self._wake.clear()
             try:
                 await self._catch_up()
+                self._observer.feed_read()
                 for _ in range(_HELD_BACK_RETRIES):
                     if self._announced <= self.position or not self._listeners:
                         break
@@ -251,6 +284,8 @@ class ChangeFeed:
                         # (A listener that registers meanwhile reads its start after
                         # this change: it needs nothing from this fan-out.)
                         await asyncio.sleep(0)
+            if rows:
+                self._observer.delivered(rows[-1][0].recorded_at)
             total += len(rows)
             if len(rows) < _BATCH:
                 return total

@@ -258,7 +258,9 @@ async def _record_open(request: Request, tracking_id: str, opened_at: datetime) 
                 client_host=request.client.host if request.client else None,
                 opened_at=opened_at,
             )
-            await ingest.record(session=session, email=email, events=[event], publisher=state.broker)
+            await ingest.record(
+                session=session, email=email, events=[event], publisher=state.broker, counter=state.metrics
+            )
     except Exception:  # the image is already sent; an outage must not turn into a 500
         log.warning("tracking-image open not recorded", exc_info=True)
         return

@@ -92,7 +92,8 @@ async def register_email(
     tenant_id = ctx.tenant_id
     email = await ctx.db.run(
         lambda session: ingest.register(
-            session=session, tenant_id=tenant_id, data=registration, publisher=ctx.broker
+            session=session, tenant_id=tenant_id, data=registration, publisher=ctx.broker,
+            counter=ctx.change_counter,
         )
     )
     url = tracking_url(str(ctx.settings.public_url), ctx.signing_key, email.tracking_id)
@@ -137,6 +138,8 @@ async def record_email_event(
         found = await emails_repo.list_emails_by_ids(session=session, tenant_id=tenant_id, ids=[pk])
         if not found:
             raise NotFound(f"Email {input.email_id!r} not found")
-        return await ingest.record(session=session, email=found[0], events=[event], publisher=ctx.broker)
+        return await ingest.record(
+            session=session, email=found[0], events=[event], publisher=ctx.broker, counter=ctx.change_counter
+        )
 
     return Email(model=await ctx.db.run(record))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -78,8 +78,13 @@ class _Validation(SchemaExtension):
         yield
 
 
-def build_schema(settings: Settings, on_error: Callable[[str], None] | None = None) -> strawberry.Schema:
-    """The schema with the settings' limits; `on_error(kind)` counts errors for metrics."""
+def build_schema(
+    settings: Settings,
+    on_error: Callable[[str], None] | None = None,
+    extra_extensions: Sequence[Callable[[], SchemaExtension]] = (),
+) -> strawberry.Schema:
+    """The schema with the settings' limits; `on_error(kind)` counts errors for metrics;
+    `extra_extensions` are factories of more extensions (tracing)."""
     # Factories: strawberry builds fresh extensions per request. The parser cache
     # lives at module level and the validator is made once here, so they are shared.
     validator = validation_rules(settings)
@@ -90,6 +95,7 @@ def build_schema(settings: Settings, on_error: Callable[[str], None] | None = No
         lambda: ParserCache(maxsize=512),
         lambda: _Validation(validator=validator),
         lambda: RequestLimits(limits=limits),
+        *extra_extensions,
     ]
     return ReportingSchema(
         query=Query,

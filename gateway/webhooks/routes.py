@@ -86,6 +86,7 @@ async def _ingest(
                 events=events,
                 publisher=state.broker,
                 keep_pending=timedelta(hours=settings.pending_event_hours),
+                counter=state.metrics,
             )
     except Exception as error:
         if not database_unavailable(error):
