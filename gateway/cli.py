@@ -20,7 +20,7 @@ from gateway.config import Settings
 from gateway.enums import Scope
 from gateway.errors import DomainError, NotFound
 
-__all__ = ["main"]
+__all__ = ["main", "serving_app"]
 
 
 def _settings() -> Settings:
@@ -105,18 +105,40 @@ def _tuned_gc(app: Any) -> Any:
     return app
 
 
+def serving_app() -> Any:
+    """The app `serve` runs, built from the environment's settings: uvicorn's factory.
+
+    Each worker process calls it: `--workers` needs an import string, not an app.
+    """
+    from gateway.app import create_app
+    from gateway.logs import configure_logging
+
+    settings = _settings()
+    # Workers are new processes: the parent's logging set-up does not reach them.
+    configure_logging(json_lines=settings.env == "production", level=settings.log_level)
+    return _tuned_gc(create_app(settings))
+
+
 def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from gateway.app import create_app
     from gateway.logs import configure_logging
 
     settings = _settings()
     # Before anything logs: JSON lines in production, human lines in development.
     configure_logging(json_lines=settings.env == "production", level=settings.log_level)
-    settings = _migrated(settings)
+    if args.workers > 1 and settings.broker_url.partition("://")[0] == "memory":
+        # Each worker would have its own in-process broker: a change committed in one
+        # would reach the others' subscribers only at their next poll of the change log.
+        sys.exit(
+            f"gateway: --workers {args.workers} needs GATEWAY_BROKER_URL=redis://... "
+            "(the in-process memory:// broker would not carry changes between the workers)"
+        )
+    _migrated(settings)
     uvicorn.run(
-        _tuned_gc(create_app(settings)),
+        "gateway.cli:serving_app",
+        factory=True,
+        workers=args.workers,
         host=args.host,
         port=args.port,
         log_config=None,  # uvicorn's lines go through the handler set up above
@@ -335,6 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="apply pending migrations, then serve HTTP")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    serve.add_argument("--workers", type=_at_least_one, default=1,
+                       help="server processes sharing the port (default 1); more than one "
+                            "needs GATEWAY_BROKER_URL=redis://...")
     serve.set_defaults(run=_serve)
 
     migrate = commands.add_parser("migrate", help="apply pending database migrations")
