@@ -1,0 +1,408 @@
+"""Fuzz the GraphQL API of a real server, on SQLite and on PostgreSQL.
+
+What is fuzzed: a gateway served by uvicorn on a loopback port (`create_app`, the
+demo data set, a read-write key) gets, over real HTTP,
+- operations that hypothesis-graphql builds from the schema, queries and mutations
+  with literal arguments: valid ones (ids drawn from the tenant's own rows, another
+  tenant's rows and garbage; any `Int`, so `first` far past the page size), and
+  invalid ones (its negative mode: wrong types, missing arguments, unknown enum values);
+- the screens' and mutations' operations with hostile variables: wrong JSON types,
+  huge lists, NUL bytes, deep nesting, very large `first`, foreign and garbage ids,
+  bad cursors, odd timestamps, and odd request bodies around them;
+- hostile documents: several operations without `operationName`, deep literals,
+  nested connections at the largest page size.
+
+The property: no answer is a 5xx, and no answer carries "Unexpected error.": every
+error is an expected one, with its `extensions.code`. The runs are bounded and
+derandomized, so CI sees the same examples every time.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import string
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fuzz_helpers import Gateway, assert_expected_answer, served_gateway
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis_graphql import Mode, from_schema, nodes
+
+from gateway.ids import encode_id
+from gateway.schema import sdl
+
+SDL = sdl()
+STATUSES = ["SENT", "DELIVERED", "DELIVERY_FAILED", "OPENED"]
+INVOICE_STATUSES = ["DRAFT", "ISSUED", "PAID", "CANCELLED"]
+FAILURE_CATEGORIES = ["HARD_BOUNCE", "SOFT_BOUNCE", "BLOCKED", "INVALID_RECIPIENT", "SPAM_COMPLAINT", "DROPPED", "OTHER"]
+TYPE_NAMES = ["Email", "EmailInteraction", "Relation", "Document", "Invoice", "EmailEvent", "Tenant", ""]
+
+# One budget for every test here: fixed examples, no deadline (a loaded 2-core CI
+# machine is slow, never wrong), the same examples on every run. The served
+# gateway is shared by all examples on purpose, hence the fixture health check.
+FUZZ = settings(
+    max_examples=100,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+EMAILS = """
+query Emails($filter: EmailFilter, $first: Int, $after: String) {
+  emails(filter: $filter, first: $first, after: $after) {
+    totalCount
+    pageInfo { hasNextPage endCursor }
+    edges { cursor node { id emailStatus subject relation { id name } documents { id title } invoice { id number }
+      details { status failure { category } opens { count } history { id status } } } }
+  }
+}
+"""
+DOCUMENTS = """
+query Documents($filter: DocumentFilter, $first: Int, $after: String) {
+  documents(filter: $filter, first: $first, after: $after) {
+    totalCount edges { cursor node { id title emailStatus relation { id } emails(first: $first) { totalCount } } }
+  }
+}
+"""
+INVOICES = """
+query Invoices($filter: InvoiceFilter, $first: Int, $after: String) {
+  invoices(filter: $filter, first: $first, after: $after) {
+    totalCount edges { cursor node { id number invoiceStatus emailStatus details { status } } }
+  }
+}
+"""
+TIMELINE = """
+query Timeline($relationId: ID!, $first: Int, $after: String) {
+  relationTimeline(relationId: $relationId, first: $first, after: $after) {
+    relation { id name } pageInfo { endCursor } edges { cursor node { ... on EmailInteraction { id emailStatus } } }
+  }
+}
+"""
+NODE = """
+query Node($id: ID!) {
+  node(id: $id) { id ... on Email { subject } ... on Relation { name } ... on Document { title } ... on Invoice { number } }
+}
+"""
+EMAIL = "query Email($id: ID!) { email(id: $id) { id subject emailStatus details { history { id } } } }"
+STATS = "query Stats($filter: EmailStatsFilter) { emailStats(filter: $filter) { total byStatus { status count } } }"
+REGISTER = """
+mutation Register($input: RegisterEmailInput!) {
+  registerEmail(input: $input) { email { id emailStatus documents { id } invoice { id } relation { id } } trackingPixelUrl }
+}
+"""
+RECORD = "mutation Record($input: RecordEmailEventInput!) { recordEmailEvent(input: $input) { id emailStatus } }"
+# Nested connections, each at a page size the variables choose: the query cost.
+NESTED = """
+query Nested($first: Int, $inner: Int) {
+  emails(first: $first) { edges { node { documents { emails(first: $inner) { edges { node {
+    relation { timeline(first: $inner) { edges { node { ... on EmailInteraction { email {
+      invoice { emails(first: $inner) { totalCount edges { node { id } } } } } } } } } } } } } } } }
+}
+"""
+# Two operations in one document: the request must name the one to run.
+TWO_OPERATIONS = """
+query First { emails(first: 1) { totalCount } }
+query Second { emailStats { total } }
+"""
+SUBSCRIPTION = "subscription Live { emailStatusChanged { cursor status } }"
+
+
+@pytest.fixture(scope="module")
+def gateway(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    with served_gateway(backend, tmp_path_factory.mktemp("fuzz")) as served:
+        yield served
+
+
+# An answer slower than this fails the example (httpx raises): the gateway bounds its
+# work per request, and no fuzzed request is more than a few pages of demo data.
+ANSWER_TIMEOUT = 15.0
+
+
+@pytest.fixture(scope="module")
+def http(gateway: Gateway) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=gateway.url, headers=gateway.headers, timeout=ANSWER_TIMEOUT) as client:
+        yield client
+
+
+# --- values --------------------------------------------------------------------------
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+class Deep:
+    """A JSON value nested `depth` times: written as text, as no JSON encoder nests that deep."""
+
+    def __init__(self, depth: int, opening: str) -> None:
+        self.depth, self.opening = depth, opening
+
+    def __repr__(self) -> str:
+        return f"Deep({self.depth}, {self.opening!r})"
+
+    def json(self) -> str:
+        if self.opening == "[":
+            return "[" * self.depth + "]" * self.depth
+        return '{"a":' * self.depth + "null" + "}" * self.depth
+
+
+texts = st.one_of(
+    st.text(max_size=30),  # any code point but surrogates, NUL included
+    st.text(alphabet="\x00\x01\u200b\ufeff'\"\\%_;-", max_size=10),
+    st.sampled_from(["x" * 10_000, "\x00" * 1000, "' OR 1=1 --", "%", "_", "\\", "\U0010ffff"]),
+)
+short = st.one_of(st.text(max_size=8), st.integers(), st.none())
+big_ints = st.sampled_from([2**31 - 1, 2**31, -(2**31) - 1, 2**53 + 1, 2**63, -(2**63) - 1, 10**30])
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(), big_ints, st.floats(allow_nan=False, allow_infinity=False), texts
+)
+# Any JSON value: the wrong type wherever a variable wants another.
+any_json = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(texts, inner, max_size=4), max_leaves=8
+)
+deep = st.builds(Deep, st.sampled_from([64, 500, 1100, 5000]), st.sampled_from("[{"))
+
+
+def huge_list(item: st.SearchStrategy[Any]) -> st.SearchStrategy[list[Any]]:
+    """One small value repeated thousands of times (well under the 1 MiB body limit).
+
+    Only ever of flat items: a huge list of values that hold huge lists would
+    multiply to gigabytes.
+    """
+    return st.tuples(item, st.sampled_from([1_000, 10_000, 30_000])).map(lambda pair: [pair[0]] * pair[1])
+
+
+def hostile(typed: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """Mostly values of the right type, else any JSON, deep nesting or a huge list of small junk."""
+    return st.one_of(typed, typed, typed, any_json, deep, huge_list(short))
+
+
+def ids(gateway: Gateway) -> st.SearchStrategy[str]:
+    """Own ids, foreign ids (another tenant's rows), and garbage."""
+    shaped = st.builds(encode_id, st.sampled_from(TYPE_NAMES), st.one_of(st.integers(), big_ints))
+    garbage = st.one_of(
+        shaped,
+        texts,
+        st.binary(max_size=40).map(_b64),
+        st.sampled_from(["", "=", "%%%", _b64(b"Email:"), _b64(b"Email:1.5"), _b64(b"Email:\x00"), _b64(b"\xff\xfe:1")]),
+    )
+    return st.one_of(st.sampled_from(gateway.own.ids), st.sampled_from(gateway.foreign.ids), garbage)
+
+
+def cursors(gateway: Gateway) -> st.SearchStrategy[str | None]:
+    """Real cursors of every connection (wrong kinds included), foreign ones, altered ones, and junk."""
+    real = st.sampled_from(gateway.own.cursors + gateway.foreign.cursors)
+    junk = st.one_of(
+        any_json, texts, st.binary(max_size=40).map(_b64)
+    ).map(lambda value: _b64(json.dumps(value).encode()) if not isinstance(value, str) else value)
+    shaped = st.builds(
+        lambda kind, time, pk: _b64(json.dumps([kind, time, pk]).encode()),
+        st.sampled_from(["email", "document", "invoice", "interaction", "", None, 1]),
+        st.one_of(st.none(), st.sampled_from(["2026-11-20T09:00:00", "2026-11-20T09:00:00+00:00", "x", "9999-12-31T23:59:59-14:00"])),
+        st.one_of(st.integers(), big_ints, st.floats(allow_nan=False), texts, st.booleans()),
+    )
+    altered = real.flatmap(lambda c: st.sampled_from([c[:-1], c + "A", c[::-1], c.upper(), c + "\x00"]))
+    return st.one_of(st.none(), real, altered, shaped, junk)
+
+
+firsts = st.one_of(
+    st.none(), st.integers(-5, 150), st.integers(min_value=-(2**31), max_value=2**31 - 1), big_ints,
+    st.floats(allow_nan=False, allow_infinity=False), st.sampled_from(["10", "", "1e3"]),
+)
+offsets = st.sampled_from([UTC, timezone(timedelta(hours=14)), timezone(-timedelta(hours=12)), timezone(timedelta(minutes=-1))])
+datetimes = st.one_of(
+    st.datetimes(timezones=offsets).map(lambda d: d.isoformat()),
+    st.datetimes().map(lambda d: d.isoformat()),  # naive: no offset
+    st.sampled_from(["", "yesterday", "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "2026-02-30T00:00:00Z",
+                     "2026-11-20T09:00:00+99:00", "2026-11-20T09:00:00.123456789Z", "2026-11-20T09:00:00Z\x00"]),
+    texts,
+)
+
+
+def list_of(item: st.SearchStrategy[Any], flat: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """A hostile list: a few hostile items, or thousands of `flat` (small) ones."""
+    return st.one_of(hostile(st.lists(item, max_size=5)), huge_list(flat))
+
+
+statuses = list_of(st.sampled_from(STATUSES) | texts, st.sampled_from(STATUSES) | short)
+
+
+def inputs(fields: dict[str, st.SearchStrategy[Any]], required: tuple[str, ...] = ()) -> st.SearchStrategy[Any]:
+    """An input object: its required fields (mostly), any of its optional ones, sometimes an unknown one."""
+    return hostile(
+        st.fixed_dictionaries(
+            {name: hostile(fields[name]) for name in required},
+            optional={**{name: hostile(s) for name, s in fields.items() if name not in required}, "unknownField": any_json},
+        )
+    )
+
+
+def operations(gateway: Gateway) -> st.SearchStrategy[tuple[str, dict[str, Any]]]:
+    """(document, variables) pairs for the screens and the mutations, with hostile variables."""
+    an_id = ids(gateway)
+    page = {"first": hostile(firsts), "after": hostile(cursors(gateway))}
+    relation = {"relationId": hostile(an_id)}
+    times = {"sentAfter": datetimes, "sentBefore": datetimes}
+
+    def variables(values: dict[str, st.SearchStrategy[Any]]) -> st.SearchStrategy[dict[str, Any]]:
+        return st.fixed_dictionaries({}, optional=values)
+
+    ref = {"externalId": texts, "name": texts, "title": texts, "number": texts}
+    register = inputs(
+        {
+            "externalId": texts, "subject": texts, "recipient": st.one_of(st.emails(), texts), "sentAt": datetimes,
+            "providerMessageId": texts,
+            "relation": inputs({k: ref[k] for k in ("externalId", "name")}, ("externalId", "name")),
+            "documents": list_of(
+                inputs({k: ref[k] for k in ("externalId", "title")}, ("externalId", "title")),
+                st.fixed_dictionaries({"externalId": st.text(max_size=8), "title": st.text(max_size=8)}),
+            ),
+            "invoice": inputs(
+                {"externalId": texts, "number": texts, "invoiceStatus": st.sampled_from(INVOICE_STATUSES) | texts},
+                ("externalId", "number"),
+            ),
+        },
+        ("externalId", "subject", "recipient"),
+    )
+    record = inputs(
+        {
+            "emailId": an_id, "status": st.sampled_from(STATUSES) | texts, "occurredAt": datetimes, "eventKey": texts,
+            "description": texts, "failureCategory": st.sampled_from(FAILURE_CATEGORIES) | texts,
+            "smtpCode": st.one_of(st.integers(), big_ints),
+        },
+        ("emailId", "status", "occurredAt", "eventKey"),
+    )
+    email_filter = inputs({"statuses": statuses, **relation, **times, "search": texts})
+    return st.one_of(
+        st.tuples(st.just(EMAILS), variables({"filter": email_filter, **page})),
+        st.tuples(st.just(DOCUMENTS), variables({"filter": inputs({"emailStatuses": statuses, **relation}), **page})),
+        st.tuples(st.just(INVOICES), variables({
+            "filter": inputs({
+                "emailStatuses": statuses,
+                "invoiceStatuses": list_of(st.sampled_from(INVOICE_STATUSES) | texts, st.sampled_from(INVOICE_STATUSES)),
+                **relation,
+            }),
+            **page,
+        })),
+        st.tuples(st.just(TIMELINE), variables({**relation, **page})),
+        st.tuples(st.just(NODE), variables({"id": hostile(an_id)})),
+        st.tuples(st.just(EMAIL), variables({"id": hostile(an_id)})),
+        st.tuples(st.just(STATS), variables({"filter": inputs({**relation, **times})})),
+        st.tuples(st.just(REGISTER), variables({"input": register})),
+        st.tuples(st.just(RECORD), variables({"input": record})),
+        st.tuples(st.just(NESTED), variables({"first": hostile(firsts), "inner": hostile(firsts)})),
+    )
+
+
+def literals(gateway: Gateway) -> dict[str, st.SearchStrategy[Any]]:
+    """Literals for hypothesis-graphql: ids as `ids` draws them, and valid timestamps."""
+    return {
+        "ID": ids(gateway).map(nodes.String),
+        "DateTime": st.datetimes(timezones=offsets).map(lambda d: nodes.String(d.isoformat())),
+    }
+
+
+def _literal_nesting(depth: int, opening: str) -> str:
+    if opening == "[":
+        return "{ emails(filter: {statuses: " + "[" * depth + "SENT" + "]" * depth + "}) { totalCount } }"
+    return "{ emails(filter: " + "{search: " * depth + '"x"' + "}" * depth + ") { totalCount } }"
+
+
+# Documents whose trouble is the document itself, not its variables.
+documents = st.one_of(
+    st.tuples(st.just(TWO_OPERATIONS), st.sampled_from([None, "First", "Second", "Third", "", 1, ["First"]])),
+    st.tuples(st.just(SUBSCRIPTION), st.sampled_from([None, "Live"])),
+    st.tuples(st.builds(_literal_nesting, st.sampled_from([8, 200, 900]), st.sampled_from("[{")), st.none()),
+    st.tuples(st.text(alphabet=string.printable + "\x00{}()[]:$@!\"", max_size=60), st.none()),
+    st.tuples(st.just('{ emails(filter: {search: "\\u0000"}) { totalCount } }'), st.none()),
+    st.tuples(st.just("{ emails(filter: {search: \"\x00\"}) { totalCount } }"), st.none()),
+)
+
+
+def encode(payload: dict[str, Any]) -> bytes:
+    """The JSON request body; `Deep` values go in as raw text."""
+    raw: dict[str, str] = {}
+
+    def default(value: object) -> str:
+        if isinstance(value, Deep):
+            marker = f"@deep{len(raw)}@"
+            raw[marker] = value.json()
+            return marker
+        raise TypeError(f"cannot encode {value!r}")
+
+    text = json.dumps(payload, default=default, allow_nan=False)
+    for marker, nested in raw.items():
+        text = text.replace(json.dumps(marker), nested)
+    return text.encode()
+
+
+def body_shapes(query: str, variables: dict[str, Any], name: Any = None) -> st.SearchStrategy[dict[str, Any]]:
+    """Mostly a well-formed request; sometimes variables or operationName of the wrong kind."""
+    well_formed = {"query": query, "variables": variables, "operationName": name}
+    return st.one_of(
+        st.just(well_formed),
+        st.just(well_formed),
+        st.just(well_formed),
+        st.builds(lambda v: {**well_formed, "variables": v}, st.one_of(any_json, deep)),
+        st.builds(lambda n: {**well_formed, "operationName": n}, any_json),
+    )
+
+
+def post(http: httpx.Client, body: dict[str, Any]) -> httpx.Response:
+    return http.post("/graphql", content=encode(body), headers={"Content-Type": "application/json"})
+
+
+# --- the tests -----------------------------------------------------------------------
+
+
+@FUZZ
+@given(data=st.data())
+def test_generated_operations_get_expected_answers(gateway: Gateway, http: httpx.Client, data: st.DataObject) -> None:
+    # given: a valid query or mutation built from the schema, ids drawn from real and garbage ones
+    operation = data.draw(from_schema(SDL, custom_scalars=literals(gateway)), label="operation")
+    # when
+    response = post(http, {"query": operation})
+    # then
+    assert_expected_answer(response)
+
+
+@FUZZ
+@given(data=st.data())
+def test_invalid_operations_get_expected_answers(gateway: Gateway, http: httpx.Client, data: st.DataObject) -> None:
+    # given: an operation with one violation of the schema
+    operation = data.draw(from_schema(SDL, mode=Mode.NEGATIVE, custom_scalars=literals(gateway)), label="operation")
+    # when
+    response = post(http, {"query": operation})
+    # then
+    assert_expected_answer(response)
+
+
+@FUZZ
+@given(data=st.data())
+def test_hostile_variables_get_expected_answers(gateway: Gateway, http: httpx.Client, data: st.DataObject) -> None:
+    # given: a screen or mutation with hostile variables, in a body that may be odd too
+    query, variables = data.draw(operations(gateway), label="operation")
+    body = data.draw(body_shapes(query, variables), label="body")
+    # when
+    response = post(http, body)
+    # then
+    assert_expected_answer(response)
+
+
+@FUZZ
+@given(data=st.data())
+def test_hostile_documents_get_expected_answers(http: httpx.Client, data: st.DataObject) -> None:
+    # given: a document whose trouble is in itself
+    query, name = data.draw(documents, label="document")
+    body = data.draw(body_shapes(query, {}, name), label="body")
+    # when
+    response = post(http, body)
+    # then
+    assert_expected_answer(response)
