@@ -50,10 +50,18 @@ query Collect($first: Int!) {
 
 @dataclass
 class Known:
-    """Ids and cursors of one tenant, as the API gave them."""
+    """Ids (by GraphQL type) and cursors of one tenant, as the API gave them."""
 
-    ids: list[str] = field(default_factory=list)
-    cursors: list[str] = field(default_factory=list)
+    # kept out of the repr: hypothesis prints the fixtures of a failing example
+    ids: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    cursors: list[str] = field(default_factory=list, repr=False)
+
+    def add(self, type_name: str, global_id: str) -> None:
+        self.ids.setdefault(type_name, []).append(global_id)
+
+    @property
+    def all_ids(self) -> list[str]:
+        return sorted({i for ids in self.ids.values() for i in ids})
 
 
 @dataclass
@@ -61,9 +69,13 @@ class Gateway:
     """A served gateway: its URL, a read-write key of the demo tenant, and what the fuzzer draws from."""
 
     url: str
-    key: str
-    own: Known
-    foreign: Known
+    key: str = field(repr=False)
+    own: Known = field(repr=False)
+    foreign: Known = field(repr=False)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        # hypothesis prints the fixtures of a failing example: the URL says enough
+        printer.text(f"Gateway({self.url!r})")
 
     @property
     def headers(self) -> dict[str, str]:
@@ -132,18 +144,21 @@ def _collect(url: str, key: str) -> Known:
     for edge in data["emails"]["edges"]:
         known.cursors.append(edge["cursor"])
         email = edge["node"]
-        known.ids.append(email["id"])
-        known.ids += [d["id"] for d in email["documents"]]
-        known.ids += [e["id"] for e in email["details"]["history"]]
+        known.add("Email", email["id"])
+        for document in email["documents"]:
+            known.add("Document", document["id"])
+        for event in email["details"]["history"]:
+            known.add("EmailEvent", event["id"])
         if email["invoice"]:
-            known.ids.append(email["invoice"]["id"])
+            known.add("Invoice", email["invoice"]["id"])
         if email["relation"]:
-            known.ids.append(email["relation"]["id"])
+            known.add("Relation", email["relation"]["id"])
             for entry in email["relation"]["timeline"]["edges"]:
                 known.cursors.append(entry["cursor"])
-                known.ids.append(entry["node"]["id"])
+                known.add("EmailInteraction", entry["node"]["id"])
     # sorted and deduplicated: the same data gives the same draws on every run
-    known.ids, known.cursors = sorted(set(known.ids)), sorted(set(known.cursors))
+    known.ids = {type_name: sorted(set(ids)) for type_name, ids in sorted(known.ids.items())}
+    known.cursors = sorted(set(known.cursors))
     return known
 
 
