@@ -35,7 +35,10 @@ query Collect($first: Int!) {
       cursor
       node {
         id
-        relation { id timeline(first: 2) { edges { cursor node { ... on EmailInteraction { id } } } } }
+        relation {
+          id
+          timeline(first: 2) { edges { cursor node { ... on EmailInteraction { id } } } }
+        }
         documents { id }
         invoice { id }
         details { history { id } }
@@ -66,14 +69,14 @@ class Known:
 
 @dataclass
 class Gateway:
-    """A served gateway: its URL, a read-write key of the demo tenant, and what the fuzzer draws from."""
+    """A served gateway: its URL, a read-write key of the demo tenant, and what to draw from."""
 
     url: str
     key: str = field(repr=False)
     own: Known = field(repr=False)
     foreign: Known = field(repr=False)
 
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+    def _repr_pretty_(self, printer: Any, _cycle: bool) -> None:
         # hypothesis prints the fixtures of a failing example: the URL says enough
         printer.text(f"Gateway({self.url!r})")
 
@@ -96,7 +99,13 @@ def _serving(settings: Settings) -> Iterator[str]:
     blocking HTTP calls, so the server needs a loop that keeps running meanwhile.
     """
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=_free_port(), log_level="warning", lifespan="on")
+        uvicorn.Config(
+            create_app(settings),
+            host="127.0.0.1",
+            port=_free_port(),
+            log_level="warning",
+            lifespan="on",
+        )
     )
     thread = threading.Thread(target=server.run, name="fuzzed-gateway", daemon=True)
     thread.start()
@@ -168,7 +177,9 @@ def served_gateway(backend: str, data_dir: Path) -> Iterator[Gateway]:
     settings = make_settings(backend, data_dir)
     own_key, foreign_key = asyncio.run(_seed(settings))
     with _serving(settings) as url:
-        yield Gateway(url=url, key=own_key, own=_collect(url, own_key), foreign=_collect(url, foreign_key))
+        yield Gateway(
+            url=url, key=own_key, own=_collect(url, own_key), foreign=_collect(url, foreign_key)
+        )
 
 
 def assert_expected_answer(response: httpx.Response) -> None:
@@ -186,7 +197,9 @@ def assert_expected_answer(response: httpx.Response) -> None:
         return
     assert isinstance(body, dict), f"an answer that is not a JSON object; {answer}"
     errors: list[Any] = body.get("errors") or []
-    assert response.status_code >= 400 or "data" in body or errors, f"neither data nor errors; {answer}"
+    assert response.status_code >= 400 or "data" in body or errors, (
+        f"neither data nor errors; {answer}"
+    )
     assert all(e.get("message") != UNEXPECTED for e in errors), f"an unexpected error; {answer}"
     assert all(isinstance((e.get("extensions") or {}).get("code"), str) for e in errors), (
         f"an error without extensions.code; {answer}"
