@@ -96,6 +96,11 @@ class State(TypedDict):
     sns_certificates: CertificateStore
 
 
+def _too_large() -> JSONResponse:
+    message = f"request body too large: at most {_MAX_BODY} bytes"
+    return JSONResponse({"errors": [{"message": message, "extensions": {"code": "REQUEST_TOO_LARGE"}}]}, status_code=413)
+
+
 def _unauthenticated(message: str) -> JSONResponse:
     return JSONResponse(
         {"errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}]},
@@ -398,7 +403,7 @@ class GraphQLEndpoint:
         if scope["type"] == "http":
             request = Request(scope, receive)
             if int(request.headers.get("content-length") or 0) > _MAX_BODY:
-                response = JSONResponse({"errors": [{"message": "request body too large"}]}, status_code=413)
+                response = _too_large()
                 await response(scope, receive, send)
                 return
             wants_ide = (
@@ -434,7 +439,7 @@ class GraphQLEndpoint:
         ):
             body = await _read_body(receive)
             if body is None:
-                response = JSONResponse({"errors": [{"message": "request body too large"}]}, status_code=413)
+                response = _too_large()
                 await response(scope, receive, send)
                 return
             served = await self._fast(scope, send, body, principal, state)

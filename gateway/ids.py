@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
+from datetime import UTC, datetime
 
 import orjson
 
@@ -21,6 +21,9 @@ __all__ = [
 ]
 
 _MAX_ID = 2**63 - 1
+# The tables' id columns are 32-bit on PostgreSQL: a larger number in an id or cursor
+# is garbage, and must be refused here rather than overflow the driver.
+_MAX_ROW_ID = 2**31 - 1
 
 
 def _b64(raw: bytes) -> str:
@@ -45,7 +48,7 @@ def decode_id(value: str) -> tuple[str, int]:
         pk = int(raw_pk)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise BadInput(f"Invalid ID {value[:100]!r}") from None
-    if not type_name or not 0 < pk <= _MAX_ID:
+    if not type_name or not 0 < pk <= _MAX_ROW_ID:
         raise BadInput(f"Invalid ID {value[:100]!r}")
     return type_name, pk
 
@@ -70,11 +73,13 @@ def decode_cursor(value: str, kind: str) -> tuple[datetime | None, int]:
         if found != kind or not isinstance(pk, int) or isinstance(pk, bool):
             raise ValueError("wrong cursor kind")
         sent_at = datetime.fromisoformat(raw_time) if raw_time is not None else None
-        if sent_at is not None and sent_at.tzinfo is None:
-            raise ValueError("naive time")
-    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
+        if sent_at is not None:
+            if sent_at.tzinfo is None:
+                raise ValueError("naive time")
+            sent_at = sent_at.astimezone(UTC)  # a time past year 9999 in UTC overflows here
+    except (ValueError, TypeError, OverflowError, binascii.Error, orjson.JSONDecodeError):
         raise BadInput(f"Invalid cursor {value[:100]!r}") from None
-    if not 0 < pk <= _MAX_ID:
+    if not 0 < pk <= _MAX_ROW_ID:
         raise BadInput(f"Invalid cursor {value[:100]!r}")
     return sent_at, pk
 
