@@ -47,6 +47,7 @@ from gateway.config import Settings, get_settings
 from gateway.context import Context
 from gateway.db import SessionFactory, create_engine, create_session_factory, database_unavailable
 from gateway.enums import Scope as KeyScope
+from gateway.errors import BadInput
 from gateway.fastpath import FastPath
 from gateway.fastpath.live import LiveFastPath, Outcome
 from gateway.fastpath.plans import UNKNOWN
@@ -55,6 +56,7 @@ from gateway.live import ChangeFeed
 from gateway.metrics import Metrics, MetricsMiddleware
 from gateway.pubsub import Broker, BrokerUnavailable
 from gateway.repositories.api_keys import Principal
+from gateway.resolvers.live import connection_resume, resume_point, resuming
 from gateway.retention import purge_periodically
 from gateway.schema import build_schema, limits_of, validation_rules
 from gateway.schema.errors import SERVICE_UNAVAILABLE, ExpectedErrors, report
@@ -166,6 +168,11 @@ class LiveTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
             self.operations.pop(operation.id, None)
             await self.websocket.close(4400, _AMBIGUOUS)
             return
+        # The cursor a stock client's reconnect resumes this operation from (checked at connect).
+        with resuming(connection_resume(self.context.connection_params).get(operation.id)):
+            await self._run_operation(operation)
+
+    async def _run_operation(self, operation: Operation[Context, None]) -> None:
         live = self.view.live
         plan = live.plan(operation.query, operation.operation_name) if live is not None else None
         if plan is None:
@@ -291,13 +298,19 @@ class GatewayGraphQL(GraphQL[Context, None]):
         response.headers["content-type"] = sub_response.media_type or _JSON
         return response
 
-    async def on_ws_connect(self, context: Context) -> None:
+    async def on_ws_connect(self, context: Context) -> dict[str, object]:
         params = context.connection_params
         authorization = params.get("authorization") if isinstance(params, dict) else None
         principal = await context.authenticator(authorization) if context.authenticator else None
         if principal is None:
             raise ConnectionRejectionError({"message": "a valid API key is required"})
+        try:
+            connection_resume(params)
+        except BadInput as error:
+            raise ConnectionRejectionError({"message": str(error)}) from None
         context.authenticate(principal)
+        # Where a client's new operations resume from, should it reconnect before their first change.
+        return {"cursor": await resume_point(context)}
 
     def encode_json(self, data: object) -> bytes:  # type: ignore[override]
         return orjson.dumps(data)
