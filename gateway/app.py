@@ -32,7 +32,11 @@ from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.http.exceptions import WebSocketDisconnected
-from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+from strawberry.subscriptions import (
+    GRAPHQL_TRANSPORT_WS_PROTOCOL,
+    GRAPHQL_WS_PROTOCOL,
+    MULTIPART_SUBSCRIPTION_PROTOCOL,
+)
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
@@ -74,7 +78,7 @@ _JSON = "application/json"
 _AMBIGUOUS = "Must provide operation name if query contains multiple operations."
 _NOT_OVER_HTTP = (
     "subscriptions are served over websockets (the graphql-transport-ws protocol on /graphql), "
-    "not over HTTP"
+    'or over HTTP to clients that accept multipart/mixed;subscriptionSpec="1.0"'
 )
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 
@@ -518,8 +522,11 @@ def _learning(send: Send, learn: Callable[[], None]) -> Send:
     async def wrapper(message: Message) -> None:
         nonlocal status
         if message["type"] == "http.response.start":
-            status = message["status"]
-        elif message["type"] == "http.response.body":
+            # Only a JSON answer teaches: a multipart subscription streams for as long as
+            # it lives, and its body must not pile up here.
+            streamed = Headers(raw=message.get("headers", [])).get("content-type", "").startswith("multipart/")
+            status = 0 if streamed else message["status"]
+        elif message["type"] == "http.response.body" and status == 200:
             body.extend(message.get("body", b""))
             if not message.get("more_body", False) and status == 200:
                 try:
@@ -585,7 +592,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         app_metrics.graphql_errors.labels(kind).inc()
 
     schema = build_schema(settings, on_error=count_error)
-    protocols = [GRAPHQL_TRANSPORT_WS_PROTOCOL] + ([GRAPHQL_WS_PROTOCOL] if settings.legacy_ws else [])
+    # Multipart subscriptions: over HTTP, for networks that block websockets (Apollo Client's HttpLink).
+    protocols = [GRAPHQL_TRANSPORT_WS_PROTOCOL, MULTIPART_SUBSCRIPTION_PROTOCOL] + (
+        [GRAPHQL_WS_PROTOCOL] if settings.legacy_ws else []
+    )
     view = GatewayGraphQL(
         schema,
         max_tokens=settings.max_tokens,
