@@ -117,3 +117,27 @@ async def test_graphql_ws_loses_nothing_across_a_gateway_restart(node, tmp_path,
         gateway.kill()
         gateway.wait(timeout=PATIENCE)
         log.close()
+
+
+async def test_apollo_clients_http_link_reads_the_multipart_subscription(node, backend, tmp_path, session_factory):  # type: ignore[no-untyped-def]
+    from conftest import make_settings
+    from live_helpers import listening, serving
+
+    # given: Apollo Client subscribed over plain HTTP
+    tenant = await make_tenant(session_factory)
+    async with serving(make_settings(backend, tmp_path)) as (address, app):
+        client = await asyncio.create_subprocess_exec(
+            node, str(NODE_DIR / "apollo-multipart.mjs"), f"http://{address}/graphql",
+            env={**os.environ, "GATEWAY_KEY": tenant.key}, stdout=asyncio.subprocess.PIPE,
+        )
+        try:
+            lines = Lines(client)
+            await listening(app, 1)
+            # when
+            email_id = await register_via_api(address, tenant.key, "apollo-1")
+            # then
+            await lines.until(lambda got: any(g.get("email") == email_id for g in got))
+            assert [g["status"] for g in lines.got if g.get("email") == email_id] == ["SENT"]
+        finally:
+            client.kill()
+            await client.wait()
