@@ -33,7 +33,11 @@ from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.http.exceptions import WebSocketDisconnected
-from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+from strawberry.subscriptions import (
+    GRAPHQL_TRANSPORT_WS_PROTOCOL,
+    GRAPHQL_WS_PROTOCOL,
+    MULTIPART_SUBSCRIPTION_PROTOCOL,
+)
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
@@ -48,6 +52,7 @@ from gateway.config import Settings, get_settings
 from gateway.context import Context
 from gateway.db import SessionFactory, create_engine, create_session_factory, database_unavailable
 from gateway.enums import Scope as KeyScope
+from gateway.errors import BadInput
 from gateway.fastpath import FastPath
 from gateway.fastpath.live import LiveFastPath, Outcome
 from gateway.fastpath.plans import UNKNOWN
@@ -57,6 +62,7 @@ from gateway.logs import RequestLog, current_request
 from gateway.metrics import Metrics, MetricsMiddleware, route_of
 from gateway.pubsub import Broker, BrokerUnavailable
 from gateway.repositories.api_keys import Principal
+from gateway.resolvers.live import connection_resume, resume_point, resuming
 from gateway.retention import purge_periodically
 from gateway.schema import build_schema, limits_of, validation_rules
 from gateway.schema.errors import SERVICE_UNAVAILABLE, ExpectedErrors, report
@@ -78,7 +84,7 @@ _JSON = "application/json"
 _AMBIGUOUS = "Must provide operation name if query contains multiple operations."
 _NOT_OVER_HTTP = (
     "subscriptions are served over websockets (the graphql-transport-ws protocol on /graphql), "
-    "not over HTTP"
+    'or over HTTP to clients that accept multipart/mixed;subscriptionSpec="1.0"'
 )
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 
@@ -195,6 +201,11 @@ class LiveTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
             self.operations.pop(operation.id, None)
             await self.websocket.close(4400, _AMBIGUOUS)
             return
+        # The cursor a stock client's reconnect resumes this operation from (checked at connect).
+        with resuming(connection_resume(self.context.connection_params).get(operation.id)):
+            await self._run_operation(operation)
+
+    async def _run_operation(self, operation: Operation[Context, None]) -> None:
         live = self.view.live
         plan = live.plan(operation.query, operation.operation_name) if live is not None else None
         if plan is None:
@@ -321,15 +332,21 @@ class GatewayGraphQL(GraphQL[Context, None]):
         response.headers["content-type"] = sub_response.media_type or _JSON
         return response
 
-    async def on_ws_connect(self, context: Context) -> None:
+    async def on_ws_connect(self, context: Context) -> dict[str, object]:
         params = context.connection_params
         authorization = params.get("authorization") if isinstance(params, dict) else None
         principal = await context.authenticator(authorization) if context.authenticator else None
         if principal is None:
             raise ConnectionRejectionError({"message": "a valid API key is required"})
+        try:
+            connection_resume(params)
+        except BadInput as error:
+            raise ConnectionRejectionError({"message": str(error)}) from None
         context.authenticate(principal)
         if (info := current_request()) is not None:
             info.tenant_id = principal.tenant_id
+        # Where a client's new operations resume from, should it reconnect before their first change.
+        return {"cursor": await resume_point(context)}
 
     def encode_json(self, data: object) -> bytes:  # type: ignore[override]
         return orjson.dumps(data)
@@ -541,8 +558,11 @@ def _learning(send: Send, learn: Callable[[], None]) -> Send:
     async def wrapper(message: Message) -> None:
         nonlocal status
         if message["type"] == "http.response.start":
-            status = message["status"]
-        elif message["type"] == "http.response.body":
+            # Only a JSON answer teaches: a multipart subscription streams for as long as
+            # it lives, and its body must not pile up here.
+            streamed = Headers(raw=message.get("headers", [])).get("content-type", "").startswith("multipart/")
+            status = 0 if streamed else message["status"]
+        elif message["type"] == "http.response.body" and status == 200:
             body.extend(message.get("body", b""))
             if not message.get("more_body", False) and status == 200:
                 try:
@@ -625,7 +645,10 @@ def create_app(settings: Settings | None = None, *, tracer_provider: TracerProvi
     schema = build_schema(
         settings, on_error=count_error, extra_extensions=[tracing.schema_extension()] if tracing else ()
     )
-    protocols = [GRAPHQL_TRANSPORT_WS_PROTOCOL] + ([GRAPHQL_WS_PROTOCOL] if settings.legacy_ws else [])
+    # Multipart subscriptions: over HTTP, for networks that block websockets (Apollo Client's HttpLink).
+    protocols = [GRAPHQL_TRANSPORT_WS_PROTOCOL, MULTIPART_SUBSCRIPTION_PROTOCOL] + (
+        [GRAPHQL_WS_PROTOCOL] if settings.legacy_ws else []
+    )
     view = GatewayGraphQL(
         schema,
         max_tokens=settings.max_tokens,

@@ -68,9 +68,11 @@ async def list_changes_after(
     return [(change, email) for change, email in (await session.execute(statement)).all()]
 
 
-async def latest_position(*, session: AsyncSession) -> Position:
-    """The newest position below the watermark ((0, 0) for an empty log)."""
+async def latest_position(*, session: AsyncSession, tenant_id: int | None = None) -> Position:
+    """The newest position below the watermark, of one tenant or all ((0, 0) for an empty log)."""
     statement = select(SC.txid, SC.id).where(*_watermark(session)).order_by(SC.txid.desc(), SC.id.desc()).limit(1)  # type: ignore[union-attr]
+    if tenant_id is not None:
+        statement = statement.where(SC.tenant_id == tenant_id)
     row = (await session.execute(statement)).first()
     return (int(row[0]), int(row[1])) if row else (0, 0)
 

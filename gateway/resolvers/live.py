@@ -3,13 +3,26 @@
 With `since`, the changes after that cursor are read from the change log first;
 the listener is registered on the feed before that, so the seam has no gap, and
 anything at or before the last position sent is skipped, so it has no duplicate.
+
+Stock clients (graphql-ws, Apollo) resubscribe after a drop with their first
+variables, so `since` never reaches the server. They resume through their
+`connectionParams` instead, which graphql-ws evaluates again on every
+reconnect: `resume` maps an operation id (graphql-ws keeps it across retries)
+to the last cursor the client received for it. A subscription that arrives
+without `since` under an id found there replays after that cursor. The client
+seeds each new operation with the cursor of the `connection_ack` payload (the
+tenant's newest change when it connected), so an operation that had received
+nothing yet resumes too. The state is the client's: a server restart or another
+replica loses nothing, and only what the client really received counts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Iterator
 from contextlib import aclosing
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -27,13 +40,67 @@ from gateway.schema.inputs import EmailStatusChangeFilter
 from gateway.schema.types.emails import Email
 from gateway.schema.types.live import EmailStatusChange
 
-__all__ = ["SLOW_CONSUMER_CLOSE_CODE", "ChangeFilter", "email_status_changed", "payload", "status_changes"]
+__all__ = [
+    "SLOW_CONSUMER_CLOSE_CODE",
+    "ChangeFilter",
+    "connection_resume",
+    "email_status_changed",
+    "payload",
+    "resume_point",
+    "resuming",
+    "status_changes",
+]
 
 log = logging.getLogger(__name__)
 
 # "Try Again Later": the client reconnects and resumes with `since`.
 SLOW_CONSUMER_CLOSE_CODE = 1013
 _REPLAY_BATCH = 500
+# The log's beginning, for a tenant with no change yet: no change has this cursor,
+# so it is recognised as it is, before any check of a change's position.
+_BEGINNING: repo.Position = (0, 0)
+_BEGINNING_CURSOR = encode_position(_BEGINNING)
+_RESUME_KEY = 128  # characters of an operation id in `resume`
+_RESUME_ENTRIES = 1000  # operation ids in `resume`: far more than a socket may run at once
+
+# The cursor a websocket operation resumes from when it comes without `since`:
+# set by the transport for the operation's task, read by `status_changes`.
+_resumed: ContextVar[str | None] = ContextVar("resumed", default=None)
+
+
+def connection_resume(params: object) -> dict[str, str]:
+    """The `resume` map of a connection_init payload, checked; BadInput when malformed."""
+    resume = params.get("resume") if isinstance(params, dict) else None
+    if resume is None:
+        return {}
+    if not isinstance(resume, dict) or len(resume) > _RESUME_ENTRIES:
+        raise BadInput(f"`resume` must be an object of at most {_RESUME_ENTRIES} operation ids and their last cursors")
+    for key, cursor in resume.items():
+        if len(key) > _RESUME_KEY or not isinstance(cursor, str):
+            raise BadInput(f"`resume` entry {key[:_RESUME_KEY]!r} must map an operation id to a cursor string")
+        if cursor != _BEGINNING_CURSOR:
+            decode_position(cursor)
+    return resume
+
+
+@contextlib.contextmanager
+def resuming(cursor: str | None) -> Iterator[None]:
+    """Within it, a subscription without `since` replays after `cursor`."""
+    token = _resumed.set(cursor)
+    try:
+        yield
+    finally:
+        _resumed.reset(token)
+
+
+async def resume_point(ctx: Context) -> str:
+    """A cursor for the connection_ack: the tenant's newest change, or the log's beginning.
+
+    A subscription started on this connection misses nothing after it, so a client
+    that seeds its new operations with it resumes them even before their first change.
+    """
+    async with ctx.session_factory() as session:
+        return encode_position(await repo.latest_position(session=session, tenant_id=ctx.tenant_id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +204,10 @@ async def status_changes(
     feed = ctx.feed
     if feed is None:
         raise BadInput("live subscriptions are not available on this server")
-    start = decode_position(since) if since is not None else None
-    if start is not None:
+    if since is None:
+        since = _resumed.get()
+    start = None if since is None else _BEGINNING if since == _BEGINNING_CURSOR else decode_position(since)
+    if start is not None and start != _BEGINNING:
         async with ctx.session_factory() as session:
             known = await repo.change_exists(session=session, tenant_id=ctx.tenant_id, position=start)
         if not known:
