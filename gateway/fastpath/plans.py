@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 _ROOTS = {"emails": "Email", "documents": "Document", "invoices": "Invoice"}
 _CURSOR_KIND = {"emails": "email", "documents": "document", "invoices": "invoice"}
 _UNKNOWN = object()
+_BACKWARD = frozenset({"last", "before"})
 
 
 @dataclass
@@ -188,6 +189,8 @@ def compile_plan(schema: GraphQLSchema, query: str, operation_name: str | None) 
             name = selection.name.value
             if name not in _ROOTS or selection.selection_set is None:
                 raise Unsupported(name)
+            if any(a.name.value in _BACKWARD for a in selection.arguments or ()):
+                raise Unsupported("backward pagination")  # the compiled pages only go forwards
             if any(r.key == (selection.alias.value if selection.alias else name) for r in roots):
                 raise Unsupported("repeated root key")
             columns = needs.email if name == "emails" else plan.item_columns.setdefault(name, {"id"})
