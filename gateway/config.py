@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     postmark_password: SecretStr | None = None
     ses_topic_arns: Annotated[list[str], NoDecode] = Field(default_factory=list)
     resend_webhook_secret: SecretStr | None = None
+    # Off by default everywhere (the demo and local tools send ad-hoc queries);
+    # production deployments that register their clients' documents turn it on.
+    trusted_documents_only: bool = False
+    persisted_queries_cache_size: int = Field(default=1000, ge=0, le=1_000_000)
 
     @field_validator("ses_topic_arns", mode="before")
     @classmethod
