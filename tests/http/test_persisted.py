@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import orjson
 import pytest
@@ -14,6 +16,7 @@ from asgi_lifespan import LifespanManager
 from conftest import make_settings
 from factories import make_tenant, register
 from httpx import ASGITransport, AsyncClient
+from test_http_audits import NODE_DIR, PATIENCE, _serving, audit_tools  # noqa: F401  (a fixture)
 
 from gateway.app import create_app
 from gateway.documents import read_documents, register_documents
@@ -194,3 +197,33 @@ def test_register_documents_stores_them_once(tmp_path):  # type: ignore[no-untyp
     # then
     assert (first.returncode, first.stdout.strip()) == (0, "registered 1 new trusted documents (0 already known)")
     assert second.stdout.strip() == "registered 0 new trusted documents (1 already known)"
+
+
+async def test_apollo_clients_persisted_query_link_works_over_post_and_get(audit_tools, backend, tmp_path, session_factory):  # type: ignore[no-untyped-def]
+    # given: a gateway on a real port, and one e-mail
+    tenant = await make_tenant(session_factory)
+    await register(session_factory, tenant, n=1, subject="Annual accounts")
+    app = create_app(make_settings(backend, tmp_path))
+    async with _serving(app) as url:
+        # when: Apollo Client (createPersistedQueryLink, sha256 from node:crypto) asks twice, by POST then by GET
+        process = await asyncio.create_subprocess_exec(
+            audit_tools, "apq.mjs", url,
+            cwd=NODE_DIR,
+            env={"PATH": str(Path(audit_tools).parent), "GATEWAY_KEY": tenant.key},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(PATIENCE):
+            out, err = await process.communicate()
+    # then: the first time the hash is unknown and the link sends the query; then the hash alone
+    assert process.returncode == 0, err.decode()
+    results = json.loads(out)
+    for transport, method in (("post", "POST"), ("get", "GET")):
+        first, second = results[transport]
+        assert first["data"]["emails"]["totalCount"] == 1
+        assert [e["node"]["subject"] for e in second["data"]["emails"]["edges"]] == ["Annual accounts"]
+        assert second["data"]["emails"]["pageInfo"]["hasPreviousPage"] is False
+        assert second["requests"] == [{"method": method, "withQuery": False}]
+    assert results["post"][0]["requests"] == [{"method": "POST", "withQuery": False}, {"method": "POST", "withQuery": True}]
+    # the GET client found the hash the POST client registered
+    assert results["get"][0]["requests"] == [{"method": "GET", "withQuery": False}]
