@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import hmac
 import json
@@ -50,6 +51,7 @@ from gateway import pixel
 from gateway.auth import Authenticator
 from gateway.config import Settings, get_settings
 from gateway.context import Context
+from gateway.documents import DocumentRefused, PersistedDocuments
 from gateway.db import SessionFactory, create_engine, create_session_factory, database_unavailable
 from gateway.enums import Scope as KeyScope
 from gateway.errors import BadInput
@@ -100,6 +102,7 @@ class State(TypedDict):
     authenticator: Authenticator
     metrics: Metrics
     sns_certificates: CertificateStore
+    documents: PersistedDocuments
 
 
 def _too_large() -> JSONResponse:
@@ -256,6 +259,10 @@ class TextFrames(ASGIWebSocketAdapter):
             raise WebSocketDisconnected from error
 
 
+class _NotRun(ExecutionResult):
+    """A request refused before its document was known (persisted documents): no `data` at all."""
+
+
 class GatewayGraphQL(GraphQL[Context, None]):
     """Strawberry's ASGI view with the gateway's context and websocket authentication."""
 
@@ -275,6 +282,10 @@ class GatewayGraphQL(GraphQL[Context, None]):
             context.response = response
         return context
 
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        # A GET naming a persisted query's hash has no `query` either: it is a request, not a browser.
+        return super().should_render_graphql_ide(request) and "extensions" not in request.query_params
+
     async def get_sub_response(self, request: Request | WebSocket) -> Response:
         response = await super().get_sub_response(request)
         response.media_type = _media_type(request.headers.get("accept"))
@@ -289,6 +300,17 @@ class GatewayGraphQL(GraphQL[Context, None]):
         root_value: None,
         request_data: GraphQLRequestData,
     ) -> ExecutionResult:
+        try:
+            resolved = await request.state.documents.resolve(request_data.query, request_data.extensions)
+        except DocumentRefused as refused:
+            return _NotRun(data=None, errors=[GraphQLError(refused.message, extensions={"code": refused.code})])
+        except Exception as error:
+            if not database_unavailable(error):
+                raise
+            message = "The database is unavailable; retry later."
+            return _NotRun(data=None, errors=[GraphQLError(message, extensions={"code": SERVICE_UNAVAILABLE})])
+        if resolved is not None:
+            request_data = dataclasses.replace(request_data, query=resolved.query)
         query, name = request_data.query, request_data.operation_name
         _log_operation(query, name, self.max_tokens)
         if isinstance(query, str) and isinstance(name, str | None):
@@ -316,6 +338,8 @@ class GatewayGraphQL(GraphQL[Context, None]):
         database could not serve is a 503. application/json keeps 200 for both.
         """
         answer = await super().process_result(request, result)
+        if isinstance(result, _NotRun):
+            answer.pop("data", None)  # as APQ clients expect: the document was never found
         response = request.state.context.response
         if response is None or response.media_type != _GRAPHQL_RESPONSE or result.data is not None or not result.errors:
             return answer
@@ -389,17 +413,23 @@ class GraphQLEndpoint:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError:
             return False
-        if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+        if not isinstance(payload, dict):
             return False
-        query, name = payload["query"], payload.get("operationName")
-        _log_operation(query, name, self.view.max_tokens)
-        variables = payload.get("variables")
+        name, variables = payload.get("operationName"), payload.get("variables")
         if not (name is None or isinstance(name, str)) or not (variables is None or isinstance(variables, dict)):
             return False
+        try:
+            # A persisted document's text comes from memory (or once from the database).
+            resolved = await state["documents"].resolve(payload.get("query"), payload.get("extensions"))
+        except Exception:  # a refusal, or the database: the reference answers either its own way
+            return False
+        if resolved is None:
+            return False
+        _log_operation(resolved.query, name, self.view.max_tokens)
         assert self.fastpath is not None  # noqa: S101  (checked by the caller)
-        plan = self.fastpath.plan(query, name)
+        plan = self.fastpath.plan(resolved.query, name, digest=resolved.sha256)
         if plan is UNKNOWN:
-            scope.setdefault("state", {})["learn"] = (query, name)
+            scope.setdefault("state", {})["learn"] = (resolved.query, name, resolved.sha256)
             return False
         if plan is None or not principal.can(KeyScope.READ):
             return False
@@ -427,6 +457,7 @@ class GraphQLEndpoint:
                 request.method == "GET"
                 and "text/html" in request.headers.get("accept", "")
                 and "query" not in request.query_params
+                and "extensions" not in request.query_params
             )
             if not wants_ide:
                 try:
@@ -727,6 +758,11 @@ def create_app(settings: Settings | None = None, *, tracer_provider: TracerProvi
                 authenticator=authenticator,
                 metrics=app_metrics,
                 sns_certificates=CertificateStore(),
+                documents=PersistedDocuments(
+                    session_factory=session_factory,
+                    trusted_only=settings.trusted_documents_only,
+                    cache_size=settings.persisted_queries_cache_size,
+                ),
             )
         finally:
             await feed.stop()

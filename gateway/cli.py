@@ -350,6 +350,23 @@ def _export_schema(args: argparse.Namespace) -> None:
         print(f"wrote {args.output}")
 
 
+def _register_documents(args: argparse.Namespace) -> None:
+    from gateway.documents import read_documents, register_documents
+
+    try:
+        documents = read_documents(args.files)
+    except (OSError, ValueError) as error:
+        sys.exit(f"gateway: {error}")
+    settings = _migrated(_settings())
+
+    async def work(factory):  # type: ignore[no-untyped-def]
+        async with factory() as session:
+            return await register_documents(session=session, documents=documents)
+
+    added = asyncio.run(_with_sessions(settings, work))
+    print(f"registered {added} new trusted documents ({len(documents) - added} already known)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gateway", description="E-mail delivery status gateway.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -405,6 +422,14 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument("--batch-size", type=_at_least_one, default=1000,
                        help="e-mails per transaction (default 1000)")
     purge.set_defaults(run=_purge_history)
+
+    documents = commands.add_parser(
+        "register-documents",
+        help="register trusted GraphQL documents (.graphql files, or JSON manifests {hash: document})",
+    )
+    documents.add_argument("files", nargs="+", type=Path, metavar="FILE",
+                           help="a .graphql file, or a persisted-documents JSON manifest (Apollo, GraphQL Codegen)")
+    documents.set_defaults(run=_register_documents)
 
     export = commands.add_parser("export-schema", help="write the GraphQL schema (SDL)")
     export.add_argument("--output", "-o", default="schema.graphql", help="file, or - for stdout (default schema.graphql)")

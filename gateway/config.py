@@ -76,6 +76,10 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT", "otlp_endpoint"),
         description="OTLP/HTTP collector; traces are exported there when set.",
     )
+    # Off by default everywhere (the demo and local tools send ad-hoc queries);
+    # production deployments that register their clients' documents turn it on.
+    trusted_documents_only: bool = False
+    persisted_queries_cache_size: int = Field(default=1000, ge=0, le=1_000_000)
 
     @field_validator("ses_topic_arns", mode="before")
     @classmethod

@@ -22,6 +22,7 @@ __all__ = [
     "Relation",
     "StatusChange",
     "Tenant",
+    "TrustedDocument",
     "UTCDateTime",
     "WebhookNonce",
     "utcnow",
@@ -287,3 +288,17 @@ class WebhookNonce(SQLModel, table=True):
     token: str = Field(max_length=200)
     body_hash: str = Field(max_length=64)
     seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False, index=True)
+
+
+class TrustedDocument(SQLModel, table=True):
+    """A GraphQL document a client team registered at build time, by its SHA-256 (hex).
+
+    Shared by every replica; with `GATEWAY_TRUSTED_DOCUMENTS_ONLY` no other
+    document runs. Not per tenant: the documents are the front-ends' own code.
+    """
+
+    __tablename__ = "trusted_document"
+
+    sha256: str = Field(primary_key=True, max_length=64)
+    document: str = Field(sa_type=sa.Text, nullable=False)
+    registered_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)

@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 _ROOTS = {"emails": "Email", "documents": "Document", "invoices": "Invoice"}
 _CURSOR_KIND = {"emails": "email", "documents": "document", "invoices": "invoice"}
 _UNKNOWN = object()
+_BACKWARD = frozenset({"last", "before"})
 
 
 @dataclass
@@ -188,6 +189,8 @@ def compile_plan(schema: GraphQLSchema, query: str, operation_name: str | None) 
             name = selection.name.value
             if name not in _ROOTS or selection.selection_set is None:
                 raise Unsupported(name)
+            if any(a.name.value in _BACKWARD for a in selection.arguments or ()):
+                raise Unsupported("backward pagination")  # the compiled pages only go forwards
             if any(r.key == (selection.alias.value if selection.alias else name) for r in roots):
                 raise Unsupported("repeated root key")
             columns = needs.email if name == "emails" else plan.item_columns.setdefault(name, {"id"})
@@ -202,7 +205,7 @@ def compile_plan(schema: GraphQLSchema, query: str, operation_name: str | None) 
 
 
 class FastPath:
-    """Plans by query text; `run` answers a request or returns None for the reference."""
+    """Plans by query text or persisted hash; `run` answers a request or returns None for the reference."""
 
     def __init__(self, schema: GraphQLSchema, *, limits: Limits, history_days: int, size: int = 512) -> None:
         self._schema = schema
@@ -212,20 +215,24 @@ class FastPath:
         self._size = size
         self._plans: OrderedDict[tuple[str, str | None], Plan | None] = OrderedDict()
 
-    def plan(self, query: str, operation_name: str | None) -> Plan | None | object:
-        """The plan, None if the document is not for the fast path, or `UNKNOWN` if not learned yet."""
-        found = self._plans.get((query, operation_name), _UNKNOWN)
+    def plan(self, query: str, operation_name: str | None, digest: str | None = None) -> Plan | None | object:
+        """The plan, None if the document is not for the fast path, or `UNKNOWN` if not learned yet.
+
+        A persisted document is keyed by its SHA-256 (`digest`), the text otherwise.
+        """
+        key = (digest or query, operation_name)
+        found = self._plans.get(key, _UNKNOWN)
         if found is not _UNKNOWN:
-            self._plans.move_to_end((query, operation_name))
+            self._plans.move_to_end(key)
         return found
 
-    def learn(self, query: str, operation_name: str | None) -> None:
+    def learn(self, query: str, operation_name: str | None, digest: str | None = None) -> None:
         """Compile a document the reference executor has just answered without errors."""
         try:
             plan = compile_plan(self._schema, query, operation_name)
         except GraphQLError:
             plan = None
-        self._plans[(query, operation_name)] = plan
+        self._plans[(digest or query, operation_name)] = plan
         while len(self._plans) > self._size:
             self._plans.popitem(last=False)
 

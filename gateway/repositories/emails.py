@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from gateway import models
 from gateway.enums import EmailStatus
-from gateway.repositories.pages import Page, PageRequest
+from gateway.repositories.pages import Page, PageRequest, seek
 
 __all__ = [
     "EmailQuery",
@@ -53,12 +53,9 @@ def newest_first() -> tuple[Any, ...]:
     return (E.sent_at.desc(), E.id.desc())  # type: ignore[union-attr]
 
 
-def _after(key: tuple[datetime | None, int] | None) -> list[ColumnElement[bool]]:
-    # Keyset condition for ORDER BY sent_at DESC, id DESC: rows strictly below the cursor.
-    if key is None:
-        return []
-    sent_at, pk = key
-    return [or_(E.sent_at < sent_at, and_(E.sent_at == sent_at, E.id < pk))]  # type: ignore[operator]
+def _seek(page: PageRequest) -> tuple[list[ColumnElement[bool]], list[Any]]:
+    # The cursor of an e-mail is its (sent_at, id): the newest_first() columns.
+    return seek((E.sent_at, E.id), page, lambda cursor: cursor)
 
 
 def _conditions(tenant_id: int, query: EmailQuery) -> list[ColumnElement[bool]]:
@@ -88,12 +85,8 @@ async def list_emails(
     *, session: AsyncSession, tenant_id: int, query: EmailQuery, page: PageRequest
 ) -> Page[models.Email]:
     """One page of the tenant's e-mails matching `query`, newest sent first."""
-    statement = (
-        select(E)
-        .where(*_conditions(tenant_id, query), *_after(page.after))
-        .order_by(*newest_first())
-        .limit(page.first + 1)
-    )
+    bounds, order = _seek(page)
+    statement = select(E).where(*_conditions(tenant_id, query), *bounds).order_by(*order).limit(page.first + 1)
     rows = (await session.execute(statement)).scalars().all()
     return Page.from_rows(rows, page)
 
@@ -155,10 +148,11 @@ async def list_emails_by_parent(
     100 documents with their e-mails costs one query, not 100.
     """
     column = _parent_column(parent)
-    number = func.row_number().over(partition_by=column, order_by=newest_first())
+    bounds, order = _seek(page)
+    number = func.row_number().over(partition_by=column, order_by=order)
     ranked = (
         _from_parent(parent, select(column.label("parent_id"), E.id.label("email_id"), number.label("rn")))  # type: ignore[union-attr]
-        .where(column.in_(parent_ids), E.tenant_id == tenant_id, *_after(page.after))
+        .where(column.in_(parent_ids), E.tenant_id == tenant_id, *bounds)
         .subquery()
     )
     statement = (
@@ -234,14 +228,9 @@ async def list_email_rows(
     value says whether another page follows.
     """
     wanted = [E.id, E.sent_at, *(getattr(E, c) for c in columns if c not in ("id", "sent_at"))]
-    statement = (
-        select(*wanted)
-        .where(*_conditions(tenant_id, query), *_after(page.after))
-        .order_by(*newest_first())
-        .limit(page.first + 1)
-    )
-    rows = (await connection.execute(statement)).all()
-    return list(rows[: page.first]), len(rows) > page.first
+    bounds, order = _seek(page)
+    statement = select(*wanted).where(*_conditions(tenant_id, query), *bounds).order_by(*order).limit(page.first + 1)
+    return page.cut((await connection.execute(statement)).all())
 
 
 async def count_email_rows(*, connection: AsyncConnection, tenant_id: int, query: EmailQuery) -> int:

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from gateway import models
 from gateway.enums import EmailStatus, InvoiceStatus
-from gateway.repositories.pages import Page, PageRequest
+from gateway.repositories.pages import Page, PageRequest, seek
 
 __all__ = [
     "ItemQuery",
@@ -54,13 +54,16 @@ def _conditions(model: Any, tenant_id: int, query: ItemQuery) -> list[ColumnElem
     return conditions
 
 
+def _seek(model: Any, page: PageRequest) -> tuple[list[ColumnElement[bool]], list[Any]]:
+    # Items page by id alone: their cursors carry (None, id).
+    return seek((model.id,), page, lambda cursor: cursor[1:])
+
+
 async def _list(
     model: type[Item], *, session: AsyncSession, tenant_id: int, query: ItemQuery, page: PageRequest
 ) -> Page[Item]:
-    statement = select(model).where(*_conditions(model, tenant_id, query))
-    if page.after is not None:
-        statement = statement.where(model.id < page.after[1])  # type: ignore[operator]
-    statement = statement.order_by(model.id.desc()).limit(page.first + 1)  # type: ignore[union-attr]
+    bounds, order = _seek(model, page)
+    statement = select(model).where(*_conditions(model, tenant_id, query), *bounds).order_by(*order).limit(page.first + 1)
     rows = (await session.execute(statement)).scalars().all()
     return Page.from_rows(rows, page)
 
@@ -155,13 +158,11 @@ async def list_item_rows(
 ) -> tuple[list[Any], bool]:
     """A page of the Documents or Invoicing screen as plain rows (id first), newest first."""
     model = _MODELS[kind]
+    bounds, order = _seek(model, page)
     statement = select(model.id, *(getattr(model, c) for c in columns if c != "id")).where(
-        *_conditions(model, tenant_id, query)
+        *_conditions(model, tenant_id, query), *bounds
     )
-    if page.after is not None:
-        statement = statement.where(model.id < page.after[1])
-    rows = (await connection.execute(statement.order_by(model.id.desc()).limit(page.first + 1))).all()
-    return list(rows[: page.first]), len(rows) > page.first
+    return page.cut((await connection.execute(statement.order_by(*order).limit(page.first + 1))).all())
 
 
 async def count_item_rows(*, connection: AsyncConnection, kind: str, tenant_id: int, query: ItemQuery) -> int:

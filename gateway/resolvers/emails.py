@@ -14,12 +14,9 @@ from gateway.repositories import emails as repo
 from gateway.schema.inputs import EmailFilter, EmailStatsFilter
 from gateway.schema.types.emails import Email, EmailConnection, EmailStats, StatusCount
 
-from .pages import page_request, paged
+from .pages import AFTER, BEFORE, FIRST, LAST, page_request, paged
 
 __all__ = ["email", "email_stats", "emails", "email_query"]
-
-FIRST = "How many items to return (at most the server's maximum page size, 100 by default)."
-AFTER = "Return the items after this cursor (`pageInfo.endCursor` of the previous page)."
 
 
 def email_query(f: EmailFilter | EmailStatsFilter | None) -> repo.EmailQuery:
@@ -41,11 +38,13 @@ async def emails(
     filter: Annotated[  # noqa: A002  (the contract names it `filter`)
         EmailFilter | None, strawberry.argument(description="Which e-mails to list.")
     ] = None,
-    first: Annotated[int | None, strawberry.argument(description=FIRST)] = 50,
+    first: Annotated[int | None, strawberry.argument(description=FIRST)] = None,
     after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
+    last: Annotated[int | None, strawberry.argument(description=LAST)] = None,
+    before: Annotated[str | None, strawberry.argument(description=BEFORE)] = None,
 ) -> EmailConnection:
     query = email_query(filter)  # the filter is checked before the page, as always
-    page = page_request(info.context, first, after, "email")
+    page = page_request(info.context, first, after, "email", last=last, before=before)
     found, count = await paged(info.context, query, page, repo.list_emails, repo.count_emails)
     return EmailConnection.of(found, count)
 

@@ -15,8 +15,7 @@ from gateway.repositories import items as repo
 from gateway.schema.inputs import DocumentFilter, InvoiceFilter
 from gateway.schema.types.items import DocumentConnection, InvoiceConnection, Relation, RelationTimeline
 
-from .emails import AFTER, FIRST
-from .pages import page_request, paged
+from .pages import AFTER, BEFORE, FIRST, LAST, page_request, paged
 
 __all__ = ["documents", "invoices", "item_query", "relation_timeline"]
 
@@ -37,11 +36,13 @@ async def documents(
     filter: Annotated[  # noqa: A002
         DocumentFilter | None, strawberry.argument(description="Which documents to list.")
     ] = None,
-    first: Annotated[int | None, strawberry.argument(description=FIRST)] = 50,
+    first: Annotated[int | None, strawberry.argument(description=FIRST)] = None,
     after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
+    last: Annotated[int | None, strawberry.argument(description=LAST)] = None,
+    before: Annotated[str | None, strawberry.argument(description=BEFORE)] = None,
 ) -> DocumentConnection:
     query = item_query(filter)  # the filter is checked before the page, as always
-    page = page_request(info.context, first, after, "document")
+    page = page_request(info.context, first, after, "document", last=last, before=before)
     found, count = await paged(info.context, query, page, repo.list_documents, repo.count_documents)
     return DocumentConnection.of(found, count)
 
@@ -51,11 +52,13 @@ async def invoices(
     filter: Annotated[  # noqa: A002
         InvoiceFilter | None, strawberry.argument(description="Which invoices to list.")
     ] = None,
-    first: Annotated[int | None, strawberry.argument(description=FIRST)] = 50,
+    first: Annotated[int | None, strawberry.argument(description=FIRST)] = None,
     after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
+    last: Annotated[int | None, strawberry.argument(description=LAST)] = None,
+    before: Annotated[str | None, strawberry.argument(description=BEFORE)] = None,
 ) -> InvoiceConnection:
     query = item_query(filter)  # the filter is checked before the page, as always
-    page = page_request(info.context, first, after, "invoice")
+    page = page_request(info.context, first, after, "invoice", last=last, before=before)
     found, count = await paged(info.context, query, page, repo.list_invoices, repo.count_invoices)
     return InvoiceConnection.of(found, count)
 
@@ -63,11 +66,13 @@ async def invoices(
 async def relation_timeline(
     info: Info[Context, None],
     relation_id: Annotated[strawberry.ID, strawberry.argument(description="The relation's global id.")],
-    first: Annotated[int | None, strawberry.argument(description=FIRST)] = 50,
+    first: Annotated[int | None, strawberry.argument(description=FIRST)] = None,
     after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
+    last: Annotated[int | None, strawberry.argument(description=LAST)] = None,
+    before: Annotated[str | None, strawberry.argument(description=BEFORE)] = None,
 ) -> RelationTimeline:
     ctx = info.context
-    page = page_request(ctx, first, after, "email")
+    page = page_request(ctx, first, after, "email", last=last, before=before)
     relation = await ctx.loaders.relation_by_id.load(decode_id_of(relation_id, "Relation"))
     if relation is None:  # missing and foreign read the same
         raise NotFound(f"Relation {relation_id!r} not found")

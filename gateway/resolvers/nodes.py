@@ -1,7 +1,8 @@
-"""`node(id)`: any object by its global id, within the caller's tenant."""
+"""`node(id)` and `nodes(ids)`: any objects by their global ids, within the caller's tenant."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 import strawberry
@@ -14,13 +15,10 @@ from gateway.schema.types.common import Node
 from gateway.schema.types.emails import Email
 from gateway.schema.types.items import Document, EmailInteraction, Invoice, Relation
 
-__all__ = ["node"]
+__all__ = ["node", "nodes"]
 
 
-async def node(
-    info: Info[Context, None],
-    id: Annotated[strawberry.ID, strawberry.argument(description="A global id.")],  # noqa: A002
-) -> Node | None:
+async def _load(info: Info[Context, None], id: str) -> Node | None:  # noqa: A002
     type_name, pk = decode_id(id)
     loaders = info.context.loaders
     if type_name == "Email":
@@ -36,3 +34,23 @@ async def node(
         return Invoice.maybe(await loaders.invoice_by_id.load(pk))
     raise BadInput(f"Invalid ID {id[:100]!r}")
 
+
+async def node(
+    info: Info[Context, None],
+    id: Annotated[strawberry.ID, strawberry.argument(description="A global id.")],  # noqa: A002
+) -> Node | None:
+    return await _load(info, id)
+
+
+async def nodes(
+    info: Info[Context, None],
+    ids: Annotated[
+        list[strawberry.ID],
+        strawberry.argument(description="Global ids (at most the server's maximum list size, 100 by default)."),
+    ],
+) -> list[Node | None]:
+    # Every id is decoded before anything loads, so one bad id refuses the whole
+    # list; the loads then go out together (one statement per kind).
+    for id in ids:  # noqa: A001
+        decode_id(id)
+    return list(await asyncio.gather(*(_load(info, id) for id in ids)))

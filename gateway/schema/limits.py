@@ -6,7 +6,7 @@ document is valid and before anything runs:
 
 - **Query cost**: the number of objects a request may return, as GitHub's node
   limit counts it. Every connection (a field with a `first` argument) costs its
-  page size times the page sizes of the connections it is nested in, so
+  page size (`first` or `last`) times the page sizes of the connections it is nested in, so
   `emails(first: 100) { edges { node { invoice { emails(first: 100) ... } } } }`
   costs 100 + 100 × 100. Page sizes over the maximum count as the maximum (the
   page-size error is the clearer one); an omitted `first` counts its default.
@@ -16,6 +16,8 @@ document is valid and before anything runs:
   identical entries in a variable are folded into one, and more than
   `max_list_size` distinct entries are refused. A list of 40,000 ids would
   otherwise reach the database driver, whose parameter limit it overflows.
+  A positional list (`nodes(ids:)`, answered entry by entry in order) is not
+  a set: it is counted entry by entry and never folded.
 - **Time**: a query runs within `max_execution_seconds`; past it the request is
   cancelled and answers an error. Database work already sent runs to its end
   (see `gateway.db.RequestDb`), so nothing is left half-done. Mutations are not
@@ -58,9 +60,14 @@ from graphql import (
 )
 from strawberry.extensions import SchemaExtension
 
-__all__ = ["Limits", "RequestLimits", "check_request", "query_cost"]
+from gateway.repositories.pages import DEFAULT_PAGE_SIZE
+
+__all__ = ["POSITIONAL_ARGUMENTS", "Limits", "RequestLimits", "check_request", "query_cost"]
 
 _NUL = "\x00"
+
+# (field, argument) whose list answers entry by entry, in order: `nodes(ids:)`.
+POSITIONAL_ARGUMENTS = frozenset({("nodes", "ids")})
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,13 +147,17 @@ class _Cost:
         return size + size * inner
 
     def _page_size(self, node: FieldNode, default: Any) -> int:
-        value: Any = default
-        for argument in node.arguments or ():
-            if argument.name.value == "first":
-                value = _literal(argument.value, self.variables, default)
-        if isinstance(value, bool) or not isinstance(value, int):
-            value = default if isinstance(default, int) else self.max_page_size
-        return max(0, min(value, self.max_page_size))
+        # A page is `first` rows forwards or `last` rows backwards; given both (which
+        # execution refuses), the larger counts. Neither: the default page size.
+        if not isinstance(default, int) or isinstance(default, bool):
+            default = DEFAULT_PAGE_SIZE
+        sizes = [
+            _literal(argument.value, self.variables, None)
+            for argument in node.arguments or ()
+            if argument.name.value in ("first", "last")
+        ]
+        given = [v if isinstance(v, int) and not isinstance(v, bool) else default for v in sizes if v is not None]
+        return max(0, min(max(given, default=default), self.max_page_size))
 
 
 def _literal(node: ValueNode, variables: Mapping[str, Any], default: Any) -> Any:
@@ -185,12 +196,20 @@ def _fold(values: list[Any]) -> list[Any]:
     return list(dict.fromkeys(values))
 
 
-def _check_value(value: Any, where: str, path: str, max_list_size: int) -> Any:
-    """The value with its lists folded; raises on a NUL character or an oversized list."""
+def _check_value(value: Any, where: str, path: str, max_list_size: int, *, positional: bool = False) -> Any:
+    """The value with its lists folded; raises on a NUL character or an oversized list.
+
+    A positional list (its answer is a list in the same order) is counted entry
+    by entry and never folded: folding would shift the answers' positions.
+    """
     if isinstance(value, str):
         if _NUL in value:
             raise _error(f"{where} at {path!r} contains a NUL character (U+0000), which cannot be stored")
         return value
+    if isinstance(value, list) and positional:
+        if len(value) > max_list_size:
+            raise _error(f"{where} at {path!r} has {len(value)} entries; at most {max_list_size} are accepted")
+        return [_check_value(item, where, f"{path}[{i}]", max_list_size) for i, item in enumerate(value)]
     if isinstance(value, list):
         folded = _fold(value)
         if len(folded) > max_list_size:
@@ -203,10 +222,12 @@ def _check_value(value: Any, where: str, path: str, max_list_size: int) -> Any:
     return value
 
 
-def _check_literal(node: ValueNode, where: str, path: str, max_list_size: int) -> None:
+def _check_literal(node: ValueNode, where: str, path: str, max_list_size: int, *, positional: bool = False) -> None:
     if isinstance(node, StringValueNode):
         if _NUL in node.value:
             raise _error(f"{where} at {path!r} contains a NUL character (U+0000), which cannot be stored")
+    elif isinstance(node, ListValueNode) and positional and len(node.values) > max_list_size:
+        raise _error(f"{where} at {path!r} has {len(node.values)} entries; at most {max_list_size} are accepted")
     elif isinstance(node, ListValueNode):
         distinct = {print_ast(v) for v in node.values} if len(node.values) > max_list_size else set()
         if len(distinct) > max_list_size:
@@ -244,14 +265,22 @@ def check_request(
 
     Raises a GraphQLError (`BAD_USER_INPUT`) naming the offending value and the limit.
     """
+    positional = {
+        argument.value.name.value
+        for field, argument in _arguments(document)
+        if (field.name.value, argument.name.value) in POSITIONAL_ARGUMENTS and isinstance(argument.value, VariableNode)
+    }
     for name in list(variables or {}):
-        variables[name] = _check_value(variables[name], f'Variable "${name}"', name, limits.max_list_size)  # type: ignore[index]
+        variables[name] = _check_value(  # type: ignore[index]
+            variables[name], f'Variable "${name}"', name, limits.max_list_size, positional=name in positional
+        )
     for field, argument in _arguments(document):
         _check_literal(
             argument.value,
             f'Argument "{argument.name.value}" of field "{field.name.value}"',
             argument.name.value,
             limits.max_list_size,
+            positional=(field.name.value, argument.name.value) in POSITIONAL_ARGUMENTS,
         )
     cost = query_cost(schema, document, operation, variables, max_page_size=limits.max_page_size)
     if cost > limits.max_query_cost:

@@ -25,6 +25,11 @@ class Query:
     node: Node | None = strawberry.field(
         resolver=_nodes.node, permission_classes=[CanRead], description="Any object by its global id; null if it does not exist."
     )
+    nodes: list[Node | None] = strawberry.field(
+        resolver=_nodes.nodes,
+        permission_classes=[CanRead],
+        description="Objects by their global ids, in the order asked; null where one does not exist.",
+    )
     email: Email | None = strawberry.field(
         resolver=_emails.email, permission_classes=[CanRead], description="One e-mail by its global id; null if it does not exist."
     )

@@ -28,6 +28,7 @@ def _parse(value: object) -> datetime:
 DateTime = strawberry.scalar(
     name="DateTime",
     description="ISO-8601 date and time with offset, always UTC on output.",
+    specified_by_url="https://scalars.graphql.org/andimarek/date-time",
     serialize=_serialize,
     parse_value=_parse,
 )

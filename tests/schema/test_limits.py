@@ -65,6 +65,24 @@ def test_nested_connections_multiply_their_page_sizes():
     assert cost(NESTED, {"n": 10**9}) == cost(NESTED, {"n": 100})
 
 
+BACKWARD = """
+query Backward($n: Int) {
+  emails(last: $n) { edges { node { invoice { emails(last: $n) { edges { node {
+    invoice { emails(first: 2) { edges { node { id } } } } } } } } } } }
+}
+"""
+
+
+def test_backward_pages_cost_their_last_as_forward_pages_cost_their_first():
+    # given connections paged with `last`, one of them nested in another
+    # when / then
+    assert cost(BACKWARD, {"n": 100}) == 100 + 100**2 + 2 * 100**2
+    assert cost(BACKWARD, {"n": 10**9}) == cost(BACKWARD, {"n": 100})
+    # neither given: the default page size; both given (refused when it runs): the larger
+    assert cost(BACKWARD, {}) == 50 + 50**2 + 2 * 50**2
+    assert cost("{ emails(first: 3, last: 7) { edges { node { id } } } }") == 7
+
+
 def test_fragments_count_once_per_spread_and_a_deep_chain_is_cheap_to_cost():
     # given fragments that each spread the next one twice: 2^40 connections if expanded
     chain = "".join(

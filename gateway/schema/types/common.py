@@ -35,11 +35,15 @@ class EmailTracked:
 
 @strawberry.type(description="Where a page stands in the whole list (Relay cursor connections).")
 class PageInfo:
-    has_next_page: bool = strawberry.field(description="True when another page follows this one.")
-    has_previous_page: bool = strawberry.field(
-        description="True when this page was asked for after a cursor."
+    has_next_page: bool = strawberry.field(
+        description="True when another page follows this one (with `last`: when it was asked for before a cursor)."
     )
-    start_cursor: str | None = strawberry.field(description="Cursor of the first edge; null when empty.")
+    has_previous_page: bool = strawberry.field(
+        description="True when a page comes before this one (with `first`: when it was asked for after a cursor)."
+    )
+    start_cursor: str | None = strawberry.field(
+        description="Cursor of the first edge: pass it as `before` for the previous page; null when empty."
+    )
     end_cursor: str | None = strawberry.field(
         description="Cursor of the last edge: pass it as `after` for the next page."
     )

@@ -13,7 +13,7 @@ from gateway import models
 from gateway.context import Context
 from gateway.ids import encode_cursor, encode_id
 from gateway.repositories.pages import Page
-from gateway.resolvers.pages import page_request
+from gateway.resolvers.pages import AFTER, BEFORE, FIRST, LAST, page_request
 
 from .common import EmailTracked, Node, PageInfo
 from .emails import Email, EmailConnection, EmailDetails, email_cursor
@@ -31,8 +31,6 @@ __all__ = [
     "TimelineEntry",
 ]
 
-_FIRST = "How many items to return (at most the server's maximum page size, 100 by default)."
-_AFTER = "Return the items after this cursor (`pageInfo.endCursor` of the previous page)."
 
 
 async def _latest_email(info: Info[Context, None], latest_email_id: int | None) -> models.Email | None:
@@ -61,10 +59,12 @@ class Relation(Node):
     async def timeline(
         self,
         info: Info[Context, None],
-        first: Annotated[int | None, strawberry.argument(description=_FIRST)] = 50,
-        after: Annotated[str | None, strawberry.argument(description=_AFTER)] = None,
+        first: Annotated[int | None, strawberry.argument(description=FIRST)] = None,
+        after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
+        last: Annotated[int | None, strawberry.argument(description=LAST)] = None,
+        before: Annotated[str | None, strawberry.argument(description=BEFORE)] = None,
     ) -> RelationTimeline:
-        page = page_request(info.context, first, after, "email")
+        page = page_request(info.context, first, after, "email", last=last, before=before)
         found = await info.context.loaders.emails_by_relation_id.load((self.model.id, page))  # type: ignore[arg-type]
         return RelationTimeline.of(self, found)
 
@@ -109,11 +109,13 @@ class Document(Node, EmailTracked):
     async def emails(
         self,
         info: Info[Context, None],
-        first: Annotated[int | None, strawberry.argument(description=_FIRST)] = 50,
-        after: Annotated[str | None, strawberry.argument(description=_AFTER)] = None,
+        first: Annotated[int | None, strawberry.argument(description=FIRST)] = None,
+        after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
+        last: Annotated[int | None, strawberry.argument(description=LAST)] = None,
+        before: Annotated[str | None, strawberry.argument(description=BEFORE)] = None,
     ) -> EmailConnection:
         loaders = info.context.loaders
-        page = page_request(info.context, first, after, "email")
+        page = page_request(info.context, first, after, "email", last=last, before=before)
         found = await loaders.emails_by_document_id.load((self.model.id, page))  # type: ignore[arg-type]
         return EmailConnection.of(found, lambda: loaders.email_count_by_document_id.load(self.model.id))  # type: ignore[arg-type]
 
@@ -162,11 +164,13 @@ class Invoice(Node, EmailTracked):
     async def emails(
         self,
         info: Info[Context, None],
-        first: Annotated[int | None, strawberry.argument(description=_FIRST)] = 50,
-        after: Annotated[str | None, strawberry.argument(description=_AFTER)] = None,
+        first: Annotated[int | None, strawberry.argument(description=FIRST)] = None,
+        after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
+        last: Annotated[int | None, strawberry.argument(description=LAST)] = None,
+        before: Annotated[str | None, strawberry.argument(description=BEFORE)] = None,
     ) -> EmailConnection:
         loaders = info.context.loaders
-        page = page_request(info.context, first, after, "email")
+        page = page_request(info.context, first, after, "email", last=last, before=before)
         found = await loaders.emails_by_invoice_id.load((self.model.id, page))  # type: ignore[arg-type]
         return EmailConnection.of(found, lambda: loaders.email_count_by_invoice_id.load(self.model.id))  # type: ignore[arg-type]
 
