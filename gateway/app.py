@@ -43,6 +43,7 @@ from strawberry.types.graphql import OperationType
 
 from gateway import pixel
 from gateway.auth import Authenticator
+from gateway.browsers import BrowserCORS, Compression
 from gateway.config import Settings, get_settings
 from gateway.context import Context
 from gateway.db import SessionFactory, create_engine, create_session_factory, database_unavailable
@@ -675,6 +676,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lifespan=lifespan,
     )
     app.add_middleware(MetricsMiddleware, metrics=app_metrics)
+    app.add_middleware(Compression, min_bytes=settings.compression_min_bytes)
+    # Outside compression so a preflight is answered first; inside RequestIds so it has an id.
+    app.add_middleware(BrowserCORS, origins=settings.cors_origins, max_age=settings.cors_max_age_seconds)
     app.add_middleware(RequestIds)
     app.state.live = view.live  # for operators' introspection and the tests
     return app
