@@ -41,7 +41,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import Subscr
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
-from gateway import pixel
+from gateway import graphiql, pixel
 from gateway.auth import Authenticator
 from gateway.browsers import BrowserCORS, Compression
 from gateway.config import Settings, get_settings
@@ -286,6 +286,9 @@ class GatewayGraphQL(GraphQL[Context, None]):
             response.status_code = 400
             answer.pop("data", None)
         return answer
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        return graphiql.page()  # same-origin assets only: strawberry's page needs a CDN
 
     def create_response(self, response_data: Any, sub_response: Response) -> Response:
         response = super().create_response(response_data, sub_response)
@@ -672,6 +675,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/metrics", metrics),
             Route("/t/{token}", pixel.tracking_image, methods=["GET", "HEAD"]),
             *webhook_routes(),
+            *(graphiql.routes() if settings.graphiql else []),
         ],
         lifespan=lifespan,
     )
