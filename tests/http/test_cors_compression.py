@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import orjson
 import pytest
@@ -23,6 +23,8 @@ EMAILS = (
     "query Emails($first: Int) { emails(first: $first) { totalCount"
     " edges { node { id subject recipient emailStatus } } } }"
 )
+# What Apollo Client sends from a browser, with the key and a request id.
+APOLLO_HEADERS = ("authorization", "content-type", "x-apollo-operation-name", "apollo-require-preflight", "x-request-id")
 COUNT = "query Count { emails(first: 1) { totalCount } }"
 
 
@@ -35,13 +37,13 @@ async def serving(settings: Settings) -> AsyncIterator[AsyncClient]:
 
 
 @pytest.fixture
-def app_with(backend: str, tmp_path, session_factory) -> Callable[..., AsyncIterator[AsyncClient]]:  # type: ignore[no-untyped-def]
-    """`app_with(**settings)`: a client on the real app with these settings."""
+def app_with(backend: str, tmp_path, session_factory) -> Callable[..., AbstractAsyncContextManager[AsyncClient]]:  # type: ignore[no-untyped-def]
+    """`async with app_with(**settings) as client`: the real app with these settings, on empty tables."""
 
-    def make(**overrides: object) -> AsyncIterator[AsyncClient]:
-        return serving(make_settings(backend, tmp_path, **overrides))  # type: ignore[return-value]
+    def make(**overrides: object) -> AbstractAsyncContextManager[AsyncClient]:
+        return serving(make_settings(backend, tmp_path, **overrides))
 
-    return make  # type: ignore[return-value]
+    return make
 
 
 def preflight(origin: str, headers: str = "authorization,content-type") -> dict[str, str]:
@@ -52,12 +54,9 @@ def preflight(origin: str, headers: str = "authorization,content-type") -> dict[
     }
 
 
-async def raw_post(client: AsyncClient, query: str, variables: dict[str, object], headers: dict[str, str]) -> Response:
-    """The answer as it travels: httpx would decode gzip before the test sees it."""
-    request = client.build_request("POST", "/graphql", json={"query": query, "variables": variables}, headers=headers)
-    response = await client.send(request, stream=True)
-    await response.aread()
-    return response
+async def post(client: AsyncClient, query: str, variables: dict[str, object], headers: dict[str, str]) -> Response:
+    """httpx decodes a gzipped body; the headers stay as they came (encoding, length on the wire)."""
+    return await client.post("/graphql", json={"query": query, "variables": variables}, headers=headers)
 
 
 # --- CORS ---------------------------------------------------------------------
@@ -67,13 +66,13 @@ async def test_a_preflight_from_an_allowed_origin_is_answered_and_cached(app_wit
     # given
     async with app_with(cors_origins=[FRONT_END], cors_max_age_seconds=900) as client:
         # when
-        answer = await client.options("/graphql", headers=preflight(FRONT_END, "authorization,content-type,x-apollo-operation-name,apollo-require-preflight,x-request-id"))
+        answer = await client.options("/graphql", headers=preflight(FRONT_END, ",".join(APOLLO_HEADERS)))
     # then
     assert answer.status_code == 200
     assert answer.headers["access-control-allow-origin"] == FRONT_END
     assert answer.headers["access-control-max-age"] == "900"
     allowed = {h.strip().lower() for h in answer.headers["access-control-allow-headers"].split(",")}
-    assert {"authorization", "content-type", "x-apollo-operation-name", "apollo-require-preflight", "x-request-id"} <= allowed
+    assert set(APOLLO_HEADERS) <= allowed
     assert "POST" in answer.headers["access-control-allow-methods"]
 
 
@@ -162,9 +161,9 @@ async def test_a_page_of_100_rows_arrives_gzipped_and_decodes_to_the_same_json(a
         await register(session_factory, tenant)
     async with app_with() as client:
         # when: twice, so the fast path's answer is checked as well as strawberry's
-        plain = await raw_post(client, EMAILS, {"first": 100}, {**tenant.auth, "Accept-Encoding": "identity"})
+        plain = await post(client, EMAILS, {"first": 100}, {**tenant.auth, "Accept-Encoding": "identity"})
         zipped = [
-            await raw_post(client, EMAILS, {"first": 100}, {**tenant.auth, "Accept-Encoding": "gzip"}) for _ in range(2)
+            await post(client, EMAILS, {"first": 100}, {**tenant.auth, "Accept-Encoding": "gzip"}) for _ in range(2)
         ]
     # then
     assert "content-encoding" not in plain.headers
@@ -184,7 +183,7 @@ async def test_small_answers_and_the_tracking_image_are_not_compressed(app_with,
     gif_path = tracking_url("", settings.signing_key(), email.tracking_id)
     async with app_with(compression_min_bytes=40) as client:
         # when
-        small = await raw_post(client, COUNT, {}, {**tenant.auth, "Accept-Encoding": "gzip"})
+        small = await post(client, COUNT, {}, {**tenant.auth, "Accept-Encoding": "gzip"})
         gif = await client.get(gif_path, headers={"Accept-Encoding": "gzip"})
     # then
     assert len(small.content) < 40
@@ -201,7 +200,7 @@ async def test_compression_min_bytes_0_turns_it_off(app_with, session_factory) -
         await register(session_factory, tenant)
     async with app_with(compression_min_bytes=0) as client:
         # when
-        answer = await raw_post(client, EMAILS, {"first": 20}, {**tenant.auth, "Accept-Encoding": "gzip"})
+        answer = await post(client, EMAILS, {"first": 20}, {**tenant.auth, "Accept-Encoding": "gzip"})
     # then
     assert len(answer.content) > 2000
     assert "content-encoding" not in answer.headers
