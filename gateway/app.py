@@ -47,8 +47,9 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import Subscr
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
-from gateway import pixel
+from gateway import graphiql, pixel
 from gateway.auth import Authenticator
+from gateway.browsers import BrowserCORS, Compression
 from gateway.config import Settings, get_settings
 from gateway.context import Context
 from gateway.documents import DocumentRefused, PersistedDocuments
@@ -350,6 +351,9 @@ class GatewayGraphQL(GraphQL[Context, None]):
             response.status_code = 400
             answer.pop("data", None)
         return answer
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        return graphiql.page()  # same-origin assets only: strawberry's page needs a CDN
 
     def create_response(self, response_data: Any, sub_response: Response) -> Response:
         response = super().create_response(response_data, sub_response)
@@ -788,12 +792,17 @@ def create_app(settings: Settings | None = None, *, tracer_provider: TracerProvi
             Route("/metrics", metrics),
             Route("/t/{token}", pixel.tracking_image, methods=["GET", "HEAD"]),
             *webhook_routes(),
+            *(graphiql.routes() if settings.graphiql else []),
         ],
         lifespan=lifespan,
     )
     # The last added runs first: the request id, then the log fields and completion
-    # line, then the request's span (so the rest is traced under it), then the metrics.
+    # line, then the request's span (so the rest is traced under it), then CORS,
+    # compression and the metrics.
     app.add_middleware(MetricsMiddleware, metrics=app_metrics)
+    app.add_middleware(Compression, min_bytes=settings.compression_min_bytes)
+    # Outside compression so a preflight is answered first.
+    app.add_middleware(BrowserCORS, origins=settings.cors_origins, max_age=settings.cors_max_age_seconds)
     if tracing is not None:
         # One span per request or websocket, not one per ASGI message (a websocket's frames).
         app.add_middleware(tracing.asgi_middleware, tracer_provider=tracing.provider, exclude_spans=["receive", "send"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 from functools import lru_cache
 from pathlib import Path
@@ -21,6 +22,7 @@ __all__ = ["Settings", "get_settings"]
 _PLACEHOLDERS = {"changeme", "change-me", "secret", "password", "default", "test", "xxx"}
 _SECRET_FILE = "secret_key"
 _MIN_SECRET = 32
+_ORIGIN = re.compile(r"https?://[a-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9a-f:]+\](:[0-9]{1,5})?")
 
 
 class Settings(BaseSettings):
@@ -80,12 +82,42 @@ class Settings(BaseSettings):
     # production deployments that register their clients' documents turn it on.
     trusted_documents_only: bool = False
     persisted_queries_cache_size: int = Field(default=1000, ge=0, le=1_000_000)
+    # Browser front-ends on other origins; empty: no CORS headers at all.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    cors_max_age_seconds: int = Field(default=600, ge=0, le=86_400)
+    compression_min_bytes: int = Field(default=1000, ge=0, le=10 * 1024 * 1024)  # 0: never compress
 
     @field_validator("ses_topic_arns", mode="before")
     @classmethod
     def _split_arns(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin == "*":
+                # Clients send their API key: any site could then call the API as
+                # its visitors with whatever key their browser holds.
+                raise ValueError(
+                    "GATEWAY_CORS_ORIGINS must list exact origins, not '*' "
+                    "(the API is called with an Authorization header)"
+                )
+            if not _ORIGIN.fullmatch(origin):
+                # A browser's Origin header is exactly scheme://host[:port]; anything
+                # else (a path, a trailing slash) would silently never match.
+                raise ValueError(
+                    f"GATEWAY_CORS_ORIGINS entry {origin!r} is not an origin like https://app.example.com[:port]"
+                )
         return value
 
     @field_validator("database_url")
