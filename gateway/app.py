@@ -199,6 +199,17 @@ class LiveTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
             await super().handle_subscribe(message)
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
+        documents: PersistedDocuments = self.websocket.ws.state.documents  # type: ignore[attr-defined]
+        try:
+            # With trusted documents only, a subscription must be registered too.
+            await documents.resolve(operation.query, None)
+        except DocumentRefused as refused:
+            with contextlib.suppress(WebSocketDisconnected):  # the error frame also forgets the id
+                await operation.send_operation_message({
+                    "id": operation.id, "type": "error",
+                    "payload": [{"message": refused.message, "extensions": {"code": refused.code}}],
+                })
+            return
         chosen = _chosen_operation(operation.query, operation.operation_name, self.view.max_tokens)
         if chosen == _AMBIGUOUS:
             # As strawberry answers an unknown operation name: the request is malformed.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from conftest import make_settings
-from factories import make_tenant
-from live_helpers import CHANGES, Client, serving
+from factories import make_tenant, register
+from live_helpers import CHANGES, Client, listening, serving
 from sqlalchemy import func, select
 
 from gateway import models
@@ -77,3 +77,26 @@ async def test_several_operations_without_a_name_close_the_socket_and_run_nothin
 async def email_count(session_factory) -> int:  # type: ignore[no-untyped-def]
     async with session_factory() as session:
         return int((await session.execute(select(func.count()).select_from(models.Email))).scalar_one())
+
+
+async def test_with_trusted_documents_only_a_subscription_must_be_registered(backend, tmp_path, session_factory, office):  # type: ignore[no-untyped-def]
+    # given a gateway that runs registered documents only, and one registered subscription
+    from gateway.documents import register_documents, sha256_hex
+
+    trusted = "subscription Trusted { emailStatusChanged { cursor status } }"
+    async with session_factory() as session:
+        await register_documents(session=session, documents={sha256_hex(trusted): trusted})
+        await session.commit()
+    settings = make_settings(backend, tmp_path, purge_interval_seconds=0, trusted_documents_only=True)
+    async with serving(settings) as (address, app), Client.connect(address, office.key) as client:
+        # when
+        await client.subscribe("other", CHANGES)
+        refused = await client.receive()
+        await client.subscribe("trusted", trusted)
+        await listening(app, 1)
+        await register(session_factory, office)  # found by the feed's poll: no broker announcement
+        change = await client.next_data("trusted")
+        # then: the unregistered one gets an error frame; the registered one is live
+        assert refused["type"] == "error" and refused["id"] == "other"
+        assert refused["payload"][0]["extensions"]["code"] == "TRUSTED_DOCUMENT_REQUIRED"
+        assert change["emailStatusChanged"]["status"] == "SENT"
