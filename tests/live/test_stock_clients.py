@@ -119,15 +119,16 @@ async def test_graphql_ws_loses_nothing_across_a_gateway_restart(node, tmp_path,
         log.close()
 
 
-async def test_apollo_clients_http_link_reads_the_multipart_subscription(node, backend, tmp_path, session_factory):  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("transport", ["http", "ws"])
+async def test_apollo_client_reads_the_subscription_over_http_and_websocket(node, backend, tmp_path, session_factory, transport):  # type: ignore[no-untyped-def]
     from conftest import make_settings
     from live_helpers import listening, serving
 
-    # given: Apollo Client subscribed over plain HTTP
+    # given: Apollo Client subscribed over plain HTTP (multipart) or with GraphQLWsLink
     tenant = await make_tenant(session_factory)
     async with serving(make_settings(backend, tmp_path)) as (address, app):
         client = await asyncio.create_subprocess_exec(
-            node, str(NODE_DIR / "apollo-multipart.mjs"), f"http://{address}/graphql",
+            node, str(NODE_DIR / "apollo-subscription.mjs"), f"http://{address}/graphql", transport,
             env={**os.environ, "GATEWAY_KEY": tenant.key}, stdout=asyncio.subprocess.PIPE,
         )
         try:
