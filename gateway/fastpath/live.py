@@ -35,6 +35,7 @@ from graphql import (
     GraphQLError,
     GraphQLField,
     GraphQLSchema,
+    OperationDefinitionNode,
     OperationType,
     get_operation_ast,
     parse,
