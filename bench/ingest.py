@@ -75,10 +75,8 @@ EVENT_MIX: list[tuple[str, float]] = [
     ("spamreport", 0.02),
 ]
 USER_AGENTS = [
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/120.0 Safari/537.36",
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
-    "(KHTML, like Gecko) Mobile/15E148",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148",
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Outlook/16.0",
     "Mozilla/5.0",
 ]
@@ -154,9 +152,7 @@ class EventFactory:
     original request.
     """
 
-    def __init__(
-        self, emails: Sequence[Registered], rng: random.Random, ledger: Ledger, overlapping: bool
-    ) -> None:
+    def __init__(self, emails: Sequence[Registered], rng: random.Random, ledger: Ledger, overlapping: bool) -> None:
         self.emails = emails
         self.rng = rng
         self.ledger = ledger
@@ -193,9 +189,7 @@ class EventFactory:
         if kind == "processed":
             event["pool"] = {"name": "transactional", "id": 210}
         elif kind == "delivered":
-            event.update(
-                response="250 2.0.0 OK  1714564800 d9-20020a05600c", tls=1, ip="149.72.123.24"
-            )
+            event.update(response="250 2.0.0 OK  1714564800 d9-20020a05600c", tls=1, ip="149.72.123.24")
         elif kind == "open":
             machine = rng.random() < 0.35
             event.update(
@@ -277,9 +271,7 @@ class EventFactory:
 def key_pair() -> tuple[ec.EllipticCurvePrivateKey, str]:
     """A P-256 key pair; the public half as SendGrid shows it (base64 DER SubjectPublicKeyInfo)."""
     private = ec.generate_private_key(ec.SECP256R1())
-    der = private.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    der = private.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return private, base64.b64encode(der).decode()
 
 
@@ -303,9 +295,7 @@ def signed_headers(key: ec.EllipticCurvePrivateKey, body: bytes) -> dict[str, st
 async def _pg_admin(sql: str) -> None:
     import asyncpg
 
-    connection = await asyncpg.connect(
-        host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres"
-    )
+    connection = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres")
     try:
         await connection.execute(sql)
     finally:
@@ -328,9 +318,7 @@ async def pg_analyze(database: str) -> None:
 async def pg_setting(name: str) -> str:
     import asyncpg
 
-    connection = await asyncpg.connect(
-        host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres"
-    )
+    connection = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres")
     try:
         return str(await connection.fetchval(f"SHOW {name}"))
     finally:
@@ -396,13 +384,9 @@ async def register_emails(
         async with factory() as session:
             batch = []
             for data in registrations[start : start + REGISTER_BATCH]:
-                email, created = await register_email(
-                    session=session, tenant_id=tenant_id, data=data
-                )
+                email, created = await register_email(session=session, tenant_id=tenant_id, data=data)
                 if not created:
-                    raise BenchError(
-                        f"e-mail {data.external_id} already existed in a fresh database"
-                    )
+                    raise BenchError(f"e-mail {data.external_id} already existed in a fresh database")
                 batch.append(email)
             await write_first_statuses(session=session, emails=batch)
             await session.commit()
@@ -450,9 +434,7 @@ async def check_database(settings: Any, ledger: Ledger) -> list[str]:
             ev, pe = models.EmailEvent, models.PendingEvent
             rows = (await session.execute(select(ev.event_key, ev.email_id))).all()
             pending = set((await session.execute(select(pe.event_key))).scalars())
-            total_pending = (
-                await session.execute(select(func.count()).select_from(pe))
-            ).scalar_one()
+            total_pending = (await session.execute(select(func.count()).select_from(pe))).scalar_one()
     finally:
         await engine.dispose()
     stored: dict[str, int] = {}
@@ -481,9 +463,7 @@ async def check_database(settings: Any, ledger: Ledger) -> list[str]:
     if misplaced:
         problems.append(f"{misplaced} events recorded on another e-mail than the one they were for")
     if pending != ledger.unknown or total_pending != len(ledger.unknown):
-        problems.append(
-            f"{total_pending} pending rows ({len(pending)} keys), expected {len(ledger.unknown)}"
-        )
+        problems.append(f"{total_pending} pending rows ({len(pending)} keys), expected {len(ledger.unknown)}")
     return problems
 
 
@@ -527,9 +507,7 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise BenchError(
-                    f"gateway serve exited with {self.process.returncode}:\n{self.tail()}"
-                )
+                raise BenchError(f"gateway serve exited with {self.process.returncode}:\n{self.tail()}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{self.url}/healthz", timeout=1, trust_env=False).status_code == 200:
                     return
@@ -551,9 +529,7 @@ class Server:
             try:
                 self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                print(
-                    "  server did not stop within 20 s after SIGTERM: killing it", file=sys.stderr
-                )
+                print("  server did not stop within 20 s after SIGTERM: killing it", file=sys.stderr)
                 self.process.kill()
                 self.process.wait()
         self.log.close()
@@ -562,13 +538,9 @@ class Server:
 async def pg_backend_pids(database: str) -> list[int]:
     import asyncpg
 
-    connection = await asyncpg.connect(
-        host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres"
-    )
+    connection = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres")
     try:
-        rows = await connection.fetch(
-            "SELECT pid FROM pg_stat_activity WHERE datname = $1", database
-        )
+        rows = await connection.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", database)
     finally:
         await connection.close()
     return [r["pid"] for r in rows]
@@ -600,9 +572,7 @@ async def post_batches(
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     latencies: list[float] = []
     queue = iter(range(len(batches)))
-    async with httpx.AsyncClient(
-        base_url=url, limits=limits, timeout=httpx.Timeout(300), trust_env=False
-    ) as client:
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=httpx.Timeout(300), trust_env=False) as client:
 
         async def worker() -> None:
             for index in queue:
@@ -610,9 +580,7 @@ async def post_batches(
                 headers = signed_headers(key, batch.body)  # signed just before sending
                 started = time.perf_counter()
                 try:
-                    response = await client.post(
-                        "/webhooks/sendgrid", content=batch.body, headers=headers
-                    )
+                    response = await client.post("/webhooks/sendgrid", content=batch.body, headers=headers)
                 except httpx.HTTPError as error:
                     raise BenchError(f"batch {index}: {type(error).__name__}: {error}") from error
                 latencies.append(time.perf_counter() - started)
@@ -622,9 +590,7 @@ async def post_batches(
                     "pending": batch.pending,
                 }
                 if response.status_code != 200:
-                    raise BenchError(
-                        f"batch {index}: HTTP {response.status_code}: {response.text[:1000]}"
-                    )
+                    raise BenchError(f"batch {index}: HTTP {response.status_code}: {response.text[:1000]}")
                 answer = response.json()
                 if answer != expected:
                     raise BenchError(f"batch {index}: answer {answer}, expected {expected}")
@@ -659,9 +625,7 @@ async def run_round(
     if pg_database:
         pids = await pg_backend_pids(pg_database)
         pg_cpu = sum(proc_cpu(pid) - pg_before.get(pid, 0.0) for pid in pids)
-    return RoundResult(
-        sum(b.events for b in batches), elapsed, latencies, server_cpu, client_cpu, pg_cpu
-    )
+    return RoundResult(sum(b.events for b in batches), elapsed, latencies, server_cpu, client_cpu, pg_cpu)
 
 
 # --- one database -------------------------------------------------------------
@@ -705,10 +669,8 @@ class DatabaseResult:
                 "requests": len(latencies),
             },
             "cpu_share_of_wall": {
-                "server": sum(r.server_cpu for r in self.rounds)
-                / sum(r.seconds for r in self.rounds),
-                "client": sum(r.client_cpu for r in self.rounds)
-                / sum(r.seconds for r in self.rounds),
+                "server": sum(r.server_cpu for r in self.rounds) / sum(r.seconds for r in self.rounds),
+                "client": sum(r.client_cpu for r in self.rounds) / sum(r.seconds for r in self.rounds),
                 "pg_backends": (
                     sum(r.pg_cpu or 0 for r in self.rounds) / sum(r.seconds for r in self.rounds)
                     if self.rounds[0].pg_cpu is not None
@@ -803,31 +765,19 @@ def run_database(kind: str, args: argparse.Namespace, profile_dir: Path | None) 
             for _ in range(args.warmup):  # one at a time: the first retries come from these
                 asyncio.run(post_batches(server.url, private_key, [factory.batch(args.batch)], 1))
                 factory.acknowledge()
-            snapshots = (
-                [phase_snapshot(server, profile_path)]
-                if args.profile == "phases" and profile_path
-                else []
-            )
+            snapshots = [phase_snapshot(server, profile_path)] if args.profile == "phases" and profile_path else []
             if args.profile == "py-spy" and profile_dir is not None:
                 spy = PySpy(args.py_spy, server.process.pid, profile_dir / f"py-spy-{kind}.txt")
             for number in range(1, args.rounds + 1):
-                batches = [
-                    factory.batch(args.batch) for _ in range(args.batches)
-                ]  # built outside the timing
+                batches = [factory.batch(args.batch) for _ in range(args.batches)]  # built outside the timing
                 if analyze is not None:  # outside the timing, as autovacuum would between rounds
                     asyncio.run(analyze())
-                result = asyncio.run(
-                    run_round(server, private_key, batches, args.concurrency, pg_name)
-                )
+                result = asyncio.run(run_round(server, private_key, batches, args.concurrency, pg_name))
                 factory.acknowledge()
                 rounds.append(result)
                 if snapshots:
                     snapshots.append(phase_snapshot(server, profile_path))  # type: ignore[arg-type]
-                pg = (
-                    f", pg backends {result.pg_cpu / result.seconds:4.0%}"
-                    if result.pg_cpu is not None
-                    else ""
-                )
+                pg = f", pg backends {result.pg_cpu / result.seconds:4.0%}" if result.pg_cpu is not None else ""
                 print(
                     f"  round {number}: {result.events:,} events in {result.seconds:5.2f} s = "
                     f"{result.rate:7,.0f} events/s | batch p50 "
@@ -932,17 +882,12 @@ class PySpy:
                 self.process.kill()
                 self.process.wait()
         if not self.out.exists():
-            error = (
-                self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
-            )
+            error = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
             print(f"  py-spy wrote nothing: {error[-2000:]}", file=sys.stderr)
             return
         summary = summarize_py_spy(self.out, busy_seconds * self.RATE)
         self.out.with_suffix(".summary.txt").write_text(summary)
-        print(
-            f"  py-spy samples: {self.out} (collapsed stacks), "
-            f"summary in {self.out.with_suffix('.summary.txt')}"
-        )
+        print(f"  py-spy samples: {self.out} (collapsed stacks), summary in {self.out.with_suffix('.summary.txt')}")
         print(summary)
 
 
@@ -962,10 +907,7 @@ def summarize_py_spy(path: Path, possible: float, top: int = 30) -> str:
         busy = sum(c for _, c in stacks)
         if busy < possible / 100:
             continue  # idle threads (the aiosqlite one on PostgreSQL, ...)
-        lines.append(
-            f"  {thread}: {busy:,} busy samples = {busy / possible:.0%} "
-            "of the timed rounds' wall time"
-        )
+        lines.append(f"  {thread}: {busy:,} busy samples = {busy / possible:.0%} of the timed rounds' wall time")
     name, stacks = max(threads.items(), key=lambda kv: sum(c for _, c in kv[1]))
     total = sum(c for _, c in stacks)
     inclusive: dict[str, int] = {}
@@ -1059,9 +1001,7 @@ def serve_with_phase_timers(out: str, port: str) -> None:
         if getattr(statement, "is_select", False):
             froms = "+".join(getattr(f, "name", "?") for f in statement.get_final_froms())
             clause = statement.whereclause
-            where = re.sub(
-                r"\(?__\[POSTCOMPILE_\w+\]\)?|:\w+", "?", "" if clause is None else str(clause)
-            )
+            where = re.sub(r"\(?__\[POSTCOMPILE_\w+\]\)?|:\w+", "?", "" if clause is None else str(clause))
             lock = " FOR UPDATE" if statement._for_update_arg is not None else ""
             return f"SQL SELECT {froms} WHERE {where[:60]}{lock}"
         return f"SQL {type(statement).__name__}"
@@ -1118,12 +1058,7 @@ def phase_rounds_table(snapshots: list[dict[str, list[float]]], top: int = 14) -
     """Wall ms per request of the slowest phases, round by round (does anything grow?)."""
     deltas = []
     for before, after in zip(snapshots, snapshots[1:], strict=False):
-        deltas.append(
-            {
-                k: [v[i] - before.get(k, [0, 0.0, 0.0])[i] for i in range(3)]
-                for k, v in after.items()
-            }
-        )
+        deltas.append({k: [v[i] - before.get(k, [0, 0.0, 0.0])[i] for i in range(3)] for k, v in after.items()})
     handler = "webhook handler (all of it)"
     names = sorted(snapshots[-1], key=lambda k: -snapshots[-1][k][1])[:top]
     lines = [
@@ -1146,21 +1081,15 @@ def report_phases(path: Path) -> None:
     totals = json.loads(path.read_text())
     requests = totals.get("webhook handler (all of it)", [0])[0] or 1
     lines = [
-        f"  where a webhook request's time goes ({requests} requests, warm-up included), "
-        "per request:",
+        f"  where a webhook request's time goes ({requests} requests, warm-up included), per request:",
         f"    {'wall ms':>9} {'CPU ms':>8} {'calls':>7}  phase",
     ]
     heading = False
-    for name, (count, wall, cpu) in sorted(
-        totals.items(), key=lambda kv: (kv[0].startswith("SQL"), -kv[1][1])
-    ):
+    for name, (count, wall, cpu) in sorted(totals.items(), key=lambda kv: (kv[0].startswith("SQL"), -kv[1][1])):
         if name.startswith("SQL") and not heading:
             heading = True
             lines.append("    - SQL statements, by kind (inside the phases above):")
-        lines.append(
-            f"    {wall / requests * 1000:9.1f} {cpu / requests * 1000:8.1f} "
-            f"{count / requests:7.1f}  {name}"
-        )
+        lines.append(f"    {wall / requests * 1000:9.1f} {cpu / requests * 1000:8.1f} {count / requests:7.1f}  {name}")
     text = "\n".join(lines)
     path.with_suffix(".txt").write_text(text)
     print(text)
@@ -1197,25 +1126,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--database",
         choices=["sqlite", "postgresql", "both"],
         default="both",
-        help="which database(s) to run on (default both; PostgreSQL: 127.0.0.1:5432, "
-        "user postgres)",
+        help="which database(s) to run on (default both; PostgreSQL: 127.0.0.1:5432, user postgres)",
     )
-    parser.add_argument(
-        "--emails", type=int, default=20_000, help="registered e-mails (default 20000)"
-    )
-    parser.add_argument(
-        "--batch", type=int, default=1000, help="events per webhook request (default 1000)"
-    )
+    parser.add_argument("--emails", type=int, default=20_000, help="registered e-mails (default 20000)")
+    parser.add_argument("--batch", type=int, default=1000, help="events per webhook request (default 1000)")
     parser.add_argument("--batches", type=int, default=20, help="requests per round (default 20)")
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds (default 5)")
-    parser.add_argument(
-        "--warmup", type=int, default=2, help="untimed batches before the rounds (default 2)"
-    )
+    parser.add_argument("--warmup", type=int, default=2, help="untimed batches before the rounds (default 2)")
     parser.add_argument("--concurrency", type=int, default=4, help="concurrent posters (default 4)")
     parser.add_argument("--port", type=int, default=0, help="server port (default: a free one)")
-    parser.add_argument(
-        "--seed", type=int, default=1, help="random seed of the event mix (default 1)"
-    )
+    parser.add_argument("--seed", type=int, default=1, help="random seed of the event mix (default 1)")
     parser.add_argument(
         "--no-analyze",
         dest="analyze",
@@ -1267,9 +1187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_parser().error("--warmup must be 0 or more")
     profile_dir = None
     if args.profile == "py-spy" and not args.py_spy:
-        build_parser().error(
-            "--profile py-spy needs py-spy: pip install it in a throwaway venv, pass --py-spy PATH"
-        )
+        build_parser().error("--profile py-spy needs py-spy: pip install it in a throwaway venv, pass --py-spy PATH")
     if args.profile:
         profile_dir = args.profile_dir
         profile_dir.mkdir(parents=True, exist_ok=True)

@@ -106,9 +106,7 @@ def key_pair() -> tuple[Any, str]:
     from cryptography.hazmat.primitives.asymmetric import ec
 
     private = ec.generate_private_key(ec.SECP256R1())
-    der = private.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    der = private.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return private, base64.b64encode(der).decode()
 
 
@@ -168,9 +166,7 @@ class Change:
 async def _pg_admin(sql: str) -> None:
     import asyncpg
 
-    connection = await asyncpg.connect(
-        host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres"
-    )
+    connection = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres")
     try:
         await connection.execute(sql)
     finally:
@@ -263,9 +259,7 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise BenchError(
-                    f"gateway serve exited with {self.process.returncode}:\n{self.tail()}"
-                )
+                raise BenchError(f"gateway serve exited with {self.process.returncode}:\n{self.tail()}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
                     return
@@ -287,9 +281,7 @@ class Server:
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                print(
-                    "  server did not stop within 30 s after SIGTERM: killing it", file=sys.stderr
-                )
+                print("  server did not stop within 30 s after SIGTERM: killing it", file=sys.stderr)
                 self.process.kill()
                 self.process.wait()
         if not self.log.closed:
@@ -303,10 +295,7 @@ WHAT_IF = {
         "with the subscription's executor keeps every event's field lists: memory grows "
         "with each delivery)"
     ),
-    "no-deflate": (
-        "uvicorn without permessage-deflate (each connection keeps a zlib compressor and "
-        "decompressor)"
-    ),
+    "no-deflate": ("uvicorn without permessage-deflate (each connection keeps a zlib compressor and decompressor)"),
 }
 
 
@@ -338,9 +327,7 @@ def apply_what_if(patches: Sequence[str]) -> None:
         uvicorn.run = patched_run
 
 
-def serve_instrumented(
-    out: str, port: str, tracemalloc_on: str, gc_on: str, what_if: str = ""
-) -> None:
+def serve_instrumented(out: str, port: str, tracemalloc_on: str, gc_on: str, what_if: str = "") -> None:
     """The server process for --tracemalloc / --gc-stats / --what-if: `gateway serve`, with
     tracemalloc on (SIGUSR1 writes <out>/snapshot-<n>.pickle) and/or the garbage collector's
     passes timed (SIGUSR2 writes <out>/gc-<n>.json, cumulative), and/or proposed changes
@@ -396,9 +383,7 @@ def serve_instrumented(
     main(["serve", "--port", port])
 
 
-def _ask(
-    server: Server, directory: Path, stem: str, number: int, sig: int, timeout: float = 180
-) -> Path:
+def _ask(server: Server, directory: Path, stem: str, number: int, sig: int, timeout: float = 180) -> Path:
     path = directory / f"{stem}-{number}"
     server.process.send_signal(sig)
     deadline = time.monotonic() + timeout
@@ -414,9 +399,7 @@ def take_snapshot(server: Server, directory: Path, number: int) -> Path:
 
 
 def gc_stats(server: Server, directory: Path, number: int) -> dict[str, Any]:
-    return json.loads(
-        _ask(server, directory, "gc", number, signal.SIGUSR2).with_suffix(".json").read_text()
-    )  # type: ignore[no-any-return]
+    return json.loads(_ask(server, directory, "gc", number, signal.SIGUSR2).with_suffix(".json").read_text())  # type: ignore[no-any-return]
 
 
 def report_gc(before: dict[str, Any], after: dict[str, Any], seconds: float) -> None:
@@ -436,9 +419,7 @@ def report_gc(before: dict[str, Any], after: dict[str, Any], seconds: float) -> 
     print(f"    = {total / seconds:.0%} of the wall time spent in the collector")
 
 
-def report_tracemalloc(
-    before: Path, after: Path, subscribers: int, what: str, top: int = 25
-) -> None:
+def report_tracemalloc(before: Path, after: Path, subscribers: int, what: str, top: int = 25) -> None:
     import tracemalloc
 
     ignore = [
@@ -457,17 +438,13 @@ def report_tracemalloc(
     print(f"  top {top} lines by growth (bytes and blocks per unit):")
     for diff in by_line[:top]:
         frame = diff.traceback[0]
-        name = frame.filename.replace(str(ROOT) + "/", "").replace(
-            sys.prefix + "/lib/python3.11/site-packages/", ""
-        )
+        name = frame.filename.replace(str(ROOT) + "/", "").replace(sys.prefix + "/lib/python3.11/site-packages/", "")
         size, count = diff.size_diff / subscribers, diff.count_diff / subscribers
         print(f"    {size:9,.0f} B  {count:6.1f}  {name}:{frame.lineno}")
     by_file: dict[str, int] = defaultdict(int)
     for diff in by_line:
         name = diff.traceback[0].filename.replace(sys.prefix + "/lib/python3.11/site-packages/", "")
-        package = (
-            name.split("/")[0] if not name.startswith(str(ROOT)) else "gateway/" + Path(name).name
-        )
+        package = name.split("/")[0] if not name.startswith(str(ROOT)) else "gateway/" + Path(name).name
         by_file[package] += diff.size_diff
     print("  growth by package (bytes per unit):")
     for package, size in sorted(by_file.items(), key=lambda kv: -kv[1])[:12]:
@@ -479,10 +456,7 @@ def report_tracemalloc(
         print(f"    {size:,.0f} B per unit, {count:.1f} blocks:")
         for line in diff.traceback.format(limit=8, most_recent_first=True):
             print(
-                "      "
-                + line.replace(str(ROOT) + "/", "").replace(
-                    sys.prefix + "/lib/python3.11/site-packages/", ""
-                )
+                "      " + line.replace(str(ROOT) + "/", "").replace(sys.prefix + "/lib/python3.11/site-packages/", "")
             )
 
 
@@ -520,9 +494,7 @@ class PySpy:
                 self.process.kill()
                 self.process.wait()
         if not self.out.exists():
-            error = (
-                self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
-            )
+            error = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
             print(f"  py-spy wrote nothing: {error[-2000:]}", file=sys.stderr)
             return
         stacks: list[tuple[list[str], int]] = []
@@ -542,9 +514,7 @@ class PySpy:
             own[frames[-1]] += count
 
         def short(frame: str) -> str:
-            return frame.replace(str(ROOT) + "/", "").replace(
-                sys.prefix + "/lib/python3.11/site-packages/", ""
-            )
+            return frame.replace(str(ROOT) + "/", "").replace(sys.prefix + "/lib/python3.11/site-packages/", "")
 
         print(f"  py-spy: {total:,} busy samples at {self.RATE}/s (raw stacks in {self.out})")
         print("  inclusive share of busy samples:")
@@ -581,9 +551,7 @@ class WriterWatch:
     async def _run(self) -> None:
         import asyncpg
 
-        connection = await asyncpg.connect(
-            host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres"
-        )
+        connection = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres")
         try:
             while not self._stop.is_set():
                 age, count = await connection.fetchrow(self.SQL, self.database)
@@ -599,10 +567,7 @@ class WriterWatch:
         self._stop.set()
         self._thread.join(timeout=10)
         if not self.busy_samples:
-            return (
-                "no writing transaction open in another database of the PostgreSQL cluster "
-                "while measuring"
-            )
+            return "no writing transaction open in another database of the PostgreSQL cluster while measuring"
         share = self.busy_samples / max(1, self.samples)
         return (
             "a writing transaction was open in another database of the PostgreSQL cluster in "
@@ -681,18 +646,14 @@ def post_change(http: Any, private_key: Any, change: Change) -> Posted:
     answer = http.post("/webhooks/sendgrid", content=body, headers=headers)
     answered = time.monotonic()
     if answer.status_code != 200 or answer.json().get("applied") != 1:
-        raise BenchError(
-            f"webhook for {change.key} answered {answer.status_code}: {answer.text[:300]}"
-        )
+        raise BenchError(f"webhook for {change.key} answered {answer.status_code}: {answer.text[:300]}")
     return Posted(change, sent, answered)
 
 
 # --- the client process -------------------------------------------------------------
 
 
-def client_process(
-    conn: Connection, address: str, key: str, count: int, parallel: int, kind: str
-) -> None:
+def client_process(conn: Connection, address: str, key: str, count: int, parallel: int, kind: str) -> None:
     """Open `count` subscriptions, then obey the main process's commands over `conn`."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
@@ -726,9 +687,7 @@ class RawSubscriber(asyncio.Protocol):
     frame's header by hand and records the receipt: a few microseconds a message.
     """
 
-    def __init__(
-        self, index: int, subs: _Subscribers, address: str, init: str, subscribe: str, pong: str
-    ) -> None:
+    def __init__(self, index: int, subs: _Subscribers, address: str, init: str, subscribe: str, pong: str) -> None:
         loop = asyncio.get_running_loop()
         self.index, self.subs = index, subs
         self.messages = (init, subscribe, pong)
@@ -856,28 +815,20 @@ class _Subscribers:
         self.live = 0
         self.failures: Counter[str] = Counter()
         self.lost: Counter[str] = Counter()  # connections that ended while measuring, by reason
-        self.receipts: dict[str, list[tuple[int, float]]] = defaultdict(
-            list
-        )  # key -> (connection, monotonic)
+        self.receipts: dict[str, list[tuple[int, float]]] = defaultdict(list)  # key -> (connection, monotonic)
         self.first: Counter[str] = Counter()  # key -> connections that got it at least once
         self.seen: set[tuple[int, str]] = set()
         self.other: Counter[str] = Counter()  # anything but an expected `next`
 
 
-async def _client(
-    conn: Connection, address: str, key: str, count: int, parallel: int, kind: str
-) -> None:
+async def _client(conn: Connection, address: str, key: str, count: int, parallel: int, kind: str) -> None:
     import orjson
     import websockets
 
     subs = _Subscribers()
     uri = f"ws://{address}/graphql"
-    init = orjson.dumps(
-        {"type": "connection_init", "payload": {"authorization": f"Bearer {key}"}}
-    ).decode()
-    subscribe = orjson.dumps(
-        {"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIPTION}}
-    ).decode()
+    init = orjson.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {key}"}}).decode()
+    subscribe = orjson.dumps({"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIPTION}}).decode()
     pong = orjson.dumps({"type": "pong"}).decode()
     loads, monotonic = orjson.loads, time.monotonic
 
@@ -958,9 +909,7 @@ async def _client(
 
     started = monotonic()
     pending: set[asyncio.Task[None]] = set()
-    for index in range(
-        count
-    ):  # at most `parallel` handshakes in flight: the accept queue stays short
+    for index in range(count):  # at most `parallel` handshakes in flight: the accept queue stays short
         if len(pending) >= parallel:
             _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
         pending.add(asyncio.create_task(open_one(index)))
@@ -975,9 +924,7 @@ async def _client(
             while monotonic() < deadline and any(subs.first[k] < subs.live for k in keys):  # noqa: ASYNC110
                 await asyncio.sleep(0.01)  # counters polled: 10 ms is plenty
             conn.send(("waited", all(subs.first[k] >= subs.live for k in keys)))
-        elif (
-            command == "collect"
-        ):  # (first receipt times per key, duplicates per key) for these keys
+        elif command == "collect":  # (first receipt times per key, duplicates per key) for these keys
             keys = argument
             result: dict[str, tuple[list[float], int, int]] = {}
             for k in keys:
@@ -990,9 +937,7 @@ async def _client(
                         firsts[index] = at
                 result[k] = (list(firsts.values()), duplicates, subs.live - len(firsts))
             unexpected = {k: len(v) for k, v in subs.receipts.items() if k not in keys}
-            conn.send(
-                ("collected", result, unexpected, dict(subs.other), dict(subs.lost), subs.live)
-            )
+            conn.send(("collected", result, unexpected, dict(subs.other), dict(subs.lost), subs.live))
         elif command == "close":
             closing = time.monotonic()
             for task in subs.readers:
@@ -1015,15 +960,9 @@ async def _client(
 class Clients:
     """The client processes, each with its share of the subscriptions."""
 
-    def __init__(
-        self, processes: int, address: str, key: str, total: int, parallel: int, kind: str
-    ) -> None:
-        context = multiprocessing.get_context(
-            "spawn"
-        )  # a fresh interpreter: nothing inherited from this one
-        shares = [
-            total // processes + (1 if n < total % processes else 0) for n in range(processes)
-        ]
+    def __init__(self, processes: int, address: str, key: str, total: int, parallel: int, kind: str) -> None:
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: nothing inherited from this one
+        shares = [total // processes + (1 if n < total % processes else 0) for n in range(processes)]
         self.pipes: list[Connection] = []
         self.processes: list[Any] = []
         for share in shares:
@@ -1042,9 +981,7 @@ class Clients:
         answers = []
         for pipe in self.pipes:
             if not pipe.poll(timeout):
-                raise BenchError(
-                    f"a client process did not answer {expected!r} within {timeout:.0f} s"
-                )
+                raise BenchError(f"a client process did not answer {expected!r} within {timeout:.0f} s")
             answer = pipe.recv()
             if answer[0] != expected:
                 raise BenchError(f"a client process answered {answer!r}, expected {expected!r}")
@@ -1112,8 +1049,7 @@ def run_size(n: int, args: argparse.Namespace) -> RunResult:
         + (
             "raw byte-level clients; "
             if args.client == "raw"
-            else "websockets clients, permessage-deflate "
-            f"{'offered' if args.compression == 'deflate' else 'off'}; "
+            else f"websockets clients, permessage-deflate {'offered' if args.compression == 'deflate' else 'off'}; "
         )
         + f"{args.changes} changes at {args.rate:g}/s ==",
         flush=True,
@@ -1148,9 +1084,7 @@ def run_size(n: int, args: argparse.Namespace) -> RunResult:
             emails = register_emails(server.url, key, args.changes + 1)
             warmup_email, emails = emails[0], emails[1:]
             changes = plan_changes(emails, args.changes)
-            warmup = Change(
-                warmup_email[0], warmup_email[1], "delivered", "DELIVERED", int(time.time()) - 1800
-            )
+            warmup = Change(warmup_email[0], warmup_email[1], "delivered", "DELIVERED", int(time.time()) - 1800)
             print(
                 f"  setup: migrate, key, server up on :{port}, {len(emails) + 1} e-mails "
                 f"registered in {time.monotonic() - started:.1f} s; server pid {server.pid}",
@@ -1168,9 +1102,7 @@ def run_size(n: int, args: argparse.Namespace) -> RunResult:
             result.rss_before_kib = server.rss_kib()
             before_snapshot = take_snapshot(server, instruments, 1) if args.tracemalloc else None
 
-            clients = Clients(
-                processes, f"127.0.0.1:{port}", key, n, args.parallel, client_kind(args)
-            )
+            clients = Clients(processes, f"127.0.0.1:{port}", key, n, args.parallel, client_kind(args))
             connecting = time.monotonic()
             answers = clients.receive("connected", 600)
             result.connected = sum(a[1] for a in answers)
@@ -1201,8 +1133,7 @@ def run_size(n: int, args: argparse.Namespace) -> RunResult:
             )
             if before_snapshot is not None:
                 print(
-                    "  (--tracemalloc: the server runs with tracemalloc on, so its RSS and speed "
-                    "are not the product's)"
+                    "  (--tracemalloc: the server runs with tracemalloc on, so its RSS and speed are not the product's)"
                 )
                 idle_snapshot = take_snapshot(server, instruments, 2)
                 report_tracemalloc(
@@ -1228,16 +1159,10 @@ def run_size(n: int, args: argparse.Namespace) -> RunResult:
                     flush=True,
                 )
                 if not complete:
-                    result.problems.append(
-                        "the warm-up change did not reach every subscriber within 120 s"
-                    )
+                    result.problems.append("the warm-up change did not reach every subscriber within 120 s")
 
-                spy = (
-                    PySpy(args.py_spy, server.pid, workdir / "py-spy.txt") if args.py_spy else None
-                )
-                watch = (
-                    WriterWatch(url.rsplit("/", 1)[1]) if args.database == "postgresql" else None
-                )
+                spy = PySpy(args.py_spy, server.pid, workdir / "py-spy.txt") if args.py_spy else None
+                watch = WriterWatch(url.rsplit("/", 1)[1]) if args.database == "postgresql" else None
                 gc_before = gc_stats(server, instruments, 1) if args.gc_stats else None
                 server_cpu, client_cpu, all_cpu = proc_cpu(server.pid), clients.cpu(), machine_cpu()
                 # Open loop: each webhook leaves at its time, whether or not the earlier ones
@@ -1307,19 +1232,13 @@ def run_size(n: int, args: argparse.Namespace) -> RunResult:
                     "of the last webhook's answer"
                 )
             if missing:
-                result.problems.append(
-                    f"{missing:,} deliveries missing (of {(len(keys) + 1) * result.connected:,})"
-                )
+                result.problems.append(f"{missing:,} deliveries missing (of {(len(keys) + 1) * result.connected:,})")
             if duplicates:
                 result.problems.append(f"{duplicates:,} deliveries received twice or more")
             # The registrations' own changes (status SENT) were committed before anybody
             # subscribed: "live from now" says they are not news. Noted, not a loss.
             registered = {e for e, _ in emails} | {warmup.email_id}
-            old_news = sum(
-                c
-                for k, c in unexpected.items()
-                if k.split("|")[0] in registered and k.endswith("|SENT")
-            )
+            old_news = sum(c for k, c in unexpected.items() if k.split("|")[0] in registered and k.endswith("|SENT"))
             if old_news:
                 result.notes.append(
                     f"{old_news:,} deliveries of the registrations' SENT changes, committed "
@@ -1332,13 +1251,9 @@ def run_size(n: int, args: argparse.Namespace) -> RunResult:
                     f"{dict(unexpected.most_common(3))}"
                 )
             if others:
-                result.problems.append(
-                    f"{sum(others.values()):,} other messages: {dict(others.most_common(3))}"
-                )
+                result.problems.append(f"{sum(others.values()):,} other messages: {dict(others.most_common(3))}")
             if lost:
-                result.problems.append(
-                    f"connections ended while measuring: {dict(lost.most_common(3))}"
-                )
+                result.problems.append(f"connections ended while measuring: {dict(lost.most_common(3))}")
             print_latency(result, early)
             grown = result.rss_delivered_kib - result.rss_idle_kib
             print(
@@ -1410,11 +1325,7 @@ def print_latency(result: RunResult, early: int) -> None:
     if not lat:
         print("  no deliveries")
         return
-    verdict = (
-        f" (goal p99 < {_ms(goal)}: {'met' if lat and percentile(lat, 99) < goal else 'MISSED'})"
-        if goal
-        else ""
-    )
+    verdict = f" (goal p99 < {_ms(goal)}: {'met' if lat and percentile(lat, 99) < goal else 'MISSED'})" if goal else ""
     print(
         f"  delivery latency, webhook answer -> client receipt, {len(lat):,} deliveries: "
         f"p50 {_ms(percentile(lat, 50))}, p90 {_ms(percentile(lat, 90))}, "
@@ -1422,8 +1333,7 @@ def print_latency(result: RunResult, early: int) -> None:
     )
     if early:
         print(
-            f"    ({early:,} deliveries were read before the webhook's answer: negative "
-            "latencies, counted as they are)"
+            f"    ({early:,} deliveries were read before the webhook's answer: negative latencies, counted as they are)"
         )
     sent = result.from_sent
     print(
@@ -1461,15 +1371,11 @@ def print_summary(results: Sequence[RunResult]) -> None:
     for r in results:
         lat = r.latencies
         goal = GOALS.get(r.subscribers)
-        cells = [_ms(percentile(lat, q)) if lat else "-" for q in (50, 90, 99)] + [
-            _ms(lat[-1]) if lat else "-"
-        ]
+        cells = [_ms(percentile(lat, q)) if lat else "-" for q in (50, 90, 99)] + [_ms(lat[-1]) if lat else "-"]
         goal_cell = (("met < " if r.p99 < goal else "MISSED < ") + _ms(goal)) if goal else "-"
         rate = r.deliveries / r.elapsed if r.elapsed else 0
         kib = r.kib_per_subscription
-        kib_cell = (
-            f"{kib:.1f} ({'met' if kib < MEMORY_GOAL_KIB else 'MISSED'} < {MEMORY_GOAL_KIB:g})"
-        )
+        kib_cell = f"{kib:.1f} ({'met' if kib < MEMORY_GOAL_KIB else 'MISSED'} < {MEMORY_GOAL_KIB:g})"
         print(
             f"{r.subscribers:>11,} | "
             + " | ".join(f"{c:>9}" for c in cells)
@@ -1489,9 +1395,7 @@ def _sizes(value: str) -> list[int]:
     try:
         sizes = [int(part.replace("_", "")) for part in value.split(",") if part.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a comma-separated list of whole numbers, got {value!r}"
-        ) from None
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of whole numbers, got {value!r}") from None
     if not sizes or min(sizes) < 1:
         raise argparse.ArgumentTypeError("every size must be at least 1")
     return sizes
@@ -1501,9 +1405,7 @@ def _patches(value: str) -> list[str]:
     patches = [p.strip() for p in value.split(",") if p.strip()]
     unknown = [p for p in patches if p not in WHAT_IF]
     if unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown change(s) {unknown}; known: {', '.join(WHAT_IF)}"
-        )
+        raise argparse.ArgumentTypeError(f"unknown change(s) {unknown}; known: {', '.join(WHAT_IF)}")
     return patches
 
 
@@ -1517,12 +1419,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--subscribers",
         type=_sizes,
         default=[1_000, 10_000],
-        help="comma-separated sizes, each a separate run with a fresh server and database "
-        "(default 1000,10000)",
+        help="comma-separated sizes, each a separate run with a fresh server and database (default 1000,10000)",
     )
-    parser.add_argument(
-        "--changes", type=int, default=50, help="status changes posted per run (default 50)"
-    )
+    parser.add_argument("--changes", type=int, default=50, help="status changes posted per run (default 50)")
     parser.add_argument("--rate", type=float, default=5.0, help="webhooks per second (default 5)")
     parser.add_argument(
         "--database",

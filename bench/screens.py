@@ -148,9 +148,7 @@ class Screen:
 
 
 def _gateway_pk(global_id: str, type_name: str) -> int:
-    found, _, pk = (
-        base64.urlsafe_b64decode(global_id + "=" * (-len(global_id) % 4)).decode().partition(":")
-    )
+    found, _, pk = base64.urlsafe_b64decode(global_id + "=" * (-len(global_id) % 4)).decode().partition(":")
     if found != type_name:
         raise BenchError(f"{global_id!r} is not a {type_name} id")
     return int(pk)
@@ -203,9 +201,7 @@ _PG_DETAILS = {
     "opensLikelyAutomated": bool,
 }
 _GW_EMAIL_FIELDS = "id subject recipient emailStatus sentAt relation { name } documents { title }"
-_GW_DETAILS_FIELDS = (
-    "details { status statusChangedAt failure { category reason } opens { count likelyAutomated } }"
-)
+_GW_DETAILS_FIELDS = "details { status statusChangedAt failure { category reason } opens { count likelyAutomated } }"
 _PG_EMAIL_FIELDS = (
     "id subject recipient status sentAt relationByRelationId { name } "
     "emailDocumentsByEmailId { nodes { documentByDocumentId { title } } }"
@@ -233,9 +229,7 @@ def _pg_email_row(n: dict[str, Any]) -> Row:
         n["status"],
         _time(n["sentAt"]),
         _name_of(n["relationByRelationId"]),
-        tuple(
-            link["documentByDocumentId"]["title"] for link in n["emailDocumentsByEmailId"]["nodes"]
-        ),
+        tuple(link["documentByDocumentId"]["title"] for link in n["emailDocumentsByEmailId"]["nodes"]),
     )
 
 
@@ -278,8 +272,7 @@ SCREENS: dict[str, Screen] = {
             key="emails",
             title="E-mails screen: 50 most recent e-mails, relation name, document titles",
             gateway=Query(
-                f"query {{ emails(first: {PAGE}) "
-                f"{{ edges {{ node {{ {_GW_EMAIL_FIELDS} }} }} }} }}",
+                f"query {{ emails(first: {PAGE}) {{ edges {{ node {{ {_GW_EMAIL_FIELDS} }} }} }} }}",
                 "emails",
                 _GW_EMAIL,
                 _gw_email_row,
@@ -403,11 +396,7 @@ def check_answer(content: bytes, query: Query) -> list[dict[str, Any]]:
         payload = orjson.loads(content)
     except orjson.JSONDecodeError:
         raise BenchError(f"not JSON: {content[:300]!r}") from None
-    if (
-        not isinstance(payload, dict)
-        or payload.get("errors")
-        or not isinstance(payload.get("data"), dict)
-    ):
+    if not isinstance(payload, dict) or payload.get("errors") or not isinstance(payload.get("data"), dict):
         raise BenchError(f"errors in the answer: {content[:600]!r}")
     connection = payload["data"].get(query.root)
     edges = connection.get("edges") if isinstance(connection, dict) else None
@@ -476,14 +465,10 @@ def raw_app() -> Any:
             )
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not key:
-            return Response(
-                b'{"errors":[{"message":"unauthenticated"}]}', 401, media_type="application/json"
-            )
+            return Response(b'{"errors":[{"message":"unauthenticated"}]}', 401, media_type="application/json")
         rows = await pool[0].fetch(RAW_SQL, hashlib.sha256(key.encode()).hexdigest(), PAGE)
         if not rows:
-            return Response(
-                b'{"errors":[{"message":"unauthenticated"}]}', 401, media_type="application/json"
-            )
+            return Response(b'{"errors":[{"message":"unauthenticated"}]}', 401, media_type="application/json")
         edges = [
             {
                 "node": {
@@ -499,9 +484,7 @@ def raw_app() -> Any:
             for r in rows
             if r[0] is not None
         ]
-        return Response(
-            orjson.dumps({"data": {"emails": {"edges": edges}}}), media_type="application/json"
-        )
+        return Response(orjson.dumps({"data": {"emails": {"edges": edges}}}), media_type="application/json")
 
     return Starlette(routes=[Route("/graphql", graphql, methods=["POST"])], lifespan=lifespan)
 
@@ -524,8 +507,7 @@ async def _first_tenant(database: str) -> tuple[int, int] | None:
     try:
         rows = await _pg(
             database,
-            "SELECT t.id, (SELECT count(*) FROM email e WHERE e.tenant_id = t.id) "
-            "FROM tenant t WHERE t.name = $1",
+            "SELECT t.id, (SELECT count(*) FROM email e WHERE e.tenant_id = t.id) FROM tenant t WHERE t.name = $1",
             TENANT,
         )
     except Exception:  # noqa: BLE001 (missing database or tables: not ready)
@@ -552,9 +534,7 @@ def gateway_env(database: str, data_dir: Path) -> dict[str, str]:
 def _run(command: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT) -> str:
     done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, check=False)  # noqa: S603
     if done.returncode:
-        raise BenchError(
-            f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
-        )
+        raise BenchError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
     return done.stdout
 
 
@@ -599,6 +579,7 @@ def ensure_postgraphile() -> None:
 
 # --- servers ----------------------------------------------------------------------------------
 
+
 class Server:
     """A server under test, as a child process, answering GraphQL at /graphql."""
 
@@ -631,9 +612,7 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise BenchError(
-                    f"{self.name} exited with {self.process.returncode}:\n{self.tail()}"
-                )
+                raise BenchError(f"{self.name} exited with {self.process.returncode}:\n{self.tail()}")
             with contextlib.suppress(httpx.HTTPError):
                 answer = httpx.post(
                     self.url,
@@ -760,9 +739,7 @@ async def load(
             answer = await client.post(server.url, content=body, headers=headers)
             latencies.append(time.perf_counter() - sent)
             if answer.status_code != 200:
-                raise BenchError(
-                    f"{server.name} answered {answer.status_code}: {answer.content[:600]!r}"
-                )
+                raise BenchError(f"{server.name} answered {answer.status_code}: {answer.content[:600]!r}")
             check_answer(answer.content, query)
 
     try:
@@ -823,9 +800,7 @@ async def compare_rows(screen: Screen, contestants: Sequence[Contestant]) -> str
     for label, other in others:
         for i, (a, b) in enumerate(zip(first, other, strict=True)):
             if a != b:
-                raise BenchError(
-                    f"{screen.key}: row {i} differs\n  {first_label}: {a}\n  {label}: {b}"
-                )
+                raise BenchError(f"{screen.key}: row {i} differs\n  {first_label}: {a}\n  {label}: {b}")
     ids = [r[0] for r in first]
     documents = ", documents" if screen.key in ("emails", "details") else ""
     return (
@@ -834,12 +809,8 @@ async def compare_rows(screen: Screen, contestants: Sequence[Contestant]) -> str
     )
 
 
-async def run_screens(
-    args: argparse.Namespace, contestants: list[Contestant], database: str
-) -> None:
-    limits = httpx.Limits(
-        max_connections=args.connections, max_keepalive_connections=args.connections
-    )
+async def run_screens(args: argparse.Namespace, contestants: list[Contestant], database: str) -> None:
+    limits = httpx.Limits(max_connections=args.connections, max_keepalive_connections=args.connections)
     for c in contestants:
         c.client = httpx.AsyncClient(limits=limits, timeout=60, trust_env=False)
     try:
@@ -850,13 +821,9 @@ async def run_screens(
             playing = [c for c in contestants if c.key != "raw" or screen.raw]
             print(f"\n{screen.title}  [{screen.key}]")
             for c in playing:
-                await load(
-                    c.http(), c.server, c.headers, c.query_of(screen), args.warmup, args.connections
-                )
+                await load(c.http(), c.server, c.headers, c.query_of(screen), args.warmup, args.connections)
             for r in range(args.rounds):
-                order = (
-                    playing[r % len(playing) :] + playing[: r % len(playing)]
-                )  # alternate who goes first
+                order = playing[r % len(playing) :] + playing[: r % len(playing)]  # alternate who goes first
                 for c in order:
                     result = await load(
                         c.http(),
@@ -926,9 +893,7 @@ def summary(args: argparse.Namespace, contestants: Sequence[Contestant]) -> str:
             raw = by_key.get("raw")
             if raw is not None and raw.results.get(key):
                 raw_ratios = [g.rps / w.rps for g, w in zip(gateway, raw.results[key], strict=True)]
-                pg_raw = [
-                    p.rps / w.rps for p, w in zip(pgl.results[key], raw.results[key], strict=True)
-                ]
+                pg_raw = [p.rps / w.rps for p, w in zip(pgl.results[key], raw.results[key], strict=True)]
                 text += (
                     f"; gateway/raw ceiling: {statistics.median(raw_ratios):.3f}"
                     f"; PostGraphile/raw ceiling: {statistics.median(pg_raw):.3f}"
@@ -938,9 +903,7 @@ def summary(args: argparse.Namespace, contestants: Sequence[Contestant]) -> str:
 
 
 @contextlib.contextmanager
-def servers(
-    args: argparse.Namespace, database: str, workdir: Path
-) -> Iterator[tuple[list[Contestant], int]]:
+def servers(args: argparse.Namespace, database: str, workdir: Path) -> Iterator[tuple[list[Contestant], int]]:
     env = gateway_env(database, workdir / "gateway-data")
     for item in args.gateway_env:
         name, sep, value = item.partition("=")
@@ -978,9 +941,7 @@ def servers(
             )
             started.append(pgl)
             contestants.append(
-                Contestant(
-                    "postgraphile", "PostGraphile", pgl, plain, lambda s: s.postgraphile(tenant_id)
-                )
+                Contestant("postgraphile", "PostGraphile", pgl, plain, lambda s: s.postgraphile(tenant_id))
             )
             raw_env = {
                 **os.environ,
@@ -1010,18 +971,13 @@ def servers(
             contestants.append(Contestant("raw", "raw ceiling", raw, auth, lambda s: s.gateway))
         for c in contestants:
             c.server.wait_ready(c.headers)
-        versions = [
-            f"gateway pid {gateway.pid}"
-            + (f" ({', '.join(args.gateway_env)})" if args.gateway_env else "")
-        ]
+        versions = [f"gateway pid {gateway.pid}" + (f" ({', '.join(args.gateway_env)})" if args.gateway_env else "")]
         if args.compare:
             node_version = _run([str(NODE), "--version"]).strip()
             pg_version = orjson.loads(
                 (POSTGRAPHILE_DIR / "node_modules" / "postgraphile" / "package.json").read_bytes()
             )["version"]
-            versions.append(
-                f"PostGraphile {pg_version} on Node {node_version} pid {started[1].pid}"
-            )
+            versions.append(f"PostGraphile {pg_version} on Node {node_version} pid {started[1].pid}")
             versions.append(f"raw ceiling (Starlette + asyncpg) pid {started[2].pid}")
         print("servers: " + "; ".join(versions))
         yield contestants, tenant_id
@@ -1059,9 +1015,7 @@ async def profile_gateway(args: argparse.Namespace, gateway: Contestant) -> None
         stderr=subprocess.PIPE,
     )
     await asyncio.sleep(1.0)  # py-spy attaches
-    limits = httpx.Limits(
-        max_connections=args.connections, max_keepalive_connections=args.connections
-    )
+    limits = httpx.Limits(max_connections=args.connections, max_keepalive_connections=args.connections)
     async with httpx.AsyncClient(limits=limits, timeout=60, trust_env=False) as client:
         result = await load(
             client,
@@ -1072,14 +1026,9 @@ async def profile_gateway(args: argparse.Namespace, gateway: Contestant) -> None
             args.connections,
         )
     spy.wait(timeout=60)
-    print(
-        f"\nProfiled gateway round (E-mails screen): {result.rps:.1f} req/s, "
-        f"server CPU {result.server_cpu:.0%}"
-    )
+    print(f"\nProfiled gateway round (E-mails screen): {result.rps:.1f} req/s, server CPU {result.server_cpu:.0%}")
     if not out.exists():
-        print(
-            f"  py-spy wrote nothing: {(spy.stderr.read() if spy.stderr else b'').decode()[-1500:]}"
-        )
+        print(f"  py-spy wrote nothing: {(spy.stderr.read() if spy.stderr else b'').decode()[-1500:]}")
         return
     print(f"  collapsed stacks: {out}")
     print(profile_summary(out, result.requests))
@@ -1127,9 +1076,7 @@ _PHASES: list[tuple[str, Callable[[str, str], bool]]] = [
     (
         "GraphQL validation (rules, depth/alias/token limits)",
         lambda fn, path: (
-            path.startswith("graphql/validation/")
-            or path in _VALIDATION_EXTENSIONS
-            or fn == "validate_document"
+            path.startswith("graphql/validation/") or path in _VALIDATION_EXTENSIONS or fn == "validate_document"
         ),
     ),
     (
@@ -1145,9 +1092,7 @@ _PHASES: list[tuple[str, Callable[[str, str], bool]]] = [
     ),
     (
         "GraphQL execution (graphql-core executor, strawberry field wrappers)",
-        lambda _fn, path: (
-            path.startswith(("graphql/", "strawberry/")) and not path.startswith("strawberry/http/")
-        ),
+        lambda _fn, path: path.startswith(("graphql/", "strawberry/")) and not path.startswith("strawberry/http/"),
     ),
     (
         "HTTP and authentication (uvicorn, starlette, middleware, request body, API key)",
@@ -1236,9 +1181,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Screens benchmark: the gateway (and with --compare PostGraphile v5 and a raw "
         "Starlette+asyncpg ceiling) on the same PostgreSQL data, in alternating rounds.",
     )
-    parser.add_argument(
-        "--emails", type=int, default=100_000, help="e-mails of the tenant read (default 100000)"
-    )
+    parser.add_argument("--emails", type=int, default=100_000, help="e-mails of the tenant read (default 100000)")
     parser.add_argument(
         "--compare",
         action="store_true",
@@ -1250,15 +1193,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="reuse the database gateway_screens_<emails> when it holds the data, and keep it",
     )
     parser.add_argument("--connections", type=int, default=8, help="requests in flight (default 8)")
-    parser.add_argument(
-        "--seconds", type=float, default=10, help="duration of a round (default 10)"
-    )
-    parser.add_argument(
-        "--rounds", type=int, default=3, help="rounds per server and screen (default 3)"
-    )
-    parser.add_argument(
-        "--warmup", type=float, default=3, help="untimed seconds per server and screen (default 3)"
-    )
+    parser.add_argument("--seconds", type=float, default=10, help="duration of a round (default 10)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per server and screen (default 3)")
+    parser.add_argument("--warmup", type=float, default=3, help="untimed seconds per server and screen (default 3)")
     parser.add_argument(
         "--screens",
         nargs="+",

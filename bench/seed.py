@@ -132,9 +132,7 @@ async def seed(database: str, *, emails: int, seed_value: int = 1) -> SeedReport
     try:
         async with connection.transaction():
             if await connection.fetchval("SELECT count(*) FROM email"):
-                raise RuntimeError(
-                    f"database {database!r} already holds e-mails: seed an empty one"
-                )
+                raise RuntimeError(f"database {database!r} already holds e-mails: seed an empty one")
             now = datetime.now(UTC)
             tenant_ids = []
             for name in demo.DEMO_TENANTS:
@@ -193,9 +191,7 @@ async def seed(database: str, *, emails: int, seed_value: int = 1) -> SeedReport
                     f"(SELECT coalesce(max(id), 0) + 1 FROM {table}), false)"
                 )
         await connection.execute("ANALYZE")
-        first = await connection.fetchval(
-            "SELECT count(*) FROM email WHERE tenant_id = $1", tenant_ids[0]
-        )
+        first = await connection.fetchval("SELECT count(*) FROM email WHERE tenant_id = $1", tenant_ids[0])
     finally:
         await connection.close()
     return SeedReport(
@@ -236,9 +232,7 @@ def _generate(
         relation_id = relation_ids.get((tenant_id, relation_external_id))
         if relation_id is None:
             relation_id = relation_ids[(tenant_id, relation_external_id)] = len(relation_ids) + 1
-            out["relation"].append(
-                (relation_id, tenant_id, relation_external_id, relation_name, now)
-            )
+            out["relation"].append((relation_id, tenant_id, relation_external_id, relation_name, now))
         sent_at = demo._EPOCH - timedelta(minutes=n * 7 + rng.randint(0, 5))  # noqa: SLF001
         kind = rng.random()
         invoice_id = None
@@ -340,9 +334,7 @@ def _generate(
                     e.ip,
                 )
             )
-        out["status_change"].append(
-            (tenant_id, email_id, None, EmailStatus.SENT.value, sent_at, now)
-        )
+        out["status_change"].append((tenant_id, email_id, None, EmailStatus.SENT.value, sent_at, now))
         if p.status is not EmailStatus.SENT:
             out["status_change"].append(
                 (
@@ -378,10 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     report = asyncio.run(seed(args.database, emails=args.emails, seed_value=args.seed))
     counts = ", ".join(f"{table} {count:,}" for table, count in report.rows.items())
-    print(
-        f"seeded {report.emails:,} e-mails for {report.tenant_name!r} "
-        f"in {report.seconds:.1f} s ({counts})"
-    )
+    print(f"seeded {report.emails:,} e-mails for {report.tenant_name!r} in {report.seconds:.1f} s ({counts})")
     return 0
 
 

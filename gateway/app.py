@@ -52,8 +52,8 @@ from gateway.auth import Authenticator
 from gateway.browsers import BrowserCORS, Compression
 from gateway.config import Settings, get_settings
 from gateway.context import Context
-from gateway.documents import DocumentRefused, PersistedDocuments
 from gateway.db import SessionFactory, create_engine, create_session_factory, database_unavailable
+from gateway.documents import DocumentRefused, PersistedDocuments
 from gateway.enums import Scope as KeyScope
 from gateway.errors import BadInput
 from gateway.fastpath import FastPath
@@ -108,7 +108,9 @@ class State(TypedDict):
 
 def _too_large() -> JSONResponse:
     message = f"request body too large: at most {_MAX_BODY} bytes"
-    return JSONResponse({"errors": [{"message": message, "extensions": {"code": "REQUEST_TOO_LARGE"}}]}, status_code=413)
+    return JSONResponse(
+        {"errors": [{"message": message, "extensions": {"code": "REQUEST_TOO_LARGE"}}]}, status_code=413
+    )
 
 
 def _unauthenticated(message: str) -> JSONResponse:
@@ -121,7 +123,11 @@ def _unauthenticated(message: str) -> JSONResponse:
 
 def _unavailable() -> JSONResponse:
     return JSONResponse(
-        {"errors": [{"message": "The database is unavailable; retry later.", "extensions": {"code": SERVICE_UNAVAILABLE}}]},
+        {
+            "errors": [
+                {"message": "The database is unavailable; retry later.", "extensions": {"code": SERVICE_UNAVAILABLE}}
+            ]
+        },
         status_code=503,
         headers={"Retry-After": "30"},
     )
@@ -205,10 +211,13 @@ class LiveTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
             await documents.resolve(operation.query, None)
         except DocumentRefused as refused:
             with contextlib.suppress(WebSocketDisconnected):  # the error frame also forgets the id
-                await operation.send_operation_message({
-                    "id": operation.id, "type": "error",
-                    "payload": [{"message": refused.message, "extensions": {"code": refused.code}}],
-                })
+                await operation.send_operation_message(
+                    {
+                        "id": operation.id,
+                        "type": "error",
+                        "payload": [{"message": refused.message, "extensions": {"code": refused.code}}],
+                    }
+                )
             return
         chosen = _chosen_operation(operation.query, operation.operation_name, self.view.max_tokens)
         if chosen == _AMBIGUOUS:
@@ -731,7 +740,9 @@ def create_app(settings: Settings | None = None, *, tracer_provider: TracerProvi
         except BrokerUnavailable:
             # Start degraded: queries and webhooks work without the broker, live
             # clients are served by the feed's polling, and the feed reconnects.
-            log.warning("broker %s unreachable at start; live changes will be polled", settings.broker_url.split("@")[-1])
+            log.warning(
+                "broker %s unreachable at start; live changes will be polled", settings.broker_url.split("@")[-1]
+            )
         session_factory = create_session_factory(engine)
         pool = await _fast_pool(settings) if settings.fast_path else None
         rows: RowSource = PgRows(pool) if pool is not None else RepositoryRows(engine)

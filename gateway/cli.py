@@ -234,8 +234,13 @@ def _list_api_keys(args: argparse.Namespace) -> None:
     header = ("PREFIX", "TENANT", "SCOPES", "CREATED", "LAST USED", "EXPIRES", "REVOKED")
     rows = [header] + [
         (
-            f"{key.prefix}...", tenant, key.scopes, _when(key.created_at),
-            _when(key.last_used_at), _when(key.expires_at), _when(key.revoked_at),
+            f"{key.prefix}...",
+            tenant,
+            key.scopes,
+            _when(key.created_at),
+            _when(key.last_used_at),
+            _when(key.expires_at),
+            _when(key.revoked_at),
         )
         for key, tenant in keys
     ]
@@ -260,8 +265,10 @@ def _revoke_api_key(args: argparse.Namespace) -> None:
     key, revoked = asyncio.run(_with_sessions(settings, work))
     if revoked:
         # Running gateways cache keys: say how long one may still accept it.
-        print(f"API key {key.prefix}... is revoked; running gateways refuse it within "
-              f"GATEWAY_KEY_CACHE_SECONDS ({settings.key_cache_seconds:g} s here)")
+        print(
+            f"API key {key.prefix}... is revoked; running gateways refuse it within "
+            f"GATEWAY_KEY_CACHE_SECONDS ({settings.key_cache_seconds:g} s here)"
+        )
     else:
         print(f"API key {key.prefix}... was already revoked on {_when(key.revoked_at)}")
 
@@ -331,9 +338,7 @@ def _purge_history(args: argparse.Namespace) -> None:
     report = asyncio.run(
         _with_sessions(
             settings,
-            lambda f: purge_history(
-                session_factory=f, history_days=days, now=utcnow(), batch_size=args.batch_size
-            ),
+            lambda f: purge_history(session_factory=f, history_days=days, now=utcnow(), batch_size=args.batch_size),
         )
     )
     print(f"{report.summary()} (history kept {days} days)")
@@ -374,9 +379,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="apply pending migrations, then serve HTTP")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
-    serve.add_argument("--workers", type=_at_least_one, default=1,
-                       help="server processes sharing the port (default 1); more than one "
-                            "needs GATEWAY_BROKER_URL=redis://...")
+    serve.add_argument(
+        "--workers",
+        type=_at_least_one,
+        default=1,
+        help="server processes sharing the port (default 1); more than one needs GATEWAY_BROKER_URL=redis://...",
+    )
     serve.set_defaults(run=_serve)
 
     migrate = commands.add_parser("migrate", help="apply pending database migrations")
@@ -389,50 +397,68 @@ def build_parser() -> argparse.ArgumentParser:
 
     key = commands.add_parser("create-api-key", help="create an API key (and the tenant when new)")
     key.add_argument("--tenant", required=True, type=_tenant_name, help="tenant name")
-    key.add_argument("--scopes", type=_parse_scopes, default=frozenset({Scope.READ, Scope.WRITE}),
-                     help="comma-separated: read,write (default both)")
+    key.add_argument(
+        "--scopes",
+        type=_parse_scopes,
+        default=frozenset({Scope.READ, Scope.WRITE}),
+        help="comma-separated: read,write (default both)",
+    )
     key.set_defaults(run=_create_api_key)
 
-    keys = commands.add_parser(
-        "list-api-keys", help="list API keys (prefix, tenant, scopes, dates; never the key)"
-    )
+    keys = commands.add_parser("list-api-keys", help="list API keys (prefix, tenant, scopes, dates; never the key)")
     keys.add_argument("--tenant", type=_tenant_name, default=None, help="only this tenant's keys")
     keys.set_defaults(run=_list_api_keys)
 
     revoke = commands.add_parser("revoke-api-key", help="revoke an API key, named by its prefix")
-    revoke.add_argument("prefix", type=_prefix, metavar="PREFIX",
-                        help="the key's prefix, as printed at its creation (gw_...)")
+    revoke.add_argument(
+        "prefix", type=_prefix, metavar="PREFIX", help="the key's prefix, as printed at its creation (gw_...)"
+    )
     revoke.set_defaults(run=_revoke_api_key)
 
     rotate = commands.add_parser(
         "rotate-api-key",
         help="create a new key with the same tenant and scopes; the old one expires after a grace period",
     )
-    rotate.add_argument("prefix", type=_prefix, metavar="PREFIX",
-                        help="the old key's prefix, as printed at its creation (gw_...)")
-    rotate.add_argument("--grace-hours", type=_grace_hours, default=DEFAULT_GRACE_HOURS,
-                        help=f"hours both keys stay valid (default {DEFAULT_GRACE_HOURS:g})")
+    rotate.add_argument(
+        "prefix", type=_prefix, metavar="PREFIX", help="the old key's prefix, as printed at its creation (gw_...)"
+    )
+    rotate.add_argument(
+        "--grace-hours",
+        type=_grace_hours,
+        default=DEFAULT_GRACE_HOURS,
+        help=f"hours both keys stay valid (default {DEFAULT_GRACE_HOURS:g})",
+    )
     rotate.set_defaults(run=_rotate_api_key)
 
     purge = commands.add_parser(
         "purge-history", help="delete event histories past the retention window (statuses stay)"
     )
-    purge.add_argument("--days", type=_at_least_one, default=None,
-                       help="days of history kept after sending (default GATEWAY_HISTORY_DAYS)")
-    purge.add_argument("--batch-size", type=_at_least_one, default=1000,
-                       help="e-mails per transaction (default 1000)")
+    purge.add_argument(
+        "--days",
+        type=_at_least_one,
+        default=None,
+        help="days of history kept after sending (default GATEWAY_HISTORY_DAYS)",
+    )
+    purge.add_argument("--batch-size", type=_at_least_one, default=1000, help="e-mails per transaction (default 1000)")
     purge.set_defaults(run=_purge_history)
 
     documents = commands.add_parser(
         "register-documents",
         help="register trusted GraphQL documents (.graphql files, or JSON manifests {hash: document})",
     )
-    documents.add_argument("files", nargs="+", type=Path, metavar="FILE",
-                           help="a .graphql file, or a persisted-documents JSON manifest (Apollo, GraphQL Codegen)")
+    documents.add_argument(
+        "files",
+        nargs="+",
+        type=Path,
+        metavar="FILE",
+        help="a .graphql file, or a persisted-documents JSON manifest (Apollo, GraphQL Codegen)",
+    )
     documents.set_defaults(run=_register_documents)
 
     export = commands.add_parser("export-schema", help="write the GraphQL schema (SDL)")
-    export.add_argument("--output", "-o", default="schema.graphql", help="file, or - for stdout (default schema.graphql)")
+    export.add_argument(
+        "--output", "-o", default="schema.graphql", help="file, or - for stdout (default schema.graphql)"
+    )
     export.set_defaults(run=_export_schema)
     return parser
 

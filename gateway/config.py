@@ -32,8 +32,12 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default=Path("data"), description="Folder for the SQLite file and the generated secret key.")
     database_url: str = Field(default="", description="SQLAlchemy URL; empty means SQLite in data_dir.")
-    secret_key: SecretStr | None = Field(default=None, description="Signs tracking tokens; generated and kept in data_dir when unset.")
-    public_url: AnyHttpUrl = Field(default=AnyHttpUrl("http://127.0.0.1:8000"), description="Base of tracking-image URLs.")
+    secret_key: SecretStr | None = Field(
+        default=None, description="Signs tracking tokens; generated and kept in data_dir when unset."
+    )
+    public_url: AnyHttpUrl = Field(
+        default=AnyHttpUrl("http://127.0.0.1:8000"), description="Base of tracking-image URLs."
+    )
     env: Literal["development", "production"] = Field(
         default="development",
         description="production turns off introspection, suggestions and GraphiQL unless each is turned on.",
@@ -149,9 +153,7 @@ class Settings(BaseSettings):
             return None
         raw = value.get_secret_value().strip()
         if raw.lower() in _PLACEHOLDERS or len(raw) < _MIN_SECRET or len(set(raw)) < 8:
-            raise ValueError(
-                "GATEWAY_SECRET_KEY must be at least 32 characters, not a placeholder, and not repetitive"
-            )
+            raise ValueError("GATEWAY_SECRET_KEY must be at least 32 characters, not a placeholder, and not repetitive")
         return value
 
     @field_validator("broker_url")
@@ -165,9 +167,7 @@ class Settings(BaseSettings):
     def _fill_defaults(self) -> Settings:
         # frozen model: defaults that depend on other settings are set once here.
         if not self.database_url:
-            object.__setattr__(
-                self, "database_url", f"sqlite+aiosqlite:///{self.data_dir / 'gateway.db'}"
-            )
+            object.__setattr__(self, "database_url", f"sqlite+aiosqlite:///{self.data_dir / 'gateway.db'}")
         development = self.env == "development"
         for name in ("introspection", "suggestions", "graphiql"):
             if getattr(self, name) is None:

@@ -28,6 +28,7 @@ _SETTLE_TICKS = 3
 SessionFactory = async_sessionmaker[AsyncSession]
 T = TypeVar("T")
 
+
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets readers run beside the one writer; foreign keys are off by default.
     cursor = dbapi_connection.cursor()

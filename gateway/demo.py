@@ -22,12 +22,48 @@ DEMO_TENANTS = ("Demo Accountants", "Second Office")
 _BATCH = 500
 _EPOCH = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
-_FIRMS = ["Bakkerij", "Garage", "Installatiebedrijf", "Hoveniers", "Advocatenkantoor", "Tandartspraktijk",
-          "Bouwbedrijf", "Kapsalon", "Transport", "Architecten", "Drukkerij", "Fysiotherapie"]
-_NAMES = ["De Vries", "Jansen", "Van den Berg", "Bakker", "Visser", "Smit", "Meijer", "De Boer",
-          "Mulder", "De Groot", "Bos", "Vos", "Peters", "Hendriks", "Dekker", "Brouwer"]
-_DOCS = ["Jaarrekening", "Btw-aangifte Q3", "Loonstrook oktober", "Aangifte inkomstenbelasting",
-         "Opdrachtbevestiging", "Balans per 30 september", "Kostenoverzicht", "Machtiging"]
+_FIRMS = [
+    "Bakkerij",
+    "Garage",
+    "Installatiebedrijf",
+    "Hoveniers",
+    "Advocatenkantoor",
+    "Tandartspraktijk",
+    "Bouwbedrijf",
+    "Kapsalon",
+    "Transport",
+    "Architecten",
+    "Drukkerij",
+    "Fysiotherapie",
+]
+_NAMES = [
+    "De Vries",
+    "Jansen",
+    "Van den Berg",
+    "Bakker",
+    "Visser",
+    "Smit",
+    "Meijer",
+    "De Boer",
+    "Mulder",
+    "De Groot",
+    "Bos",
+    "Vos",
+    "Peters",
+    "Hendriks",
+    "Dekker",
+    "Brouwer",
+]
+_DOCS = [
+    "Jaarrekening",
+    "Btw-aangifte Q3",
+    "Loonstrook oktober",
+    "Aangifte inkomstenbelasting",
+    "Opdrachtbevestiging",
+    "Balans per 30 september",
+    "Kostenoverzicht",
+    "Machtiging",
+]
 _FAILURES = [
     (FailureCategory.HARD_BOUNCE, "550 5.1.1 The email account that you tried to reach does not exist", 550),
     (FailureCategory.BLOCKED, "554 5.7.1 Service unavailable; client host blocked using Spamhaus", 554),
@@ -47,16 +83,36 @@ def _events(rng: random.Random, email: models.Email) -> list[IncomingEvent]:
     out: list[IncomingEvent] = []
 
     def event(status: EmailStatus, at: datetime, description: str, **extra: object) -> None:
-        out.append(IncomingEvent(source=source, key=f"demo-{email.id}-{len(out)}", status=status,
-                                 occurred_at=at, description=description, **extra))  # type: ignore[arg-type]
+        out.append(
+            IncomingEvent(
+                source=source,
+                key=f"demo-{email.id}-{len(out)}",
+                status=status,
+                occurred_at=at,
+                description=description,
+                **extra,
+            )
+        )  # type: ignore[arg-type]
 
     if roll < 0.12:
         if rng.random() < 0.4:
-            event(EmailStatus.SENT, t + timedelta(minutes=5), "Deferred: 421 4.7.0 Try again later",
-                  failure_category=FailureCategory.SOFT_BOUNCE, reason="421 4.7.0 Try again later", smtp_code=421)
+            event(
+                EmailStatus.SENT,
+                t + timedelta(minutes=5),
+                "Deferred: 421 4.7.0 Try again later",
+                failure_category=FailureCategory.SOFT_BOUNCE,
+                reason="421 4.7.0 Try again later",
+                smtp_code=421,
+            )
         category, reason, code = rng.choice(_FAILURES)
-        event(EmailStatus.DELIVERY_FAILED, t + timedelta(minutes=rng.randint(1, 600)), f"Failed: {reason}",
-              failure_category=category, reason=reason, smtp_code=code)
+        event(
+            EmailStatus.DELIVERY_FAILED,
+            t + timedelta(minutes=rng.randint(1, 600)),
+            f"Failed: {reason}",
+            failure_category=category,
+            reason=reason,
+            smtp_code=code,
+        )
         return out
     if roll < 0.25:
         return out  # still only sent
@@ -70,8 +126,12 @@ def _events(rng: random.Random, email: models.Email) -> list[IncomingEvent]:
         opened = delivered + timedelta(seconds=3 if automated and i == 0 else rng.randint(60, 86_400))
         event(EmailStatus.OPENED, opened, "Opened (tracking image fetched)", machine_open=automated, user_agent=agent)
     if rng.random() < 0.08:  # a complaint proves delivery: the status stays OPENED
-        event(EmailStatus.DELIVERED, delivered + timedelta(days=1), "The recipient reported the e-mail as spam",
-              failure_category=FailureCategory.SPAM_COMPLAINT)
+        event(
+            EmailStatus.DELIVERED,
+            delivered + timedelta(days=1),
+            "The recipient reported the e-mail as spam",
+            failure_category=FailureCategory.SPAM_COMPLAINT,
+        )
     return out
 
 
@@ -81,12 +141,16 @@ async def seed_demo(session_factory: SessionFactory, *, emails: int = 300, seed:
     async with session_factory() as session:
         tenants = [await get_or_create_tenant(session=session, name=name) for name in DEMO_TENANTS]
         await session.commit()
-        existing = (await session.execute(
-            select(func.count()).select_from(models.Email).where(models.Email.tenant_id == tenants[0].id)
-        )).scalar_one()
+        existing = (
+            await session.execute(
+                select(func.count()).select_from(models.Email).where(models.Email.tenant_id == tenants[0].id)
+            )
+        ).scalar_one()
     if existing:
         return 0
-    relations = [RelationData(f"rel-{i:04d}", f"{rng.choice(_FIRMS)} {rng.choice(_NAMES)}") for i in range(max(10, emails // 10))]
+    relations = [
+        RelationData(f"rel-{i:04d}", f"{rng.choice(_FIRMS)} {rng.choice(_NAMES)}") for i in range(max(10, emails // 10))
+    ]
     written = 0
     for start in range(0, emails, _BATCH):
         async with session_factory() as session:
@@ -109,10 +173,14 @@ async def seed_demo(session_factory: SessionFactory, *, emails: int = 300, seed:
                 else:
                     subject = f"Bericht over uw dossier ({relation.name})"
                 registration = Registration(
-                    external_id=f"demo-{n:06d}", subject=subject,
+                    external_id=f"demo-{n:06d}",
+                    subject=subject,
                     recipient=f"{relation.name.split()[-1].lower().replace(' ', '')}{n % 97}@example.com",
-                    sent_at=sent_at, provider_message_id=f"demo-msg-{n:06d}",
-                    relation=relation, documents=documents, invoice=invoice,
+                    sent_at=sent_at,
+                    provider_message_id=f"demo-msg-{n:06d}",
+                    relation=relation,
+                    documents=documents,
+                    invoice=invoice,
                 )
                 email, _ = await register_email(session=session, tenant_id=tenant.id, data=registration)  # type: ignore[arg-type]
                 batch.append(email)

@@ -134,7 +134,9 @@ class PersistedDocuments:
             return Resolved(text, None)
         if text is not None:
             if sha256_hex(text) != digest:
-                raise DocumentRefused(f"persistedQuery.sha256Hash {digest} is not the SHA-256 of the query sent", "BAD_USER_INPUT")
+                raise DocumentRefused(
+                    f"persistedQuery.sha256Hash {digest} is not the SHA-256 of the query sent", "BAD_USER_INPUT"
+                )
             if self._trusted_only:
                 if await self._trusted_text(digest) is None:
                     raise self._untrusted(digest)
@@ -229,9 +231,11 @@ async def register_documents(*, session: AsyncSession, documents: Mapping[str, s
     if not documents:
         return 0
     known = set(
-        (await session.execute(
-            select(models.TrustedDocument.sha256).where(models.TrustedDocument.sha256.in_(list(documents)))  # type: ignore[attr-defined]
-        )).scalars()
+        (
+            await session.execute(
+                select(models.TrustedDocument.sha256).where(models.TrustedDocument.sha256.in_(list(documents)))  # type: ignore[attr-defined]
+            )
+        ).scalars()
     )
     new = [models.TrustedDocument(sha256=h, document=t) for h, t in documents.items() if h not in known]
     session.add_all(new)

@@ -135,8 +135,10 @@ def baseline_facts(email: models.Email) -> list[Fact]:
     if email.open_count and email.first_opened_at and email.last_opened_at:
         # The first and last opens, and the open that made the status OPENED, with
         # weights that add up to the open count.
-        times = sorted({email.first_opened_at, email.last_opened_at}
-                       | ({email.status_changed_at} if email.status is EmailStatus.OPENED else set()))
+        times = sorted(
+            {email.first_opened_at, email.last_opened_at}
+            | ({email.status_changed_at} if email.status is EmailStatus.OPENED else set())
+        )
         weights = [1] * len(times)
         weights[0] = max(1, email.open_count - (len(times) - 1))
         facts += [
@@ -193,17 +195,12 @@ async def _lock_emails(session: AsyncSession, email_ids: Iterable[int]) -> list[
     # Plain rows, not ORM objects: a batch locks a thousand e-mails at a time.
     table = models.Email.__table__  # type: ignore[attr-defined]
     statement = (
-        select(table)
-        .where(table.c.id.in_(sorted(set(email_ids))))
-        .order_by(table.c.id)
-        .with_for_update(key_share=True)
+        select(table).where(table.c.id.in_(sorted(set(email_ids)))).order_by(table.c.id).with_for_update(key_share=True)
     )
     return list((await session.execute(statement)).all())
 
 
-async def apply_events(
-    *, session: AsyncSession, events: Sequence[tuple[models.Email, IncomingEvent]]
-) -> list[Change]:
+async def apply_events(*, session: AsyncSession, events: Sequence[tuple[models.Email, IncomingEvent]]) -> list[Change]:
     """Record events for known e-mails and write the statuses they change (no commit).
 
     Set-based: one INSERT for all events (duplicates skipped by the unique key),
@@ -387,8 +384,13 @@ async def _match(
             email, reason = _choose(by_message.get(normalize_message_id(e.provider_message_id) or "", []), e)
         if email is None:
             if reason != "unregistered":
-                log.warning("event %s from %s kept pending: message id %r is %s", e.key[:100], e.source,
-                            e.provider_message_id, reason)
+                log.warning(
+                    "event %s from %s kept pending: message id %r is %s",
+                    e.key[:100],
+                    e.source,
+                    e.provider_message_id,
+                    reason,
+                )
             unmatched.append((e, reason))
         else:
             matched.append((email, e))
@@ -488,7 +490,8 @@ async def write_first_statuses(*, session: AsyncSession, emails: Sequence[models
     """Log the SENT status of newly registered e-mails: the first row of their change log."""
     now = models.utcnow()
     causes: dict[int, tuple[str | None, FailureCategory | None]] = {
-        e.id: (REGISTRATION_SOURCE, None) for e in emails  # type: ignore[misc]
+        e.id: (REGISTRATION_SOURCE, None)
+        for e in emails  # type: ignore[misc]
     }
     return await _log_changes(
         session,

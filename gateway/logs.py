@@ -190,7 +190,9 @@ class RequestLog:
         finally:
             log.info(
                 "%s %s %s",
-                scope["method"], self.route(scope["path"]), status or "-",
+                scope["method"],
+                self.route(scope["path"]),
+                status or "-",
                 extra={
                     "method": scope["method"],
                     "route": self.route(scope["path"]),

@@ -26,36 +26,51 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "gateway_http_requests", "HTTP requests by route and status.",
-            ["method", "route", "status"], registry=self.registry,
+            "gateway_http_requests",
+            "HTTP requests by route and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
         )
         self.latency = Histogram(
-            "gateway_http_request_duration_seconds", "HTTP request latency by route.",
-            ["route"], registry=self.registry, buckets=_LATENCY_BUCKETS,
+            "gateway_http_request_duration_seconds",
+            "HTTP request latency by route.",
+            ["route"],
+            registry=self.registry,
+            buckets=_LATENCY_BUCKETS,
         )
         self.graphql_errors = Counter(
-            "gateway_graphql_errors", "GraphQL errors returned, by kind (expected or masked).",
-            ["kind"], registry=self.registry,
+            "gateway_graphql_errors",
+            "GraphQL errors returned, by kind (expected or masked).",
+            ["kind"],
+            registry=self.registry,
         )
         self.events = Counter(
-            "gateway_events_ingested", "Events recorded through the ingestion path, by source.",
-            ["source"], registry=self.registry,
+            "gateway_events_ingested",
+            "Events recorded through the ingestion path, by source.",
+            ["source"],
+            registry=self.registry,
         )
 
         self.fast_path = Counter(
-            "gateway_fast_path", "POSTed queries by how they were answered: plan, or reference.",
-            ["answered_by"], registry=self.registry,
+            "gateway_fast_path",
+            "POSTed queries by how they were answered: plan, or reference.",
+            ["answered_by"],
+            registry=self.registry,
         )
         self.websockets = Gauge(
-            "gateway_websockets_open", "Websocket connections open now.", registry=self.registry,
+            "gateway_websockets_open",
+            "Websocket connections open now.",
+            registry=self.registry,
         )
         self.websocket_closes = Counter(
             "gateway_websocket_closes",
             "Websocket connections closed, by close code (1013: a slow subscriber was disconnected).",
-            ["code"], registry=self.registry,
+            ["code"],
+            registry=self.registry,
         )
         self.subscriptions = Gauge(
-            "gateway_subscriptions_active", "Live subscriptions listening to the change feed now.",
+            "gateway_subscriptions_active",
+            "Live subscriptions listening to the change feed now.",
             registry=self.registry,
         )
         self.feed_lag = Gauge(
@@ -73,12 +88,15 @@ class Metrics:
         self.status_changes = Counter(
             "gateway_status_changes",
             "Committed e-mail status changes, by new status, failure category and event source.",
-            ["status", "failure_category", "source"], registry=self.registry,
+            ["status", "failure_category", "source"],
+            registry=self.registry,
         )
         self.operation_latency = Histogram(
             "gateway_persisted_operation_duration_seconds",
             "Latency of persisted (trusted) documents, by operation name.",
-            ["operation"], registry=self.registry, buckets=_LATENCY_BUCKETS,
+            ["operation"],
+            registry=self.registry,
+            buckets=_LATENCY_BUCKETS,
         )
         self._operations: set[str] = set()
 

@@ -58,8 +58,6 @@ def _enum(enum: type[Any]) -> sa.Enum:
     return sa.Enum(enum, native_enum=False, create_constraint=False, length=32)
 
 
-
-
 def _tenant_fk() -> Any:
     return Field(foreign_key="tenant.id", nullable=False, ondelete="CASCADE")
 
@@ -151,9 +149,7 @@ class Email(SQLModel, table=True):
             "sent_at",
             "id",
         ),
-        sa.Index(
-            "ix_email_relation_newest", "relation_id", "sent_at", "id"
-        ),
+        sa.Index("ix_email_relation_newest", "relation_id", "sent_at", "id"),
         sa.Index("ix_email_invoice_newest", "invoice_id", "sent_at", "id"),
     )
 
@@ -170,9 +166,7 @@ class Email(SQLModel, table=True):
     status: EmailStatus = Field(default=EmailStatus.SENT, sa_type=_enum(EmailStatus))
     status_changed_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
     delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
-    failure_category: FailureCategory | None = Field(
-        default=None, sa_type=_enum(FailureCategory), nullable=True
-    )
+    failure_category: FailureCategory | None = Field(default=None, sa_type=_enum(FailureCategory), nullable=True)
     failure_reason: str | None = Field(default=None, max_length=2000)
     failure_smtp_code: int | None = None
     failure_occurred_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
@@ -190,9 +184,7 @@ class EmailDocument(SQLModel, table=True):
     """Which documents an e-mail carried (any number per e-mail, any number of e-mails per document)."""
 
     __tablename__ = "email_document"
-    __table_args__ = (
-        sa.Index("ix_email_document_document", "document_id", "email_id"),
-    )
+    __table_args__ = (sa.Index("ix_email_document_document", "document_id", "email_id"),)
 
     email_id: int = Field(foreign_key="email.id", primary_key=True, ondelete="CASCADE")
     document_id: int = Field(foreign_key="document.id", primary_key=True, ondelete="CASCADE")
@@ -217,9 +209,7 @@ class EmailEvent(SQLModel, table=True):
     occurred_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
     received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     description: str = Field(default="", max_length=2000)
-    failure_category: FailureCategory | None = Field(
-        default=None, sa_type=_enum(FailureCategory), nullable=True
-    )
+    failure_category: FailureCategory | None = Field(default=None, sa_type=_enum(FailureCategory), nullable=True)
     reason: str | None = Field(default=None, max_length=2000)
     smtp_code: int | None = None
     machine_open: bool = False

@@ -123,11 +123,7 @@ def _mark_batch(
     ]
     if after is not None:  # keyset: continue past the previous batch in index order
         sent_at, pk = after
-        conditions.append(
-            sa.or_(
-                _email.c.sent_at > sent_at, sa.and_(_email.c.sent_at == sent_at, _email.c.id > pk)
-            )
-        )
+        conditions.append(sa.or_(_email.c.sent_at > sent_at, sa.and_(_email.c.sent_at == sent_at, _email.c.id > pk)))
     # MATERIALIZED: the batch is picked and locked once per statement. As a plain
     # subquery, the planner may put it on the inner side of a nested loop and run it
     # again for every outer row; each run skips what another purge locked meanwhile
@@ -164,9 +160,7 @@ async def _purge_tenant(
         async with session_factory() as session:
             marked = (
                 await session.execute(
-                    _mark_batch(
-                        tenant_id=tenant_id, cutoff=cutoff, now=now, after=after, size=batch_size
-                    )
+                    _mark_batch(tenant_id=tenant_id, cutoff=cutoff, now=now, after=after, size=batch_size)
                 )
             ).all()
             if not marked:
@@ -242,20 +236,12 @@ async def purge_history(
             session_factory, tenant_id=tenant_id, cutoff=cutoff, now=now, batch_size=batch_size
         )
         emails, events, batches = emails + e, events + ev, batches + b
-    pending = await _delete_in_batches(
-        session_factory, _pending, _pending.c.expires_at < now, batch_size
-    )
-    nonces = await _delete_in_batches(
-        session_factory, _nonce, _nonce.c.seen_at < now - NONCE_KEEP, batch_size
-    )
-    return PurgeReport(
-        emails=emails, events=events, pending_events=pending, nonces=nonces, email_batches=batches
-    )
+    pending = await _delete_in_batches(session_factory, _pending, _pending.c.expires_at < now, batch_size)
+    nonces = await _delete_in_batches(session_factory, _nonce, _nonce.c.seen_at < now - NONCE_KEEP, batch_size)
+    return PurgeReport(emails=emails, events=events, pending_events=pending, nonces=nonces, email_batches=batches)
 
 
-async def purge_periodically(
-    *, session_factory: SessionFactory, settings: Settings, interval: float
-) -> None:
+async def purge_periodically(*, session_factory: SessionFactory, settings: Settings, interval: float) -> None:
     """Purge now, then every `interval` seconds, until cancelled.
 
     Meant to run as a background task of the app. A failed run (the database

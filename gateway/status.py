@@ -135,9 +135,7 @@ def project(sent_at: datetime, facts: Iterable[Fact]) -> Projection:
     failures = [e for e in events if e.status is EmailStatus.DELIVERY_FAILED]
     last_failure = failures[-1] if failures else None
     after_failure = [
-        e
-        for e in events
-        if e.status in _POSITIVE_RANK and (last_failure is None or e.order > last_failure.order)
+        e for e in events if e.status in _POSITIVE_RANK and (last_failure is None or e.order > last_failure.order)
     ]
     # An open implies delivery: the first of either is when it was known delivered.
     delivered = [e for e in events if e.status in _POSITIVE_RANK]
@@ -162,7 +160,9 @@ def project(sent_at: datetime, facts: Iterable[Fact]) -> Projection:
         deciding = next(e for e in after_failure if _POSITIVE_RANK[e.status] == top)
         return Projection(deciding.status, deciding.occurred_at, delivered_at, failure, opens, complaint)
     if last_failure is not None:
-        return Projection(EmailStatus.DELIVERY_FAILED, last_failure.occurred_at, delivered_at, failure, opens, complaint)
+        return Projection(
+            EmailStatus.DELIVERY_FAILED, last_failure.occurred_at, delivered_at, failure, opens, complaint
+        )
     sent = [e for e in events if e.status is EmailStatus.SENT]
     changed_at = min(sent_at, sent[0].occurred_at) if sent else sent_at
     return Projection(EmailStatus.SENT, changed_at, delivered_at, None, opens, complaint)

@@ -36,8 +36,18 @@ from gateway.schema import build_schema
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 TABLES = [
-    "status_change", "email_event", "email_document", "email", "document", "invoice", "pending_event", "webhook_nonce",
-    "relation", "api_key", "tenant", "trusted_document",
+    "status_change",
+    "email_event",
+    "email_document",
+    "email",
+    "document",
+    "invoice",
+    "pending_event",
+    "webhook_nonce",
+    "relation",
+    "api_key",
+    "tenant",
+    "trusted_document",
 ]
 
 

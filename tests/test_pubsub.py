@@ -239,9 +239,7 @@ async def test_channels_are_isolated(broker: Broker, channel: str) -> None:
         assert await _next(theirs) == Message(other, "for them again")
 
 
-async def test_subscribers_share_one_upstream_subscription(
-    broker: Broker, channel: str, admin: Redis | None
-) -> None:
+async def test_subscribers_share_one_upstream_subscription(broker: Broker, channel: str, admin: Redis | None) -> None:
     # given: many local subscribers on one channel
     async with contextlib.AsyncExitStack() as stack:
         subs = [await stack.enter_async_context(broker.subscribe(channel)) for _ in range(200)]
@@ -257,9 +255,7 @@ async def test_subscribers_share_one_upstream_subscription(
             assert await _numsub(admin, channel) == 1
 
 
-async def test_closed_subscriptions_free_everything(
-    broker: Broker, channel: str, admin: Redis | None
-) -> None:
+async def test_closed_subscriptions_free_everything(broker: Broker, channel: str, admin: Redis | None) -> None:
     # given: subscriptions that end every way one can end
     async def cancelled_while_waiting() -> None:
         async with broker.subscribe(channel) as sub:
@@ -302,9 +298,7 @@ async def test_rejoining_a_channel_being_left_misses_nothing(broker: Broker, cha
     assert broker.subscriber_count == 0
 
 
-async def test_concurrent_first_subscribers_are_all_live_on_entry(
-    broker: Broker, channel: str
-) -> None:
+async def test_concurrent_first_subscribers_are_all_live_on_entry(broker: Broker, channel: str) -> None:
     # given: several subscribers racing to be the first on a channel
     entered = asyncio.Event()
     ready: list[Subscription] = []
@@ -327,9 +321,7 @@ async def test_concurrent_first_subscribers_are_all_live_on_entry(
     assert await asyncio.gather(*tasks) == [Message(channel, "hello")] * 5
 
 
-async def test_slow_subscriber_overflows_while_fast_one_gets_everything(
-    make_broker: MakeBroker, channel: str
-) -> None:
+async def test_slow_subscriber_overflows_while_fast_one_gets_everything(make_broker: MakeBroker, channel: str) -> None:
     # given
     broker = await make_broker(queue_size=5)
 
@@ -414,9 +406,7 @@ async def test_unreachable_redis_fails_fast_on_connect() -> None:
 # -- a real Redis that goes away ------------------------------------------------------
 
 
-async def test_outage_publish_fails_fast_and_subscribers_get_a_gap(
-    redis_server: _RedisServer, channel: str
-) -> None:
+async def test_outage_publish_fails_fast_and_subscribers_get_a_gap(redis_server: _RedisServer, channel: str) -> None:
     async with Broker(redis_server.url) as broker, broker.subscribe(channel) as sub:
         await broker.publish(channel, "before")
         assert await _next(sub) == Message(channel, "before")
@@ -452,9 +442,7 @@ async def test_outage_publish_fails_fast_and_subscribers_get_a_gap(
             assert await _next(late) == Message(f"{channel}:late", "after, late")
 
 
-async def test_unresponsive_redis_is_detected_and_survived(
-    redis_server: _RedisServer, channel: str
-) -> None:
+async def test_unresponsive_redis_is_detected_and_survived(redis_server: _RedisServer, channel: str) -> None:
     async with Broker(redis_server.url) as broker, broker.subscribe(channel) as sub:
         # when: Redis stops answering but keeps its connections open
         redis_server.pause()
@@ -478,22 +466,15 @@ async def test_unresponsive_redis_is_detected_and_survived(
         assert await _next(sub) == Message(channel, "after")
 
 
-async def test_one_connection_to_publish_and_one_to_listen(
-    redis_server: _RedisServer, channel: str
-) -> None:
+async def test_one_connection_to_publish_and_one_to_listen(redis_server: _RedisServer, channel: str) -> None:
     # given: a private server, so that every client on it is ours
     admin = Redis.from_url(redis_server.url, decode_responses=True)
     try:
         async with Broker(redis_server.url) as broker, contextlib.AsyncExitStack() as stack:
-            subs = [
-                await stack.enter_async_context(broker.subscribe(f"{channel}:{i % 5}"))
-                for i in range(50)
-            ]
+            subs = [await stack.enter_async_context(broker.subscribe(f"{channel}:{i % 5}")) for i in range(50)]
 
             # when
-            await asyncio.gather(
-                *(broker.publish(f"{channel}:{i % 5}", f"m{i}") for i in range(20))
-            )
+            await asyncio.gather(*(broker.publish(f"{channel}:{i % 5}", f"m{i}") for i in range(20)))
             for sub in subs:
                 assert isinstance(await _next(sub), Message)
 
@@ -506,8 +487,11 @@ async def test_one_connection_to_publish_and_one_to_listen(
 
 async def test_a_channel_prefix_keeps_deployments_that_share_a_redis_apart(url: str, channel: str) -> None:
     # given: two deployments on one transport, told apart by their prefixes
-    async with Broker(url, prefix="office-a:") as a, Broker(url, prefix="office-b:") as b, \
-               Broker(url, prefix="office-b:") as b_too:
+    async with (
+        Broker(url, prefix="office-a:") as a,
+        Broker(url, prefix="office-b:") as b,
+        Broker(url, prefix="office-b:") as b_too,
+    ):
         async with b.subscribe(channel) as sub, a.subscribe(channel) as own:
             # when: each publishes on the same channel name
             await a.publish(channel, "for a")

@@ -32,9 +32,9 @@ from gateway.errors import BadInput
 from gateway.ids import decode_cursor, encode_cursor
 from gateway.repositories.pages import PageRequest, check_first
 from gateway.resolvers.emails import email_query
+from gateway.resolvers.items import item_query
 from gateway.schema.inputs import DocumentFilter, EmailFilter, InvoiceFilter
 from gateway.schema.limits import Limits, check_request
-from gateway.resolvers.items import item_query
 
 from .fields import Unsupported, collect
 from .rows import Fold, Folded, Rows, RowSource
@@ -80,8 +80,11 @@ class Plan:
 
 # The lookups a page of each root can carry: (lookup, the page column it needs, its Needs field).
 _FOLDABLE = {
-    "emails": (("relations", "relation_id", "relation"), ("invoices", "invoice_id", "invoice"),
-               ("documents_by_email", "id", "document")),
+    "emails": (
+        ("relations", "relation_id", "relation"),
+        ("invoices", "invoice_id", "invoice"),
+        ("documents_by_email", "id", "document"),
+    ),
     "documents": (("relations", "relation_id", "relation"), ("latest_emails", "latest_email_id", "latest_email")),
     "invoices": (("relations", "relation_id", "relation"), ("latest_emails", "latest_email_id", "latest_email")),
 }
@@ -105,7 +108,10 @@ def _cursor_of(name: str) -> Callable[[Any], str]:
 
 
 def _compile_connection(
-    name: str, selections: list[SelectionSetNode], fragments: dict[str, FragmentDefinitionNode], needs: Needs,
+    name: str,
+    selections: list[SelectionSetNode],
+    fragments: dict[str, FragmentDefinitionNode],
+    needs: Needs,
     columns: set[str],
 ) -> tuple[Callable[[_Page, Lookups], Any], bool]:
     type_name = _ROOTS[name]
@@ -236,7 +242,9 @@ class FastPath:
         while len(self._plans) > self._size:
             self._plans.popitem(last=False)
 
-    async def run(self, plan: Plan, variables: dict[str, Any] | None, tenant_id: int, source: RowSource) -> bytes | None:
+    async def run(
+        self, plan: Plan, variables: dict[str, Any] | None, tenant_id: int, source: RowSource
+    ) -> bytes | None:
         """The response body, or None when the reference executor must answer instead."""
         try:
             check_request(self._schema, plan.document, plan.operation, variables, self._limits)
@@ -251,7 +259,9 @@ class FastPath:
             return None
         lookups = Lookups(history_days=self._history_days, now=datetime.now(UTC))
         async with source.open(tenant_id) as rows:
-            pages = [await self._fetch(rows, plan, root, request) for root, request in zip(plan.roots, requests, strict=True)]
+            pages = [
+                await self._fetch(rows, plan, root, request) for root, request in zip(plan.roots, requests, strict=True)
+            ]
             await self._look_up(rows, plan, pages, lookups)
         data = {root.key: root.write(page, lookups) for root, page in zip(plan.roots, pages, strict=True)}
         return orjson.dumps({"data": data})

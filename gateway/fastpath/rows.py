@@ -57,9 +57,13 @@ class Page(NamedTuple):
 
 
 class Rows(Protocol):
-    async def email_page(self, query: EmailQuery, page: PageRequest, columns: Sequence[str], folds: tuple[Fold, ...]) -> Page: ...
+    async def email_page(
+        self, query: EmailQuery, page: PageRequest, columns: Sequence[str], folds: tuple[Fold, ...]
+    ) -> Page: ...
     async def email_count(self, query: EmailQuery) -> int: ...
-    async def item_page(self, kind: str, query: ItemQuery, page: PageRequest, columns: Sequence[str], folds: tuple[Fold, ...]) -> Page: ...
+    async def item_page(
+        self, kind: str, query: ItemQuery, page: PageRequest, columns: Sequence[str], folds: tuple[Fold, ...]
+    ) -> Page: ...
     async def item_count(self, kind: str, query: ItemQuery) -> int: ...
     async def items_by_ids(self, kind: str, ids: Sequence[int], columns: Sequence[str]) -> list[Any]: ...
     async def emails_by_ids(self, ids: Sequence[int], columns: Sequence[str]) -> list[Any]: ...
@@ -106,7 +110,9 @@ def _email_page_sql(columns: tuple[str, ...], shape: tuple[bool | None, ...]) ->
         where.append(f"sent_at < {param()}")
     if search:
         p = param()
-        where.append(f"(lower(subject) LIKE '%' || lower({p}) || '%' ESCAPE '/' OR lower(recipient) LIKE '%' || lower({p}) || '%' ESCAPE '/')")
+        where.append(
+            f"(lower(subject) LIKE '%' || lower({p}) || '%' ESCAPE '/' OR lower(recipient) LIKE '%' || lower({p}) || '%' ESCAPE '/')"
+        )
     if cursor:
         t, i = param(), param()
         where.append(f"(sent_at < {t} OR (sent_at = {t} AND id < {i}))")
@@ -115,7 +121,9 @@ def _email_page_sql(columns: tuple[str, ...], shape: tuple[bool | None, ...]) ->
     return f"SELECT {select} FROM email WHERE {' AND '.join(where)}{tail}"
 
 
-def _email_args(tenant_id: int, query: EmailQuery, page: PageRequest | None) -> tuple[tuple[bool | None, ...], list[Any]]:
+def _email_args(
+    tenant_id: int, query: EmailQuery, page: PageRequest | None
+) -> tuple[tuple[bool | None, ...], list[Any]]:
     args: list[Any] = [tenant_id]
     if query.statuses is not None:
         args.append([s.value for s in query.statuses])
@@ -130,8 +138,15 @@ def _email_args(tenant_id: int, query: EmailQuery, page: PageRequest | None) -> 
     has_cursor = page is not None and page.after is not None
     if has_cursor:
         args += [page.after[0], page.after[1]]  # type: ignore[union-attr]
-    shape = (query.statuses is not None, query.relation_id is not None, query.sent_after is not None,
-             query.sent_before is not None, bool(query.search), has_cursor, query.complained)
+    shape = (
+        query.statuses is not None,
+        query.relation_id is not None,
+        query.sent_after is not None,
+        query.sent_before is not None,
+        bool(query.search),
+        has_cursor,
+        query.complained,
+    )
     return shape, args
 
 
@@ -165,7 +180,12 @@ def _item_args(tenant_id: int, query: ItemQuery, page: PageRequest | None) -> tu
     has_cursor = page is not None and page.after is not None
     if has_cursor:
         args.append(page.after[1])  # type: ignore[union-attr]
-    shape = (query.email_statuses is not None, query.invoice_statuses is not None, query.relation_id is not None, has_cursor)
+    shape = (
+        query.email_statuses is not None,
+        query.invoice_statuses is not None,
+        query.relation_id is not None,
+        has_cursor,
+    )
     return shape, args
 
 
@@ -215,7 +235,9 @@ class _PgRows:
         self._c = connection
         self._t = tenant_id
 
-    async def email_page(self, query: EmailQuery, page: PageRequest, columns: Sequence[str], folds: tuple[Fold, ...]) -> Page:
+    async def email_page(
+        self, query: EmailQuery, page: PageRequest, columns: Sequence[str], folds: tuple[Fold, ...]
+    ) -> Page:
         shape, args = _email_args(self._t, query, page)
         sql = _folded_sql(_email_page_sql(tuple(columns), shape), "p.sent_at DESC, p.id DESC", folds)
         return self._page(await self._c.fetch(sql, *args, page.first + 1), page.first, folds)
@@ -224,7 +246,9 @@ class _PgRows:
         shape, args = _email_args(self._t, query, None)
         return int(await self._c.fetchval(_email_page_sql((), shape), *args))
 
-    async def item_page(self, kind: str, query: ItemQuery, page: PageRequest, columns: Sequence[str], folds: tuple[Fold, ...]) -> Page:
+    async def item_page(
+        self, kind: str, query: ItemQuery, page: PageRequest, columns: Sequence[str], folds: tuple[Fold, ...]
+    ) -> Page:
         shape, args = _item_args(self._t, query, page)
         sql = _folded_sql(_item_sql(_TABLES[kind], tuple(columns), shape), "p.id DESC", folds)
         return self._page(await self._c.fetch(sql, *args, page.first + 1), page.first, folds)
@@ -277,22 +301,32 @@ class _RepositoryRows:
 
     # The folds are left to the lookups: one statement each.
 
-    async def email_page(self, query: EmailQuery, page: PageRequest, columns: Sequence[str], folds: tuple[Fold, ...]) -> Page:
-        rows, more = await email_repo.list_email_rows(connection=self._c, tenant_id=self._t, query=query, page=page, columns=columns)
+    async def email_page(
+        self, query: EmailQuery, page: PageRequest, columns: Sequence[str], folds: tuple[Fold, ...]
+    ) -> Page:
+        rows, more = await email_repo.list_email_rows(
+            connection=self._c, tenant_id=self._t, query=query, page=page, columns=columns
+        )
         return Page([r._mapping for r in rows], more, {})
 
     async def email_count(self, query: EmailQuery) -> int:
         return await email_repo.count_email_rows(connection=self._c, tenant_id=self._t, query=query)
 
-    async def item_page(self, kind: str, query: ItemQuery, page: PageRequest, columns: Sequence[str], folds: tuple[Fold, ...]) -> Page:
-        rows, more = await item_repo.list_item_rows(connection=self._c, kind=kind, tenant_id=self._t, query=query, page=page, columns=columns)
+    async def item_page(
+        self, kind: str, query: ItemQuery, page: PageRequest, columns: Sequence[str], folds: tuple[Fold, ...]
+    ) -> Page:
+        rows, more = await item_repo.list_item_rows(
+            connection=self._c, kind=kind, tenant_id=self._t, query=query, page=page, columns=columns
+        )
         return Page([r._mapping for r in rows], more, {})
 
     async def item_count(self, kind: str, query: ItemQuery) -> int:
         return await item_repo.count_item_rows(connection=self._c, kind=kind, tenant_id=self._t, query=query)
 
     async def items_by_ids(self, kind: str, ids: Sequence[int], columns: Sequence[str]) -> list[Any]:
-        rows = await item_repo.list_item_rows_by_ids(connection=self._c, kind=kind, tenant_id=self._t, ids=ids, columns=columns)
+        rows = await item_repo.list_item_rows_by_ids(
+            connection=self._c, kind=kind, tenant_id=self._t, ids=ids, columns=columns
+        )
         return [r._mapping for r in rows]
 
     async def emails_by_ids(self, ids: Sequence[int], columns: Sequence[str]) -> list[Any]:
@@ -300,7 +334,9 @@ class _RepositoryRows:
         return [r._mapping for r in rows]
 
     async def documents_by_email_ids(self, email_ids: Sequence[int], columns: Sequence[str]) -> list[Any]:
-        rows = await item_repo.list_document_rows_by_email_ids(connection=self._c, tenant_id=self._t, email_ids=email_ids, columns=columns)
+        rows = await item_repo.list_document_rows_by_email_ids(
+            connection=self._c, tenant_id=self._t, email_ids=email_ids, columns=columns
+        )
         return [r._mapping for r in rows]
 
 

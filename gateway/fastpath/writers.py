@@ -138,8 +138,13 @@ Columns = dict[str, tuple[str, Callable[[Any], Any] | None]]
 
 
 def _flat(
-    type_name: str, selections: list[SelectionSetNode], fragments: Fragments, columns: set[str],
-    names: Columns, constants: dict[str, Any] | None = None, interfaces: tuple[str, ...] = (),
+    type_name: str,
+    selections: list[SelectionSetNode],
+    fragments: Fragments,
+    columns: set[str],
+    names: Columns,
+    constants: dict[str, Any] | None = None,
+    interfaces: tuple[str, ...] = (),
 ) -> Writer:
     """An object whose fields are all columns of the row (or constants)."""
     parts: list[tuple[str, Writer]] = []
@@ -157,8 +162,12 @@ def _flat(
 
 def compile_failure(selections: list[SelectionSetNode], fragments: Fragments, columns: set[str]) -> Writer:
     columns.update({"status", "failure_category", "failure_reason", "failure_smtp_code", "failure_occurred_at"})
-    names: Columns = {"category": ("failure_category", _enum), "reason": ("failure_reason", lambda v: v or ""),
-                      "smtpCode": ("failure_smtp_code", None), "occurredAt": ("failure_occurred_at", dt)}
+    names: Columns = {
+        "category": ("failure_category", _enum),
+        "reason": ("failure_reason", lambda v: v or ""),
+        "smtpCode": ("failure_smtp_code", None),
+        "occurredAt": ("failure_occurred_at", dt),
+    }
     body = _flat("DeliveryFailure", selections, fragments, columns, names)
 
     def write(row: Any, lookups: Lookups) -> Any:
@@ -170,8 +179,12 @@ def compile_failure(selections: list[SelectionSetNode], fragments: Fragments, co
 
 
 def compile_opens(selections: list[SelectionSetNode], fragments: Fragments, columns: set[str]) -> Writer:
-    names: Columns = {"count": ("open_count", None), "firstOpenedAt": ("first_opened_at", dt),
-                      "lastOpenedAt": ("last_opened_at", dt), "likelyAutomated": ("opens_likely_automated", None)}
+    names: Columns = {
+        "count": ("open_count", None),
+        "firstOpenedAt": ("first_opened_at", dt),
+        "lastOpenedAt": ("last_opened_at", dt),
+        "likelyAutomated": ("opens_likely_automated", None),
+    }
     return _flat("OpenTracking", selections, fragments, columns, names, {"notice": OPEN_NOTICE})
 
 
@@ -188,9 +201,14 @@ def compile_complaint(selections: list[SelectionSetNode], fragments: Fragments, 
 
 
 def compile_details(selections: list[SelectionSetNode], fragments: Fragments, columns: set[str]) -> Writer:
-    simple = {"status": ("status", _enum), "statusChangedAt": ("status_changed_at", dt),
-              "subject": ("subject", None), "recipient": ("recipient", None), "sentAt": ("sent_at", dt),
-              "deliveredAt": ("delivered_at", dt)}
+    simple = {
+        "status": ("status", _enum),
+        "statusChangedAt": ("status_changed_at", dt),
+        "subject": ("subject", None),
+        "recipient": ("recipient", None),
+        "sentAt": ("sent_at", dt),
+        "deliveredAt": ("delivered_at", dt),
+    }
     parts: list[tuple[str, Writer]] = []
     for f in _fields(selections, fragments, "EmailDetails"):
         if f.name == "__typename":
@@ -224,8 +242,11 @@ def _expired(row: Any, lookups: Lookups) -> bool:
 def compile_relation(selections: list[SelectionSetNode], fragments: Fragments, needs: Needs) -> Writer:
     if needs.relation is None:
         needs.relation = {"id"}
-    names: Columns = {"id": ("id", lambda v: encode_id("Relation", v)), "externalId": ("external_id", None),
-                      "name": ("name", None)}
+    names: Columns = {
+        "id": ("id", lambda v: encode_id("Relation", v)),
+        "externalId": ("external_id", None),
+        "name": ("name", None),
+    }
     # timeline is not a column: the reference pages it
     return _flat("Relation", selections, fragments, needs.relation, names, interfaces=("Node",))
 
@@ -241,11 +262,14 @@ def _relation_of(columns: set[str], selections: list[SelectionSetNode], fragment
     return write
 
 
-def compile_email(
-    selections: list[SelectionSetNode], fragments: Fragments, needs: Needs, columns: set[str]
-) -> Writer:
-    simple = {"externalId": ("external_id", None), "subject": ("subject", None), "recipient": ("recipient", None),
-              "sentAt": ("sent_at", dt), "emailStatus": ("status", _enum)}
+def compile_email(selections: list[SelectionSetNode], fragments: Fragments, needs: Needs, columns: set[str]) -> Writer:
+    simple = {
+        "externalId": ("external_id", None),
+        "subject": ("subject", None),
+        "recipient": ("recipient", None),
+        "sentAt": ("sent_at", dt),
+        "emailStatus": ("status", _enum),
+    }
     parts: list[tuple[str, Writer]] = []
     for f in _fields(selections, fragments, "Email", "Node", "EmailTracked"):
         if f.name == "__typename":
@@ -262,7 +286,9 @@ def compile_email(
             if needs.document is None:
                 needs.document = {"id"}
             document = compile_document(f.selections, fragments, needs, needs.document)
-            parts.append((f.key, lambda row, lk, w=document: [w(d, lk) for d in lk.documents_by_email.get(row["id"], ())]))
+            parts.append(
+                (f.key, lambda row, lk, w=document: [w(d, lk) for d in lk.documents_by_email.get(row["id"], ())])
+            )
         elif f.name == "invoice":
             columns.add("invoice_id")
             if needs.invoice is None:
@@ -280,7 +306,11 @@ def compile_email(
 
 
 def _item(
-    kind: str, selections: list[SelectionSetNode], fragments: Fragments, needs: Needs, columns: set[str],
+    kind: str,
+    selections: list[SelectionSetNode],
+    fragments: Fragments,
+    needs: Needs,
+    columns: set[str],
     simple: dict[str, tuple[str, Callable[[Any], Any] | None]],
 ) -> Writer:
     type_name = kind.capitalize()
@@ -315,11 +345,19 @@ def _item(
     return _object(parts)
 
 
-def compile_document(selections: list[SelectionSetNode], fragments: Fragments, needs: Needs, columns: set[str]) -> Writer:
+def compile_document(
+    selections: list[SelectionSetNode], fragments: Fragments, needs: Needs, columns: set[str]
+) -> Writer:
     simple = {"externalId": ("external_id", None), "title": ("title", None)}
     return _item("document", selections, fragments, needs, columns, simple)
 
 
-def compile_invoice(selections: list[SelectionSetNode], fragments: Fragments, needs: Needs, columns: set[str]) -> Writer:
-    simple = {"externalId": ("external_id", None), "number": ("number", None), "invoiceStatus": ("invoice_status", _enum)}
+def compile_invoice(
+    selections: list[SelectionSetNode], fragments: Fragments, needs: Needs, columns: set[str]
+) -> Writer:
+    simple = {
+        "externalId": ("external_id", None),
+        "number": ("number", None),
+        "invoiceStatus": ("invoice_status", _enum),
+    }
     return _item("invoice", selections, fragments, needs, columns, simple)

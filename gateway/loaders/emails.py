@@ -33,9 +33,7 @@ class EventsByEmailIdLoader(TenantLoader[int, list[models.EmailEvent]]):
 
     async def load_batch(self, session: AsyncSession, keys: list[int]) -> list[list[models.EmailEvent]]:
         history: dict[int, list[models.EmailEvent]] = defaultdict(list)
-        for event in await repo.list_events_by_email_ids(
-            session=session, tenant_id=self.tenant_id, email_ids=keys
-        ):
+        for event in await repo.list_events_by_email_ids(session=session, tenant_id=self.tenant_id, email_ids=keys):
             history[event.email_id].append(event)
         return [history.get(k, []) for k in keys]
 
@@ -47,17 +45,18 @@ class EmailsByParentIdLoader(TenantLoader[tuple[int, PageRequest], Page[models.E
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.parent: repo.EmailParent = parent
 
-    async def load_batch(
-        self, session: AsyncSession, keys: list[tuple[int, PageRequest]]
-    ) -> list[Page[models.Email]]:
+    async def load_batch(self, session: AsyncSession, keys: list[tuple[int, PageRequest]]) -> list[Page[models.Email]]:
         by_request: dict[PageRequest, list[int]] = defaultdict(list)
         for parent_id, page in keys:
             by_request[page].append(parent_id)
         pages: dict[tuple[int, PageRequest], Page[models.Email]] = {}
         for page, parent_ids in by_request.items():
             found = await repo.list_emails_by_parent(
-                session=session, tenant_id=self.tenant_id, parent=self.parent,
-                parent_ids=parent_ids, page=page,
+                session=session,
+                tenant_id=self.tenant_id,
+                parent=self.parent,
+                parent_ids=parent_ids,
+                page=page,
             )
             for parent_id, result in found.items():
                 pages[(parent_id, page)] = result

@@ -69,9 +69,7 @@ class SubscriberOverflow(BrokerError):
     cannot grow memory; it must resume from its cursor."""
 
     def __init__(self, channel: str, queue_size: int) -> None:
-        super().__init__(
-            f"subscriber on channel {channel!r} fell more than {queue_size} messages behind"
-        )
+        super().__init__(f"subscriber on channel {channel!r} fell more than {queue_size} messages behind")
         self.channel = channel
         self.queue_size = queue_size
 
@@ -122,9 +120,7 @@ class Subscription:
             if self._closed:
                 raise StopAsyncIteration
             if self._waiter is not None:
-                raise RuntimeError(
-                    f"subscription to channel {self.channel!r} is already iterated by another task"
-                )
+                raise RuntimeError(f"subscription to channel {self.channel!r} is already iterated by another task")
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter
@@ -220,9 +216,7 @@ def _backend_class(url: str) -> type[BrokerBackend]:
         module_name, class_name = _BACKENDS[scheme]
     except KeyError:
         known = ", ".join(f"{name}://" for name in _BACKENDS)
-        raise ValueError(
-            f"unsupported broker URL scheme {scheme!r} (expected one of {known})"
-        ) from None
+        raise ValueError(f"unsupported broker URL scheme {scheme!r} (expected one of {known})") from None
     backend: type[BrokerBackend] = getattr(importlib.import_module(module_name), class_name)
     return backend
 
@@ -247,9 +241,7 @@ class Broker:
         self._subscribers: dict[str, set[Subscription]] = {}
         self._connected = False
         self._scheme = urlsplit(url).scheme
-        self._backend = _backend_class(url)(
-            url, on_message=self._deliver_message, on_gap=self._deliver_gap
-        )
+        self._backend = _backend_class(url)(url, on_message=self._deliver_message, on_gap=self._deliver_gap)
 
     async def connect(self) -> None:
         if self._connected:

@@ -153,9 +153,7 @@ class RedisBackend(BrokerBackend):
                 raise BrokerUnavailable(f"cannot reach Redis at {self._where}: {exc}") from exc
             raise
         self._start_session(session)
-        self._supervisor = asyncio.create_task(
-            self._supervise(session), name=f"gateway.pubsub listener {self._where}"
-        )
+        self._supervisor = asyncio.create_task(self._supervise(session), name=f"gateway.pubsub listener {self._where}")
 
     async def disconnect(self) -> None:
         supervisor, self._supervisor = self._supervisor, None
@@ -182,9 +180,7 @@ class RedisBackend(BrokerBackend):
         try:
             await self._publisher.publish(channel, message)
         except (RedisError, OSError) as exc:
-            raise BrokerUnavailable(
-                f"cannot publish to channel {channel!r} on Redis at {self._where}: {exc}"
-            ) from exc
+            raise BrokerUnavailable(f"cannot publish to channel {channel!r} on Redis at {self._where}: {exc}") from exc
 
     async def subscribe(self, channel: str) -> None:
         self._wanted.add(channel)
@@ -281,9 +277,7 @@ class RedisBackend(BrokerBackend):
                 logger.debug("Redis pub/sub at %s still down: %s", self._where, exc)
                 continue
             self._start_session(current)
-            logger.warning(
-                "Redis pub/sub at %s back after %.1fs", self._where, loop.time() - lost_at
-            )
+            logger.warning("Redis pub/sub at %s back after %.1fs", self._where, loop.time() - lost_at)
 
     def _backoff(self, attempt: int) -> float:
         ceiling = min(self._reconnect_max, self._reconnect_min * 2 ** min(attempt, 32))
@@ -338,9 +332,7 @@ class RedisBackend(BrokerBackend):
         awaiting_pong = False
         while True:
             # A timed-out read keeps partial data in the parser, so polling is safe.
-            response = await conn.read_response(
-                timeout=timeout, disconnect_on_error=False, push_request=True
-            )
+            response = await conn.read_response(timeout=timeout, disconnect_on_error=False, push_request=True)
             if response is None:
                 if awaiting_pong:
                     raise RedisConnectionError(f"no reply to PING within {timeout:g}s")

@@ -86,9 +86,7 @@ async def get_or_create_tenant(*, session: AsyncSession, name: str) -> models.Te
 
 async def get_tenant_by_name(*, session: AsyncSession, name: str) -> models.Tenant | None:
     """The tenant called exactly `name`, or None."""
-    return (
-        await session.execute(select(models.Tenant).where(models.Tenant.name == name))
-    ).scalar_one_or_none()
+    return (await session.execute(select(models.Tenant).where(models.Tenant.name == name))).scalar_one_or_none()
 
 
 async def create_api_key(
@@ -149,9 +147,7 @@ async def get_principal(*, session: AsyncSession, raw_key: str) -> Principal | N
     return grant.principal if grant is not None else None
 
 
-async def record_key_uses(
-    *, session: AsyncSession, uses: Mapping[int, datetime], precision: timedelta
-) -> None:
+async def record_key_uses(*, session: AsyncSession, uses: Mapping[int, datetime], precision: timedelta) -> None:
     """Set each key's last use (key id -> time) unless a use within `precision` is stored.
 
     The condition is in the statement, so processes that race write a key once,
@@ -177,9 +173,7 @@ async def record_key_uses(
     )
 
 
-async def list_api_keys(
-    *, session: AsyncSession, tenant_id: int | None = None
-) -> list[tuple[models.ApiKey, str]]:
+async def list_api_keys(*, session: AsyncSession, tenant_id: int | None = None) -> list[tuple[models.ApiKey, str]]:
     """Every key (or the tenant's) with its tenant's name, by tenant name then age."""
     query = (
         select(models.ApiKey, models.Tenant.name)
@@ -198,10 +192,7 @@ async def get_api_key_by_prefix(*, session: AsyncSession, prefix: str) -> models
     before prefixes were kept unique can share one).
     """
     wanted = prefix.strip().removesuffix("...")
-    keys = list(
-        (await session.execute(select(models.ApiKey).where(models.ApiKey.prefix == wanted).limit(2)))
-        .scalars()
-    )
+    keys = list((await session.execute(select(models.ApiKey).where(models.ApiKey.prefix == wanted).limit(2))).scalars())
     if not keys:
         raise NotFound(f"no API key has the prefix {wanted!r}")
     if len(keys) > 1:
@@ -232,9 +223,7 @@ async def rotate_api_key(
         raise Conflict(f"the API key {key.prefix}... is revoked; create a new key instead")
     if key.expires_at is not None and key.expires_at <= now:
         raise Conflict(f"the API key {key.prefix}... has expired; create a new key instead")
-    new_key, raw = await create_api_key(
-        session=session, tenant_id=key.tenant_id, scopes=_scopes(key.scopes)
-    )
+    new_key, raw = await create_api_key(session=session, tenant_id=key.tenant_id, scopes=_scopes(key.scopes))
     ends = now + grace
     key.expires_at = ends if key.expires_at is None else min(key.expires_at, ends)
     session.add(key)

@@ -97,24 +97,16 @@ async def count_emails(*, session: AsyncSession, tenant_id: int, query: EmailQue
     return int((await session.execute(statement)).scalar_one())
 
 
-async def count_emails_by_status(
-    *, session: AsyncSession, tenant_id: int, query: EmailQuery
-) -> dict[EmailStatus, int]:
+async def count_emails_by_status(*, session: AsyncSession, tenant_id: int, query: EmailQuery) -> dict[EmailStatus, int]:
     """Counts per status, every status present (zero when none): one grouped statement."""
-    statement = (
-        select(E.status, func.count())
-        .where(*_conditions(tenant_id, query))
-        .group_by(E.status)
-    )
+    statement = select(E.status, func.count()).where(*_conditions(tenant_id, query)).group_by(E.status)
     counts = dict.fromkeys(EmailStatus, 0)
     for status, count in (await session.execute(statement)).all():
         counts[EmailStatus(status)] = int(count)
     return counts
 
 
-async def list_emails_by_ids(
-    *, session: AsyncSession, tenant_id: int, ids: Sequence[int]
-) -> list[models.Email]:
+async def list_emails_by_ids(*, session: AsyncSession, tenant_id: int, ids: Sequence[int]) -> list[models.Email]:
     """The tenant's e-mails among `ids` (another tenant's ids simply find nothing)."""
     statement = select(E).where(E.tenant_id == tenant_id, E.id.in_(ids))  # type: ignore[union-attr]
     return list((await session.execute(statement)).scalars().all())
@@ -204,8 +196,15 @@ async def list_event_facts(*, session: AsyncSession, email_ids: Sequence[int]) -
     """
     ev = models.EmailEvent
     statement = select(
-        ev.email_id, ev.source, ev.event_key, ev.status, ev.occurred_at,
-        ev.failure_category, ev.reason, ev.smtp_code, ev.machine_open,
+        ev.email_id,
+        ev.source,
+        ev.event_key,
+        ev.status,
+        ev.occurred_at,
+        ev.failure_category,
+        ev.reason,
+        ev.smtp_code,
+        ev.machine_open,
     ).where(ev.email_id.in_(email_ids))  # type: ignore[attr-defined]
     return (await session.execute(statement)).all()
 
@@ -244,6 +243,7 @@ async def list_email_rows_by_ids(
 ) -> list[Any]:
     """E-mails by id as plain rows of `columns` (id first), within the tenant."""
     statement = select(E.id, *(getattr(E, c) for c in columns if c != "id")).where(
-        E.tenant_id == tenant_id, E.id.in_(ids)  # type: ignore[union-attr]
+        E.tenant_id == tenant_id,
+        E.id.in_(ids),  # type: ignore[union-attr]
     )
     return list((await connection.execute(statement)).all())

@@ -63,7 +63,9 @@ async def _list(
     model: type[Item], *, session: AsyncSession, tenant_id: int, query: ItemQuery, page: PageRequest
 ) -> Page[Item]:
     bounds, order = _seek(model, page)
-    statement = select(model).where(*_conditions(model, tenant_id, query), *bounds).order_by(*order).limit(page.first + 1)
+    statement = (
+        select(model).where(*_conditions(model, tenant_id, query), *bounds).order_by(*order).limit(page.first + 1)
+    )
     rows = (await session.execute(statement)).scalars().all()
     return Page.from_rows(rows, page)
 
@@ -102,23 +104,17 @@ async def _by_ids(model: Any, session: AsyncSession, tenant_id: int, ids: Sequen
     return list((await session.execute(statement)).scalars().all())
 
 
-async def list_relations_by_ids(
-    *, session: AsyncSession, tenant_id: int, ids: Sequence[int]
-) -> list[models.Relation]:
+async def list_relations_by_ids(*, session: AsyncSession, tenant_id: int, ids: Sequence[int]) -> list[models.Relation]:
     """The tenant's relations among `ids`; foreign or missing ids find nothing."""
     return await _by_ids(models.Relation, session, tenant_id, ids)
 
 
-async def list_documents_by_ids(
-    *, session: AsyncSession, tenant_id: int, ids: Sequence[int]
-) -> list[models.Document]:
+async def list_documents_by_ids(*, session: AsyncSession, tenant_id: int, ids: Sequence[int]) -> list[models.Document]:
     """The tenant's documents among `ids`; foreign or missing ids find nothing."""
     return await _by_ids(models.Document, session, tenant_id, ids)
 
 
-async def list_invoices_by_ids(
-    *, session: AsyncSession, tenant_id: int, ids: Sequence[int]
-) -> list[models.Invoice]:
+async def list_invoices_by_ids(*, session: AsyncSession, tenant_id: int, ids: Sequence[int]) -> list[models.Invoice]:
     """The tenant's invoices among `ids`; foreign or missing ids find nothing."""
     return await _by_ids(models.Invoice, session, tenant_id, ids)
 
@@ -154,7 +150,13 @@ async def list_item_rows_by_ids(
 
 
 async def list_item_rows(
-    *, connection: AsyncConnection, kind: str, tenant_id: int, query: ItemQuery, page: PageRequest, columns: Sequence[str]
+    *,
+    connection: AsyncConnection,
+    kind: str,
+    tenant_id: int,
+    query: ItemQuery,
+    page: PageRequest,
+    columns: Sequence[str],
 ) -> tuple[list[Any], bool]:
     """A page of the Documents or Invoicing screen as plain rows (id first), newest first."""
     model = _MODELS[kind]

@@ -75,15 +75,11 @@ async def _upsert_by_external_id(
 
 
 async def _find(session: AsyncSession, tenant_id: int, external_id: str) -> models.Email | None:
-    statement = select(models.Email).where(
-        models.Email.tenant_id == tenant_id, models.Email.external_id == external_id
-    )
+    statement = select(models.Email).where(models.Email.tenant_id == tenant_id, models.Email.external_id == external_id)
     return (await session.execute(statement)).scalar_one_or_none()
 
 
-async def register_email(
-    *, session: AsyncSession, tenant_id: int, data: Registration
-) -> tuple[models.Email, bool]:
+async def register_email(*, session: AsyncSession, tenant_id: int, data: Registration) -> tuple[models.Email, bool]:
     """The e-mail with this external id, and whether this call created it.
 
     Idempotent on the external id: a second registration returns the first one
@@ -99,20 +95,27 @@ async def register_email(
     relation_id = None
     if data.relation is not None:
         ids = await _upsert_by_external_id(
-            session, models.Relation, tenant_id,
-            [{"external_id": data.relation.external_id, "name": data.relation.name}], ["name"],
+            session,
+            models.Relation,
+            tenant_id,
+            [{"external_id": data.relation.external_id, "name": data.relation.name}],
+            ["name"],
         )
         relation_id = ids[data.relation.external_id]
     invoice_id = None
     if data.invoice is not None:
         ids = await _upsert_by_external_id(
-            session, models.Invoice, tenant_id,
-            [{
-                "external_id": data.invoice.external_id,
-                "number": data.invoice.number,
-                "invoice_status": data.invoice.invoice_status,
-                "relation_id": relation_id,
-            }],
+            session,
+            models.Invoice,
+            tenant_id,
+            [
+                {
+                    "external_id": data.invoice.external_id,
+                    "number": data.invoice.number,
+                    "invoice_status": data.invoice.invoice_status,
+                    "relation_id": relation_id,
+                }
+            ],
             ["number", "invoice_status", "relation_id"],
         )
         invoice_id = ids[data.invoice.external_id]
@@ -146,11 +149,10 @@ async def register_email(
     documents = {d.external_id: d for d in data.documents}
     if documents:
         doc_ids = await _upsert_by_external_id(
-            session, models.Document, tenant_id,
-            [
-                {"external_id": d.external_id, "title": d.title, "relation_id": relation_id}
-                for d in documents.values()
-            ],
+            session,
+            models.Document,
+            tenant_id,
+            [{"external_id": d.external_id, "title": d.title, "relation_id": relation_id} for d in documents.values()],
             ["title", "relation_id"],
         )
         await session.execute(

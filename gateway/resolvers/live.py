@@ -176,7 +176,9 @@ async def _replay(
                 session=session, after=after, limit=_REPLAY_BATCH, tenant_id=ctx.tenant_id
             )
             documents = (
-                await repo.list_document_ids_by_email_ids(session=session, email_ids=sorted({c.email_id for c, _ in rows}))
+                await repo.list_document_ids_by_email_ids(
+                    session=session, email_ids=sorted({c.email_id for c, _ in rows})
+                )
                 if rows and wanted.document_id is not None
                 else {}
             )

@@ -92,7 +92,10 @@ async def register_email(
     tenant_id = ctx.tenant_id
     email = await ctx.db.run(
         lambda session: ingest.register(
-            session=session, tenant_id=tenant_id, data=registration, publisher=ctx.broker,
+            session=session,
+            tenant_id=tenant_id,
+            data=registration,
+            publisher=ctx.broker,
             counter=ctx.change_counter,
         )
     )

@@ -6,8 +6,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from gateway.context import Context
-from gateway.ids import decode_cursor
 from gateway.errors import BadInput
+from gateway.ids import decode_cursor
 from gateway.repositories.pages import Page, PageRequest, check_first, check_size
 
 T = TypeVar("T")
@@ -62,8 +62,6 @@ async def paged(
     )
 
     async def total() -> int:
-        return await context.db.run(
-            lambda session: count(session=session, tenant_id=tenant_id, query=query)
-        )
+        return await context.db.run(lambda session: count(session=session, tenant_id=tenant_id, query=query))
 
     return found, total

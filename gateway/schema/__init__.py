@@ -143,7 +143,9 @@ def validation_rules(settings: Settings) -> Validator:
 
 def sdl() -> str:
     """The schema in SDL, as committed in schema.graphql."""
-    return strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription, config=_config()).as_str() + "\n"
+    return (
+        strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription, config=_config()).as_str() + "\n"
+    )
 
 
 def _config() -> StrawberryConfig:

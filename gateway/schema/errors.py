@@ -67,9 +67,20 @@ def report(errors: Iterable[GraphQLError], *, context: Any = None, operation_nam
         log.log(
             _LEVELS[kind],
             "GraphQL %s error %s: %s [request_id=%s tenant_id=%s operation=%s path=%s]",
-            kind, code, message, request_id, tenant_id, operation_name, error.path,
+            kind,
+            code,
+            message,
+            request_id,
+            tenant_id,
+            operation_name,
+            error.path,
             exc_info=error.original_error if kind == "unexpected" else None,
-            extra={"request_id": request_id, "tenant_id": tenant_id, "operation_name": operation_name, "error_code": code},
+            extra={
+                "request_id": request_id,
+                "tenant_id": tenant_id,
+                "operation_name": operation_name,
+                "error_code": code,
+            },
         )
 
 

@@ -32,9 +32,7 @@ class EmailFilter:
     )
     sent_after: datetime | None = strawberry.field(default=None, description="Only e-mails sent at or after this time.")
     sent_before: datetime | None = strawberry.field(default=None, description="Only e-mails sent before this time.")
-    search: str | None = strawberry.field(
-        default=None, description="Matches subject or recipient, case-insensitive."
-    )
+    search: str | None = strawberry.field(default=None, description="Matches subject or recipient, case-insensitive.")
     complained: bool | None = strawberry.field(
         default=None,
         description="true: only e-mails the recipient reported as spam; false: only the others.",
@@ -90,7 +88,8 @@ class InvoiceRef:
     external_id: str = strawberry.field(description="The sending application's id for the invoice.")
     number: str = strawberry.field(description="The invoice number.")
     invoice_status: InvoiceStatus | None = strawberry.field(  # type: ignore[valid-type]
-        default=InvoiceStatus.ISSUED, description="Where the invoice stands (updated when it changed)."  # type: ignore[attr-defined]
+        default=InvoiceStatus.ISSUED,
+        description="Where the invoice stands (updated when it changed).",  # type: ignore[attr-defined]
     )
 
 
@@ -126,9 +125,15 @@ class RecordEmailEventInput:
 @strawberry.input(description="Which status changes to receive; the parts given combine with AND.")
 class EmailStatusChangeFilter:
     email_ids: list[strawberry.ID] | None = strawberry.field(default=None, description="Only these e-mails.")
-    relation_id: strawberry.ID | None = strawberry.field(default=None, description="Only e-mails sent to this relation.")
-    document_id: strawberry.ID | None = strawberry.field(default=None, description="Only e-mails that carried this document.")
-    invoice_id: strawberry.ID | None = strawberry.field(default=None, description="Only e-mails that carried this invoice.")
+    relation_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Only e-mails sent to this relation."
+    )
+    document_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Only e-mails that carried this document."
+    )
+    invoice_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Only e-mails that carried this invoice."
+    )
     statuses: list[EmailStatus] | None = strawberry.field(  # type: ignore[valid-type]
         default=None, description="Only changes to one of these statuses."
     )

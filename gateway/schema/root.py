@@ -19,11 +19,12 @@ from .types.live import EmailStatusChange
 __all__ = ["Mutation", "Query", "Subscription"]
 
 
-
 @strawberry.type(description="Everything a screen or a dashboard reads, within the caller's tenant.")
 class Query:
     node: Node | None = strawberry.field(
-        resolver=_nodes.node, permission_classes=[CanRead], description="Any object by its global id; null if it does not exist."
+        resolver=_nodes.node,
+        permission_classes=[CanRead],
+        description="Any object by its global id; null if it does not exist.",
     )
     nodes: list[Node | None] = strawberry.field(
         resolver=_nodes.nodes,
@@ -31,7 +32,9 @@ class Query:
         description="Objects by their global ids, in the order asked; null where one does not exist.",
     )
     email: Email | None = strawberry.field(
-        resolver=_emails.email, permission_classes=[CanRead], description="One e-mail by its global id; null if it does not exist."
+        resolver=_emails.email,
+        permission_classes=[CanRead],
+        description="One e-mail by its global id; null if it does not exist.",
     )
     emails: EmailConnection = strawberry.field(
         resolver=_emails.emails, permission_classes=[CanRead], description="The E-mails screen: newest first."

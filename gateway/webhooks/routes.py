@@ -17,8 +17,8 @@ signing certificate cannot be fetched now, so that the provider retries.
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
@@ -71,9 +71,7 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-async def _ingest(
-    request: Request, events: Sequence[IncomingEvent], before: Check | None = None
-) -> Response:
+async def _ingest(request: Request, events: Sequence[IncomingEvent], before: Check | None = None) -> Response:
     """Record the events in one transaction; 200 after commit, 503 if the database is down."""
     state = request.state
     settings: Settings = state.settings
@@ -92,7 +90,9 @@ async def _ingest(
         if not database_unavailable(error):
             raise
         log.exception("webhook not recorded: database unavailable")
-        return JSONResponse({"error": "database unavailable, retry later"}, status_code=503, headers={"Retry-After": "30"})
+        return JSONResponse(
+            {"error": "database unavailable, retry later"}, status_code=503, headers={"Retry-After": "30"}
+        )
     for source, count in Counter(e.source for e in events).items():
         state.metrics.events.labels(source).inc(count)
     return JSONResponse({"received": len(events), "applied": report.applied, "pending": report.pending})
@@ -135,8 +135,12 @@ async def _mailgun(request: Request) -> Response:
         digest = hashlib.sha256(body).hexdigest()
         nonce = models.WebhookNonce
         insert = upsert(session, nonce).on_conflict_do_nothing(index_elements=["source", "token"])
-        await session.execute(insert, [{"source": mailgun.NAME, "token": token, "body_hash": digest, "seen_at": models.utcnow()}])
-        seen = (await session.execute(select(nonce.body_hash).where(nonce.source == mailgun.NAME, nonce.token == token))).scalar_one()
+        await session.execute(
+            insert, [{"source": mailgun.NAME, "token": token, "body_hash": digest, "seen_at": models.utcnow()}]
+        )
+        seen = (
+            await session.execute(select(nonce.body_hash).where(nonce.source == mailgun.NAME, nonce.token == token))
+        ).scalar_one()
         if seen != digest:
             await session.rollback()
             return _error(403, "signature token already used for another payload")
@@ -152,7 +156,11 @@ async def _postmark(request: Request) -> Response:
         return _error(403, "the Postmark webhook is not configured on this gateway")
     body = await _body(request)
     postmark.verify(
-        headers=_headers(request), body=body, username=settings.postmark_username, password=password, now=models.utcnow()
+        headers=_headers(request),
+        body=body,
+        username=settings.postmark_username,
+        password=password,
+        now=models.utcnow(),
     )
     return await _ingest(request, postmark.parse(body))
 

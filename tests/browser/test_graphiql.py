@@ -140,7 +140,11 @@ def test_graphiql_runs_a_query_with_the_key_from_the_headers_pane_offline(chromi
             answer = page.goto(f"{url}/graphql", wait_until="networkidle")
             expect(page.locator(".graphiql-container .graphiql-execute-button")).to_be_visible(timeout=PATIENCE * 1000)
             page.locator(".graphiql-editor-tools button[data-name=headers]").click()
-            _replace_text(page, ".graphiql-editor-tool .graphiql-editor:not(.hidden) .CodeMirror", f'{{"Authorization": "Bearer {key}"}}')
+            _replace_text(
+                page,
+                ".graphiql-editor-tool .graphiql-editor:not(.hidden) .CodeMirror",
+                f'{{"Authorization": "Bearer {key}"}}',
+            )
             page.locator(".graphiql-editor-tools button[data-name=variables]").click()
             _replace_text(page, ".graphiql-editor-tool .graphiql-editor:not(.hidden) .CodeMirror", VARIABLES)
             _replace_text(page, ".graphiql-query-editor .CodeMirror", EMAILS)

@@ -21,7 +21,9 @@ async def fetch_page_and_files(settings: Settings) -> tuple[object, dict[str, in
             page = await client.get("/graphql", headers=BROWSER)
             files = re.findall(r'(?:src|href)="([^"]+)"', page.text)
             statuses = {f: (await client.get(f)).status_code for f in files if not f.startswith("data:")}
-            statuses["/static/graphiql/graphiql.min.js"] = (await client.get("/static/graphiql/graphiql.min.js")).status_code
+            statuses["/static/graphiql/graphiql.min.js"] = (
+                await client.get("/static/graphiql/graphiql.min.js")
+            ).status_code
     return page, statuses
 
 

@@ -97,7 +97,7 @@ async def test_list_api_keys_shows_each_key_by_its_prefix_and_never_its_secret(g
         hashes = list((await session.execute(select(models.ApiKey.key_hash))).scalars())
     for secret in [smit, smit_read, jansen, *hashes]:
         assert secret not in every.stdout
-        assert secret[PREFIX_LENGTH:PREFIX_LENGTH + 12] not in every.stdout
+        assert secret[PREFIX_LENGTH : PREFIX_LENGTH + 12] not in every.stdout
     assert [row.split()[0] for row in one.lines[1:]] == [_printed_prefix(jansen)]
     assert unknown.returncode != 0
     assert unknown.stderr.strip().splitlines() == ["gateway: no tenant is called 'Nobody'"]
@@ -128,9 +128,14 @@ async def test_revoke_api_key_refuses_an_unknown_or_ambiguous_prefix_in_one_line
     key = await _create(gateway, "Bakkerij Smit")
     stored = await _stored(session_factory, key)
     async with session_factory() as session:
-        session.add(models.ApiKey(
-            tenant_id=stored.tenant_id, prefix=stored.prefix, key_hash="0" * 64, scopes="read",
-        ))
+        session.add(
+            models.ApiKey(
+                tenant_id=stored.tenant_id,
+                prefix=stored.prefix,
+                key_hash="0" * 64,
+                scopes="read",
+            )
+        )
         await session.commit()
     # when
     unknown = await gateway("revoke-api-key", "gw_nothing...")
@@ -153,9 +158,7 @@ async def test_revoke_api_key_refuses_an_unknown_or_ambiguous_prefix_in_one_line
 # --- rotate-api-key ---------------------------------------------------------------------------
 
 
-async def test_rotate_api_key_gives_a_new_key_and_the_old_one_works_for_the_grace_period(
-    gateway, session_factory
-):
+async def test_rotate_api_key_gives_a_new_key_and_the_old_one_works_for_the_grace_period(gateway, session_factory):
     # given
     old = await _create(gateway, "Bakkerij Smit", "read")
     before = models.utcnow()

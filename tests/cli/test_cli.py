@@ -58,7 +58,12 @@ async def gateway(*args: str, cwd: Path, env: dict[str, str]) -> Run:
     done = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "gateway.cli", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     return Run(done.returncode, done.stdout, done.stderr)
 
@@ -66,9 +71,7 @@ async def gateway(*args: str, cwd: Path, env: dict[str, str]) -> Run:
 async def _pg(sql: str) -> None:
     import asyncpg
 
-    connection = await asyncpg.connect(
-        host=PG_HOST, port=PG_PORT, user="postgres", database="postgres"
-    )
+    connection = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user="postgres", database="postgres")
     try:
         await connection.execute(sql)
     finally:
@@ -174,9 +177,7 @@ async def test_top_level_help_lists_every_subcommand(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("command", "options"), list(SUBCOMMANDS.items()))
-async def test_subcommand_help_mentions_its_options(
-    tmp_path: Path, command: str, options: list[str]
-) -> None:
+async def test_subcommand_help_mentions_its_options(tmp_path: Path, command: str, options: list[str]) -> None:
     # given
     env = base_env(tmp_path)
     # when
@@ -202,9 +203,7 @@ async def test_no_subcommand_is_a_usage_error(tmp_path: Path) -> None:
 # --- migrate ----------------------------------------------------------------------------------
 
 
-async def test_migrate_creates_the_tables_and_is_idempotent(
-    databases: Databases, tmp_path: Path
-) -> None:
+async def test_migrate_creates_the_tables_and_is_idempotent(databases: Databases, tmp_path: Path) -> None:
     # given
     db = await databases.new()
     assert not (await db.tables()) & MODEL_TABLES
@@ -233,17 +232,13 @@ async def test_migrate_creates_the_tables_and_is_idempotent(
 # --- create-api-key ---------------------------------------------------------------------------
 
 
-async def test_create_api_key_prints_a_working_key_and_reuses_the_tenant(
-    databases: Databases, tmp_path: Path
-) -> None:
+async def test_create_api_key_prints_a_working_key_and_reuses_the_tenant(databases: Databases, tmp_path: Path) -> None:
     # given
     db = await databases.new()
     # when
     create = ("create-api-key", "--tenant")
     first = await gateway(*create, "Bakkerij Smit", cwd=tmp_path, env=db.env)
-    read_only = await gateway(
-        *create, "Bakkerij Smit", "--scopes", "read", cwd=tmp_path, env=db.env
-    )
+    read_only = await gateway(*create, "Bakkerij Smit", "--scopes", "read", cwd=tmp_path, env=db.env)
     other = await gateway(*create, "Garage Jansen", cwd=tmp_path, env=db.env)
     # then: each run prints its key alone on the last line, and only there
     runs = [first, read_only, other]
@@ -287,9 +282,7 @@ async def test_create_api_key_refuses_unknown_scopes(tmp_path: Path, scopes: str
     # given
     env = base_env(tmp_path)
     # when
-    run = await gateway(
-        "create-api-key", "--tenant", "Bakkerij Smit", "--scopes", scopes, cwd=tmp_path, env=env
-    )
+    run = await gateway("create-api-key", "--tenant", "Bakkerij Smit", "--scopes", scopes, cwd=tmp_path, env=env)
     # then
     assert run.returncode != 0
     assert "bogus" in run.stderr
@@ -303,8 +296,12 @@ async def test_create_api_key_refuses_unknown_scopes(tmp_path: Path, scopes: str
 async def _demo_rows(session: AsyncSession) -> list[tuple[Any, ...]]:
     rows = await session.execute(
         select(
-            models.Email.external_id, models.Tenant.name, models.Email.subject, models.Email.status,
-            models.Email.failure_category, models.Email.failure_reason,
+            models.Email.external_id,
+            models.Tenant.name,
+            models.Email.subject,
+            models.Email.status,
+            models.Email.failure_category,
+            models.Email.failure_reason,
         )
         .join(models.Tenant, models.Tenant.id == models.Email.tenant_id)
         .order_by(models.Email.external_id)
@@ -317,9 +314,7 @@ async def _count_events(session: AsyncSession) -> int:
     return int((await session.execute(count)).scalar_one())
 
 
-async def test_seed_demo_writes_a_varied_deterministic_data_set_once(
-    databases: Databases, tmp_path: Path
-) -> None:
+async def test_seed_demo_writes_a_varied_deterministic_data_set_once(databases: Databases, tmp_path: Path) -> None:
     # (one test for both promises: each seeding run is a subprocess, and the budget is tight)
     # given
     db, same_seed, other_seed = await databases.new(), await databases.new(), await databases.new()
@@ -388,9 +383,7 @@ async def test_export_schema_writes_exactly_the_sdl(tmp_path: Path) -> None:
         ("GATEWAY_SECRET_KEY", "changeme"),
     ],
 )
-async def test_migrate_refuses_a_bad_setting_naming_it(
-    tmp_path: Path, variable: str, value: str
-) -> None:
+async def test_migrate_refuses_a_bad_setting_naming_it(tmp_path: Path, variable: str, value: str) -> None:
     # given
     env = base_env(tmp_path, **{variable: value})
     # when

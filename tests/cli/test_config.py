@@ -91,8 +91,12 @@ def test_database_urls_get_the_async_driver(given_url: str, expected: str) -> No
 @pytest.mark.parametrize(
     "bad_url",
     [
-        "mysql://x", "mysql+pymysql://u@h/db", "postgresql+psycopg2://u@h/db", "oracle://h",
-        "not a url", "localhost:5432/gw",
+        "mysql://x",
+        "mysql+pymysql://u@h/db",
+        "postgresql+psycopg2://u@h/db",
+        "oracle://h",
+        "not a url",
+        "localhost:5432/gw",
     ],
 )
 def test_unsupported_database_urls_are_refused_naming_the_setting(bad_url: str) -> None:
@@ -223,8 +227,10 @@ def test_ses_topic_arns_are_split_on_commas_from_the_environment(
     ("raw", "expected"),
     [
         ("a, b", ["a", "b"]),
-        (" arn:aws:sns:eu-west-1:1:x ,, arn:aws:sns:eu-west-1:1:y , ",
-         ["arn:aws:sns:eu-west-1:1:x", "arn:aws:sns:eu-west-1:1:y"]),
+        (
+            " arn:aws:sns:eu-west-1:1:x ,, arn:aws:sns:eu-west-1:1:y , ",
+            ["arn:aws:sns:eu-west-1:1:x", "arn:aws:sns:eu-west-1:1:y"],
+        ),
         ("", []),
     ],
 )

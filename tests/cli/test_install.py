@@ -30,8 +30,17 @@ from conftest import PG_HOST, PG_PORT, _pg_admin, need_server
 REPO = Path(__file__).resolve().parents[2]
 # What the wheel is built from: the working tree's files, not its build leftovers.
 _NOT_SOURCE = shutil.ignore_patterns(
-    ".git", ".venv", "build", "dist", "data", "*.egg-info", "__pycache__", ".pytest_cache",
-    ".hypothesis", "node_modules", "bench",
+    ".git",
+    ".venv",
+    "build",
+    "dist",
+    "data",
+    "*.egg-info",
+    "__pycache__",
+    ".pytest_cache",
+    ".hypothesis",
+    "node_modules",
+    "bench",
 )
 INSTALL_TIMEOUT = 600  # seconds: pip may download every dependency on a cold cache
 PATIENCE = 30.0  # seconds for the server to be ready: generous on a loaded 2-core machine
@@ -50,8 +59,13 @@ query Emails($first: Int!) {
 
 def _run(*command: str | Path, cwd: Path, env: dict[str, str] | None = None) -> str:
     done = subprocess.run(  # noqa: S603  (fixed commands)
-        [str(part) for part in command], cwd=cwd, env=env, capture_output=True, text=True,
-        timeout=INSTALL_TIMEOUT, check=False,
+        [str(part) for part in command],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=INSTALL_TIMEOUT,
+        check=False,
     )
     assert done.returncode == 0, f"{' '.join(map(str, command))} failed:\n{done.stdout}\n{done.stderr}"
     return done.stdout
@@ -69,8 +83,18 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     _run(*pip, "wheel", "--no-deps", "--wheel-dir", wheels, source, cwd=root)
     (wheel,) = wheels.glob("status_gateway-*.whl")
     _run(sys.executable, "-m", "venv", venv, cwd=root)
-    _run(venv / "bin" / "python", "-m", "pip", "--disable-pip-version-check", "--no-input",
-         "install", "--progress-bar", "off", wheel, cwd=root)
+    _run(
+        venv / "bin" / "python",
+        "-m",
+        "pip",
+        "--disable-pip-version-check",
+        "--no-input",
+        "install",
+        "--progress-bar",
+        "off",
+        wheel,
+        cwd=root,
+    )
     yield venv / "bin"
 
 
@@ -92,7 +116,9 @@ def _env(folder: Path, **variables: str) -> dict[str, str]:
 def test_the_installed_package_is_the_wheel_not_the_repository(installed: Path, tmp_path: Path) -> None:
     # given: an empty folder outside the repository
     # when
-    where = _run(installed / "python", "-c", "import gateway.cli; print(gateway.cli.__file__)", cwd=tmp_path, env=_env(tmp_path))
+    where = _run(
+        installed / "python", "-c", "import gateway.cli; print(gateway.cli.__file__)", cwd=tmp_path, env=_env(tmp_path)
+    )
     # then
     assert "site-packages" in where
     assert not Path(where.strip()).is_relative_to(REPO)
@@ -129,8 +155,11 @@ async def test_the_installed_command_migrates_postgresql_creates_a_key_and_serve
         key = created.strip().splitlines()[-1]
         with (tmp_path / "serve.log").open("wb") as log:
             server = subprocess.Popen(  # noqa: S603
-                [installed / "gateway", "serve", "--port", str(port)], cwd=tmp_path, env=env,
-                stdout=log, stderr=log,
+                [installed / "gateway", "serve", "--port", str(port)],
+                cwd=tmp_path,
+                env=env,
+                stdout=log,
+                stderr=log,
             )
         address = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(base_url=address, headers={"Authorization": f"Bearer {key}"}) as http:
@@ -144,9 +173,19 @@ async def test_the_installed_command_migrates_postgresql_creates_a_key_and_serve
                 assert server.poll() is None, (tmp_path / "serve.log").read_text()
                 assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
                 await asyncio.sleep(0.1)
-            registered = await http.post("/graphql", json={"query": REGISTER, "variables": {"input": {
-                "externalId": "installed-1", "subject": "Invoice 2026-001", "recipient": "a@example.com",
-            }}})
+            registered = await http.post(
+                "/graphql",
+                json={
+                    "query": REGISTER,
+                    "variables": {
+                        "input": {
+                            "externalId": "installed-1",
+                            "subject": "Invoice 2026-001",
+                            "recipient": "a@example.com",
+                        }
+                    },
+                },
+            )
             listed = await http.post("/graphql", json={"query": EMAILS, "variables": {"first": 5}})
         # then
         assert migrated.strip() == "database is up to date"
@@ -154,9 +193,16 @@ async def test_the_installed_command_migrates_postgresql_creates_a_key_and_serve
         assert registered.status_code == 200, registered.text
         assert "errors" not in registered.json(), registered.text
         assert listed.status_code == 200, listed.text
-        assert listed.json() == {"data": {"emails": {"totalCount": 1, "edges": [
-            {"node": {"subject": "Invoice 2026-001", "emailStatus": "SENT"}},
-        ]}}}
+        assert listed.json() == {
+            "data": {
+                "emails": {
+                    "totalCount": 1,
+                    "edges": [
+                        {"node": {"subject": "Invoice 2026-001", "emailStatus": "SENT"}},
+                    ],
+                }
+            }
+        }
     finally:
         if server is not None:
             server.terminate()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -23,7 +24,6 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
-from alembic import command
 from gateway import models
 from gateway.config import Settings
 from gateway.db import create_engine
@@ -71,9 +71,7 @@ def test_the_migrations_form_one_line_from_one_base_to_one_head(tmp_path: Path) 
     assert sum(1 for r in revisions if r.down_revision is None) == 1
 
 
-async def test_the_migrated_database_matches_the_models(
-    settings: Settings, engine: AsyncEngine
-) -> None:
+async def test_the_migrated_database_matches_the_models(settings: Settings, engine: AsyncEngine) -> None:
     # given: the shared database, brought to head again (a no-op when it already is)
     await asyncio.to_thread(upgrade, settings)
     # when
@@ -104,9 +102,7 @@ async def test_the_comparison_sees_what_the_migrations_lack(engine: AsyncEngine)
 async def _admin(sql: str) -> None:
     import asyncpg
 
-    connection = await asyncpg.connect(
-        host=PG_HOST, port=PG_PORT, user="postgres", database="postgres"
-    )
+    connection = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user="postgres", database="postgres")
     try:
         await connection.execute(sql)
     finally:
@@ -139,10 +135,15 @@ async def test_downgrade_to_base_then_upgrade_to_head(own_database: Settings) ->
             inserted = await connection.execute(
                 tenant.insert().values(name="Bakkerij Smit", created_at=models.utcnow())
             )
-            await connection.execute(key.insert().values(
-                tenant_id=inserted.inserted_primary_key[0], prefix="gw_abc", key_hash="0" * 64,
-                scopes="read", created_at=models.utcnow(),
-            ))
+            await connection.execute(
+                key.insert().values(
+                    tenant_id=inserted.inserted_primary_key[0],
+                    prefix="gw_abc",
+                    key_hash="0" * 64,
+                    scopes="read",
+                    created_at=models.utcnow(),
+                )
+            )
         # when
         await asyncio.to_thread(command.downgrade, alembic_config(settings), "base")
         await engine.dispose()  # PostgreSQL: drop cached type and statement information

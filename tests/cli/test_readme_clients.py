@@ -40,9 +40,12 @@ def _readme_block(title: str) -> str:
 
 class Server:
     def __init__(self, tmp: Path) -> None:
-        self.env = {**{k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")},
-                    "GATEWAY_DATA_DIR": str(tmp / "data"), "GATEWAY_PURGE_INTERVAL_SECONDS": "0",
-                    "GATEWAY_FEED_POLL_SECONDS": "0.2"}
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")},
+            "GATEWAY_DATA_DIR": str(tmp / "data"),
+            "GATEWAY_PURGE_INTERVAL_SECONDS": "0",
+            "GATEWAY_FEED_POLL_SECONDS": "0.2",
+        }
         self.tmp, self.port = tmp, _free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -51,12 +54,23 @@ class Server:
         return f"http://127.0.0.1:{self.port}/graphql"
 
     def cli(self, *args: str) -> str:
-        return subprocess.run([sys.executable, "-m", "gateway.cli", *args], env=self.env, cwd=self.tmp,  # noqa: S603
-                              check=True, capture_output=True, text=True).stdout
+        return subprocess.run(
+            [sys.executable, "-m", "gateway.cli", *args],
+            env=self.env,
+            cwd=self.tmp,  # noqa: S603
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
 
     async def start(self) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--port", str(self.port)],  # noqa: S603
-                                        env=self.env, cwd=self.tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "serve", "--port", str(self.port)],  # noqa: S603
+            env=self.env,
+            cwd=self.tmp,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         async with asyncio.timeout(PATIENCE), httpx.AsyncClient() as http:
             while True:
                 try:
@@ -86,14 +100,25 @@ async def test_the_readme_gql_client_lists_failures_and_follows_changes_across_a
         nonlocal n
         n += 1
         async with httpx.AsyncClient(headers=auth) as http:
-            answer = await http.post(server.url, json={"query": REGISTER, "variables": {"i": {
-                "externalId": f"r-{n}", "subject": f"Subject {n}", "recipient": f"c{n}@example.com"}}})
+            answer = await http.post(
+                server.url,
+                json={
+                    "query": REGISTER,
+                    "variables": {
+                        "i": {"externalId": f"r-{n}", "subject": f"Subject {n}", "recipient": f"c{n}@example.com"}
+                    },
+                },
+            )
             email_id = answer.json()["data"]["registerEmail"]["email"]["id"]
             if status is not None:
-                event = {"emailId": email_id, "eventKey": f"k-{n}", "status": status,
-                         "occurredAt": "2026-12-01T10:00:00Z", "description": status.lower(),
-                         **({"failureCategory": "HARD_BOUNCE", "smtpCode": 550}
-                            if status == "DELIVERY_FAILED" else {})}
+                event = {
+                    "emailId": email_id,
+                    "eventKey": f"k-{n}",
+                    "status": status,
+                    "occurredAt": "2026-12-01T10:00:00Z",
+                    "description": status.lower(),
+                    **({"failureCategory": "HARD_BOUNCE", "smtpCode": 550} if status == "DELIVERY_FAILED" else {}),
+                }
                 answer = await http.post(server.url, json={"query": RECORD, "variables": {"i": event}})
                 assert "errors" not in answer.json(), answer.text
         return str(email_id)

@@ -37,17 +37,41 @@ def _examples() -> list[str]:
 
 def test_every_readme_example_answers_data_for_the_demo_office(tmp_path: Path) -> None:
     # given a demo database, the ids seed-demo prints, a key for the same office, and a server
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")},
-           "GATEWAY_DATA_DIR": str(tmp_path / "data"), "GATEWAY_PURGE_INTERVAL_SECONDS": "0"}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")},
+        "GATEWAY_DATA_DIR": str(tmp_path / "data"),
+        "GATEWAY_PURGE_INTERVAL_SECONDS": "0",
+    }
     gateway = [sys.executable, "-m", "gateway.cli"]
-    seeded = subprocess.run([*gateway, "seed-demo", "--emails", "120"], env=env, cwd=tmp_path,  # noqa: S603
-                            check=True, capture_output=True, text=True).stdout
+    seeded = subprocess.run(
+        [*gateway, "seed-demo", "--emails", "120"],
+        env=env,
+        cwd=tmp_path,  # noqa: S603
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     ids = dict(line.split("=", 1) for line in seeded.splitlines() if "=" in line)
-    key = subprocess.run([*gateway, "create-api-key", "--tenant", "Demo Accountants"], env=env, cwd=tmp_path,  # noqa: S603
-                         check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    key = (
+        subprocess.run(
+            [*gateway, "create-api-key", "--tenant", "Demo Accountants"],
+            env=env,
+            cwd=tmp_path,  # noqa: S603
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     port = _free_port()
-    server = subprocess.Popen([*gateway, "serve", "--port", str(port)], env=env, cwd=tmp_path,  # noqa: S603
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [*gateway, "serve", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,  # noqa: S603
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -58,13 +82,20 @@ def test_every_readme_example_answers_data_for_the_demo_office(tmp_path: Path) -
                 time.sleep(0.1)
         examples = _examples()
         # when: each example, as a newcomer pastes it, with `q` pointing at this server
-        q = (f"q() {{ curl -s http://127.0.0.1:{port}/graphql -H \"Authorization: Bearer $KEY\" "
-             "-H 'Content-Type: application/json' -d \"$1\"; echo; }")
+        q = (
+            f'q() {{ curl -s http://127.0.0.1:{port}/graphql -H "Authorization: Bearer $KEY" '
+            "-H 'Content-Type: application/json' -d \"$1\"; echo; }"
+        )
         answers = []
         for example in examples:
             script = f"{q}\n{example}\n"
-            done = subprocess.run(["bash", "-c", script], env={**env, "KEY": key, **ids},  # noqa: S603, S607
-                                  check=True, capture_output=True, text=True)
+            done = subprocess.run(
+                ["bash", "-c", script],
+                env={**env, "KEY": key, **ids},  # noqa: S603, S607
+                check=True,
+                capture_output=True,
+                text=True,
+            )
             answers.append((example, json.loads(done.stdout)))
     finally:
         server.terminate()

@@ -17,9 +17,9 @@ import orjson
 import pytest
 from asgi_lifespan import LifespanManager
 from conftest import make_settings
+from httpx import ASGITransport, AsyncClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from httpx import ASGITransport, AsyncClient
 from sqlalchemy import select
 
 from gateway import models
@@ -34,16 +34,29 @@ REL = ["id", "externalId", "name", "__typename"]
 FAILURE = ["category", "reason", "smtpCode", "occurredAt", "__typename"]
 OPENS = ["count", "firstOpenedAt", "lastOpenedAt", "likelyAutomated", "notice", "__typename"]
 COMPLAINT = ["complainedAt", "addressSuppressed", "notice", "__typename"]
-DETAILS = ["emailId", "status", "statusChangedAt", "subject", "recipient", "sentAt", "deliveredAt",
-           "historyAvailableUntil", "historyExpired", "__typename"]
+DETAILS = [
+    "emailId",
+    "status",
+    "statusChangedAt",
+    "subject",
+    "recipient",
+    "sentAt",
+    "deliveredAt",
+    "historyAvailableUntil",
+    "historyExpired",
+    "__typename",
+]
 EMAIL = ["id", "externalId", "subject", "recipient", "sentAt", "emailStatus", "__typename"]
 DOC = ["id", "externalId", "title", "emailStatus", "__typename"]
 INV = ["id", "externalId", "number", "invoiceStatus", "emailStatus", "__typename"]
 PAGE_INFO = ["hasNextPage", "hasPreviousPage", "startCursor", "endCursor", "__typename"]
 # Fields the fast path leaves to the reference: generated now and then, so that
 # the fallback is exercised too.
-UNSUPPORTED = {"details": ["history { status }"], "relation": ["timeline { pageInfo { hasNextPage } }"],
-               "item": ["emails { totalCount }"]}
+UNSUPPORTED = {
+    "details": ["history { status }"],
+    "relation": ["timeline { pageInfo { hasNextPage } }"],
+    "item": ["emails { totalCount }"],
+}
 
 
 @st.composite
@@ -52,7 +65,11 @@ def _selection(draw: st.DrawFn, leaves: list[str], objects: dict[str, Any], extr
     chosen = draw(st.lists(st.sampled_from(pool), min_size=1, max_size=8, unique=True))
     parts = []
     for name in chosen:
-        alias = f"{name.split()[0].strip('_')}A{draw(st.integers(0, 3))}: " if draw(st.booleans()) and not name.startswith("_") and " " not in name else ""
+        alias = (
+            f"{name.split()[0].strip('_')}A{draw(st.integers(0, 3))}: "
+            if draw(st.booleans()) and not name.startswith("_") and " " not in name
+            else ""
+        )
         if name in objects:
             parts.append(f"{alias}{name} {{ {draw(objects[name])} }}")
         else:
@@ -73,10 +90,18 @@ relation = st.builds(lambda s: _fill(s, "Relation"), _selection(REL, {}, UNSUPPO
 item_objects = {"relation": relation, "details": details.map(lambda s: _fill(s, "EmailDetails"))}
 document = st.builds(lambda s: _fill(s, "Document"), _selection(DOC, item_objects, UNSUPPORTED["item"]))
 invoice = st.builds(lambda s: _fill(s, "Invoice"), _selection(INV, item_objects, UNSUPPORTED["item"]))
-email = st.builds(lambda s: _fill(s, "Email"), _selection(EMAIL, {
-    "relation": relation, "documents": document, "invoice": invoice,
-    "details": details.map(lambda s: _fill(s, "EmailDetails")),
-}))
+email = st.builds(
+    lambda s: _fill(s, "Email"),
+    _selection(
+        EMAIL,
+        {
+            "relation": relation,
+            "documents": document,
+            "invoice": invoice,
+            "details": details.map(lambda s: _fill(s, "EmailDetails")),
+        },
+    ),
+)
 
 
 def connection(node: st.SearchStrategy[str], type_name: str) -> st.SearchStrategy[str]:
@@ -98,7 +123,11 @@ def requests(draw: st.DrawFn, data: dict[str, Any]) -> dict[str, Any]:
         type_name = {"emails": "Email", "documents": "Document", "invoices": "Invoice"}[root]
         node = {"emails": email, "documents": document, "invoices": invoice}[root]
         arguments = []
-        first = draw(st.one_of(st.none(), st.integers(0, 100), st.integers(0, 100), st.integers(0, 100), st.sampled_from([-1, 101])))
+        first = draw(
+            st.one_of(
+                st.none(), st.integers(0, 100), st.integers(0, 100), st.integers(0, 100), st.sampled_from([-1, 101])
+            )
+        )
         if first is not None:
             if draw(st.booleans()):
                 definitions.append(f"$first{n}: Int")
@@ -148,7 +177,9 @@ def _filters(draw: st.DrawFn, root: str, data: dict[str, Any]) -> dict[str, Any]
         if draw(st.booleans()):
             result["emailStatuses"] = draw(statuses)
         if root == "invoices" and draw(st.booleans()):
-            result["invoiceStatuses"] = draw(st.lists(st.sampled_from(["DRAFT", "ISSUED", "PAID", "CANCELLED"]), max_size=2, unique=True))
+            result["invoiceStatuses"] = draw(
+                st.lists(st.sampled_from(["DRAFT", "ISSUED", "PAID", "CANCELLED"]), max_size=2, unique=True)
+            )
     if draw(st.booleans()):
         result["relationId"] = draw(relation_ids)
     return result
@@ -170,39 +201,69 @@ def dataset(backend: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
             tenant = (await session.execute(select(models.Tenant).order_by(models.Tenant.id))).scalars().first()
             _, key = await create_api_key(session=session, tenant_id=tenant.id, scopes=frozenset({Scope.READ}))  # type: ignore[union-attr,arg-type]
             await session.commit()
-            emails = (await session.execute(select(models.Email.id, models.Email.sent_at).where(models.Email.tenant_id == tenant.id))).all()  # type: ignore[union-attr]
-            relations = (await session.execute(select(models.Relation.id).where(models.Relation.tenant_id == tenant.id))).scalars().all()  # type: ignore[union-attr]
+            emails = (
+                await session.execute(
+                    select(models.Email.id, models.Email.sent_at).where(models.Email.tenant_id == tenant.id)
+                )
+            ).all()  # type: ignore[union-attr]
+            relations = (
+                (await session.execute(select(models.Relation.id).where(models.Relation.tenant_id == tenant.id)))
+                .scalars()
+                .all()
+            )  # type: ignore[union-attr]
         await engine.dispose()
-        return {"backend": backend, "key": key, "tenant": tenant.id, "emails": [tuple(e) for e in emails][:40],
-                "relations": [encode_id("Relation", r) for r in relations][:10]}
+        return {
+            "backend": backend,
+            "key": key,
+            "tenant": tenant.id,
+            "emails": [tuple(e) for e in emails][:40],
+            "relations": [encode_id("Relation", r) for r in relations][:10],
+        }
 
     return asyncio.run(load())
 
 
-async def _answers(data: dict[str, Any], tmp: Path, batch: list[dict[str, Any]]) -> tuple[list[tuple[bytes, bytes, bytes]], int]:
+async def _answers(
+    data: dict[str, Any], tmp: Path, batch: list[dict[str, Any]]
+) -> tuple[list[tuple[bytes, bytes, bytes]], int]:
     fast = create_app(make_settings(data["backend"], tmp / "fast"))
     reference = create_app(make_settings(data["backend"], tmp / "ref", fast_path=False))
     headers = {"Authorization": f"Bearer {data['key']}"}
     out = []
     async with LifespanManager(fast) as f, LifespanManager(reference) as r:
-        async with AsyncClient(transport=ASGITransport(app=f.app), base_url="http://t") as fc, \
-                   AsyncClient(transport=ASGITransport(app=r.app), base_url="http://t") as rc:
+        async with (
+            AsyncClient(transport=ASGITransport(app=f.app), base_url="http://t") as fc,
+            AsyncClient(transport=ASGITransport(app=r.app), base_url="http://t") as rc,
+        ):
             for request in batch:
                 first = (await fc.post("/graphql", json=request, headers=headers)).content
                 second = (await fc.post("/graphql", json=request, headers=headers)).content
                 expected = (await rc.post("/graphql", json=request, headers=headers)).content
                 out.append((first, second, expected))
             metrics = (await fc.get("/metrics")).text
-    served = next((float(line.split()[-1]) for line in metrics.splitlines() if line.startswith('gateway_fast_path_total{answered_by="plan"}')), 0.0)
+    served = next(
+        (
+            float(line.split()[-1])
+            for line in metrics.splitlines()
+            if line.startswith('gateway_fast_path_total{answered_by="plan"}')
+        ),
+        0.0,
+    )
     return out, int(served)
 
 
 SERVED: list[int] = []
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(st.data())
-def test_the_fast_path_answers_exactly_as_the_reference(dataset: dict[str, Any], tmp_path: Path, data: st.DataObject) -> None:  # type: ignore[no-untyped-def]
+def test_the_fast_path_answers_exactly_as_the_reference(
+    dataset: dict[str, Any], tmp_path: Path, data: st.DataObject
+) -> None:  # type: ignore[no-untyped-def]
     # given: generated requests over the three screens
     batch = [data.draw(requests(dataset)) for _ in range(15)]
     # when
@@ -223,7 +284,9 @@ def test_the_fast_path_served_many_of_those_requests(dataset: dict[str, Any]) ->
 
 
 def test_a_literal_query_is_served_by_its_plan_with_the_same_bytes(dataset: dict[str, Any], tmp_path: Path) -> None:
-    request = {"query": "{ emails(first: 50) { edges { node { id subject recipient emailStatus sentAt relation { name } documents { title } } } } }"}
+    request = {
+        "query": "{ emails(first: 50) { edges { node { id subject recipient emailStatus sentAt relation { name } documents { title } } } } }"
+    }
     answers, served = asyncio.run(_answers(dataset, tmp_path, [request] * 3))
     assert served == 5  # every request but the very first, which taught the plan
     for first, second, expected in answers:
@@ -238,7 +301,7 @@ SCREENS = {
     "E-mails with invoices": "{ emails(first: 50) { edges { node { id invoice { number invoiceStatus relation { name } } } } } }",
     "Documents": "{ documents(first: 50) { edges { node { id title emailStatus relation { name } } } } }",
     "Invoicing": "{ invoices(first: 50) { edges { node { id number invoiceStatus emailStatus relation { name } "
-                 "details { status sentAt failure { category } opens { count } } } } } }",
+    "details { status sentAt failure { category } opens { count } } } } } }",
 }
 
 
@@ -291,4 +354,6 @@ def test_a_screen_is_one_statement_on_postgresql(dataset: dict[str, Any], screen
     assert folded is not None and folded == separate
     nodes = [e["node"] for e in orjson.loads(folded)["data"][next(iter(orjson.loads(folded)["data"]))]["edges"]]
     assert len(nodes) >= 30  # the demo data: 120 e-mails, 45 documents, 30 invoices
-    assert any(n.get("relation") or (n.get("invoice") or {}).get("relation") for n in nodes), "the data must hold relations"
+    assert any(n.get("relation") or (n.get("invoice") or {}).get("relation") for n in nodes), (
+        "the data must hold relations"
+    )

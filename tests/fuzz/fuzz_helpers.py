@@ -177,9 +177,7 @@ def served_gateway(backend: str, data_dir: Path) -> Iterator[Gateway]:
     settings = make_settings(backend, data_dir)
     own_key, foreign_key = asyncio.run(_seed(settings))
     with _serving(settings) as url:
-        yield Gateway(
-            url=url, key=own_key, own=_collect(url, own_key), foreign=_collect(url, foreign_key)
-        )
+        yield Gateway(url=url, key=own_key, own=_collect(url, own_key), foreign=_collect(url, foreign_key))
 
 
 def assert_expected_answer(response: httpx.Response) -> None:
@@ -197,9 +195,7 @@ def assert_expected_answer(response: httpx.Response) -> None:
         return
     assert isinstance(body, dict), f"an answer that is not a JSON object; {answer}"
     errors: list[Any] = body.get("errors") or []
-    assert response.status_code >= 400 or "data" in body or errors, (
-        f"neither data nor errors; {answer}"
-    )
+    assert response.status_code >= 400 or "data" in body or errors, f"neither data nor errors; {answer}"
     assert all(e.get("message") != UNEXPECTED for e in errors), f"an unexpected error; {answer}"
     assert all(isinstance((e.get("extensions") or {}).get("code"), str) for e in errors), (
         f"an error without extensions.code; {answer}"

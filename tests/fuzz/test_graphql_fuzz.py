@@ -121,9 +121,7 @@ query Node($id: ID!) {
   }
 }
 """
-EMAIL = (
-    "query Email($id: ID!) { email(id: $id) { id subject emailStatus details { history { id } } } }"
-)
+EMAIL = "query Email($id: ID!) { email(id: $id) { id subject emailStatus details { history { id } } } }"
 STATS = "query Stats($filter: EmailStatsFilter) { emailStats(filter: $filter) { total byStatus { status count } } }"
 REGISTER = """
 mutation Register($input: RegisterEmailInput!) {
@@ -170,9 +168,7 @@ ANSWER_TIMEOUT = 15.0
 
 @pytest.fixture(scope="module")
 def http(gateway: Gateway) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=gateway.url, headers=gateway.headers, timeout=ANSWER_TIMEOUT
-    ) as client:
+    with httpx.Client(base_url=gateway.url, headers=gateway.headers, timeout=ANSWER_TIMEOUT) as client:
         yield client
 
 
@@ -248,7 +244,9 @@ EXTREME_TIMES = [
 # Mostly around the demo data's dates, so that filters and cursors select rows;
 # sometimes anywhere in datetime's range, or at its very ends.
 _recent = st.datetimes(  # hypothesis takes naive bounds and adds the zone itself
-    min_value=datetime(2026, 1, 1), max_value=datetime(2027, 1, 1), timezones=offsets  # noqa: DTZ001
+    min_value=datetime(2026, 1, 1),
+    max_value=datetime(2027, 1, 1),
+    timezones=offsets,  # noqa: DTZ001
 )
 datetimes = st.one_of(
     _recent.map(lambda d: d.isoformat()),
@@ -271,9 +269,7 @@ bad_datetimes = st.one_of(
     texts,
 )
 # Mostly a page size the gateway takes, so that the other variables get used.
-int32 = st.one_of(
-    st.integers(0, 100), st.integers(0, 100), st.integers(min_value=-(2**31), max_value=2**31 - 1)
-)
+int32 = st.one_of(st.integers(0, 100), st.integers(0, 100), st.integers(min_value=-(2**31), max_value=2**31 - 1))
 
 
 def ids(gateway: Gateway, type_name: str | None = None) -> st.SearchStrategy[str]:
@@ -324,13 +320,9 @@ def cursors(gateway: Gateway) -> st.SearchStrategy[str | None]:
         _reshaped,
         real,
         st.one_of(st.sampled_from(EXTREME_TIMES), datetimes, st.none(), bad_datetimes),
-        st.one_of(
-            big_ints, st.integers(), st.floats(allow_nan=False), texts, st.booleans(), st.none()
-        ),
+        st.one_of(big_ints, st.integers(), st.floats(allow_nan=False), texts, st.booleans(), st.none()),
     )
-    altered = real.flatmap(
-        lambda c: st.sampled_from([c[:-1], c + "A", c[::-1], c.upper(), c + "\x00"])
-    )
+    altered = real.flatmap(lambda c: st.sampled_from([c[:-1], c + "A", c[::-1], c.upper(), c + "\x00"]))
     # no cursor or a real one half the time, so that the other variables get used
     return st.one_of(st.none(), real, st.one_of(altered, reshaped, junk))
 
@@ -358,9 +350,7 @@ class Variables:
             return typed
         return st.one_of(typed, junk, any_json, deep, huge_list(short))
 
-    def list_of(
-        self, item: st.SearchStrategy[Any], flat: st.SearchStrategy[Any]
-    ) -> st.SearchStrategy[Any]:
+    def list_of(self, item: st.SearchStrategy[Any], flat: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
         """A few items, or thousands of `flat` (small) ones."""
         return st.one_of(self.hostile(st.lists(item, max_size=5)), huge_list(flat))
 
@@ -370,9 +360,7 @@ class Variables:
         """An input object; with wrong types, any field may be missing and an unknown one may come."""
         values = {name: self.hostile(value) for name, value in fields.items()}
         if self.wrong:
-            return self.hostile(
-                st.fixed_dictionaries({}, optional={**values, "unknownField": any_json})
-            )
+            return self.hostile(st.fixed_dictionaries({}, optional={**values, "unknownField": any_json}))
         return st.fixed_dictionaries(
             {name: values[name] for name in required},
             optional={name: value for name, value in values.items() if name not in required},
@@ -411,14 +399,10 @@ class Variables:
                 "recipient": st.one_of(st.emails(), st.emails(), texts),
                 "sentAt": when,
                 "providerMessageId": texts,
-                "relation": self.inputs(
-                    {"externalId": texts, "name": texts}, ("externalId", "name")
-                ),
+                "relation": self.inputs({"externalId": texts, "name": texts}, ("externalId", "name")),
                 "documents": self.list_of(
                     self.inputs({"externalId": texts, "title": texts}, ("externalId", "title")),
-                    st.fixed_dictionaries(
-                        {"externalId": st.text(max_size=8), "title": st.text(max_size=8)}
-                    ),
+                    st.fixed_dictionaries({"externalId": st.text(max_size=8), "title": st.text(max_size=8)}),
                 ),
                 "invoice": self.inputs(
                     {
@@ -449,9 +433,7 @@ class Variables:
                 st.just(EMAILS),
                 variables(
                     {
-                        "filter": self.inputs(
-                            {"statuses": statuses, **relation, **times, "search": texts}
-                        ),
+                        "filter": self.inputs({"statuses": statuses, **relation, **times, "search": texts}),
                         **page,
                     }
                 ),
@@ -495,13 +477,7 @@ def literals(gateway: Gateway) -> dict[str, st.SearchStrategy[Any]]:
 
 def _literal_nesting(depth: int, opening: str) -> str:
     if opening == "[":
-        return (
-            "{ emails(filter: {statuses: "
-            + "[" * depth
-            + "SENT"
-            + "]" * depth
-            + "}) { totalCount } }"
-        )
+        return "{ emails(filter: {statuses: " + "[" * depth + "SENT" + "]" * depth + "}) { totalCount } }"
     return "{ emails(filter: " + "{search: " * depth + '"x"' + "}" * depth + ") { totalCount } }"
 
 
@@ -540,9 +516,7 @@ def encode(payload: dict[str, Any]) -> bytes:
     return text.encode()
 
 
-def body_shapes(
-    query: str, variables: dict[str, Any], name: Any = None
-) -> st.SearchStrategy[dict[str, Any]]:
+def body_shapes(query: str, variables: dict[str, Any], name: Any = None) -> st.SearchStrategy[dict[str, Any]]:
     """Mostly a well-formed request; sometimes variables or operationName of the wrong kind."""
     well_formed = {"query": query, "variables": variables, "operationName": name}
     return st.one_of(
@@ -566,9 +540,7 @@ def post(http: httpx.Client, body: dict[str, Any]) -> httpx.Response:
 # per failure, and the failing document is printed whole (note) with the answer.
 @settings(FUZZ, phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.explain])
 @given(data=st.data())
-def test_generated_operations_get_expected_answers(
-    gateway: Gateway, http: httpx.Client, data: st.DataObject
-) -> None:
+def test_generated_operations_get_expected_answers(gateway: Gateway, http: httpx.Client, data: st.DataObject) -> None:
     # given: a valid query or mutation built from the schema, ids drawn from real and garbage ones
     operation = data.draw(from_schema(SDL, custom_scalars=literals(gateway)), label="operation")
     # when
@@ -579,13 +551,9 @@ def test_generated_operations_get_expected_answers(
 
 @settings(FUZZ, max_examples=50)
 @given(data=st.data())
-def test_invalid_operations_get_expected_answers(
-    gateway: Gateway, http: httpx.Client, data: st.DataObject
-) -> None:
+def test_invalid_operations_get_expected_answers(gateway: Gateway, http: httpx.Client, data: st.DataObject) -> None:
     # given: an operation with one violation of the schema
-    operation = data.draw(
-        from_schema(SDL, mode=Mode.NEGATIVE, custom_scalars=literals(gateway)), label="operation"
-    )
+    operation = data.draw(from_schema(SDL, mode=Mode.NEGATIVE, custom_scalars=literals(gateway)), label="operation")
     # when
     response = post(http, {"query": operation})
     # then
@@ -598,9 +566,7 @@ def test_well_typed_hostile_variables_get_expected_answers(
     gateway: Gateway, http: httpx.Client, data: st.DataObject
 ) -> None:
     # given: a screen or mutation whose variables have their types, with nasty values
-    query, variables = data.draw(
-        Variables(gateway, wrong_types=False).operations(), label="operation"
-    )
+    query, variables = data.draw(Variables(gateway, wrong_types=False).operations(), label="operation")
     # when
     response = post(http, {"query": query, "variables": variables})
     # then
@@ -613,9 +579,7 @@ def test_wrongly_typed_variables_and_odd_bodies_get_expected_answers(
     gateway: Gateway, http: httpx.Client, data: st.DataObject
 ) -> None:
     # given: a screen or mutation with variables of any type, in a body that may be odd too
-    query, variables = data.draw(
-        Variables(gateway, wrong_types=True).operations(), label="operation"
-    )
+    query, variables = data.draw(Variables(gateway, wrong_types=True).operations(), label="operation")
     body = data.draw(body_shapes(query, variables), label="body")
     # when
     response = post(http, body)
@@ -643,11 +607,7 @@ def test_hostile_documents_get_expected_answers(http: httpx.Client, data: st.Dat
     assert_expected_answer(response)
     if operation_count(query) > 1 and body["operationName"] is None:
         # the specification's GetOperation: several operations and no name is a request error
-        answer = (
-            response.json() if response.headers.get("content-type") == "application/json" else {}
-        )
-        assert response.status_code >= 400 or (
-            answer.get("errors") and answer.get("data") is None
-        ), (
+        answer = response.json() if response.headers.get("content-type") == "application/json" else {}
+        assert response.status_code >= 400 or (answer.get("errors") and answer.get("data") is None), (
             f"ran an operation the request did not name; HTTP {response.status_code}: {response.text[:600]}"
         )

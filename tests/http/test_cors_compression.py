@@ -24,7 +24,13 @@ EMAILS = (
     " edges { node { id subject recipient emailStatus } } } }"
 )
 # What Apollo Client sends from a browser, with the key and a request id.
-APOLLO_HEADERS = ("authorization", "content-type", "x-apollo-operation-name", "apollo-require-preflight", "x-request-id")
+APOLLO_HEADERS = (
+    "authorization",
+    "content-type",
+    "x-apollo-operation-name",
+    "apollo-require-preflight",
+    "x-request-id",
+)
 COUNT = "query Count { emails(first: 1) { totalCount } }"
 
 

@@ -43,5 +43,7 @@ async def test_an_id_past_the_id_columns_is_bad_input_on_every_database(client, 
     # (on PostgreSQL it reached the driver: "value out of int32 range", then "Unexpected error.")
     tenant = await make_tenant(session_factory)
     query = "query Node($id: ID!) { node(id: $id) { id } }"
-    answer = await client.post("/graphql", json={"query": query, "variables": {"id": encode_id("Email", pk)}}, headers=tenant.auth)
+    answer = await client.post(
+        "/graphql", json={"query": query, "variables": {"id": encode_id("Email", pk)}}, headers=tenant.auth
+    )
     assert [e["extensions"]["code"] for e in answer.json()["errors"]] == ["BAD_USER_INPUT"]

@@ -42,7 +42,16 @@ async def test_a_valid_key_reads_its_tenant(client, tenant, session_factory):  #
     response = await post(client, EMAILS, headers=tenant.auth)
     assert response.status_code == 200
     body = response.json()
-    assert body == {"data": {"emails": {"totalCount": 1, "edges": [{"node": {"id": body["data"]["emails"]["edges"][0]["node"]["id"], "subject": "Annual accounts"}}]}}}
+    assert body == {
+        "data": {
+            "emails": {
+                "totalCount": 1,
+                "edges": [
+                    {"node": {"id": body["data"]["emails"]["edges"][0]["node"]["id"], "subject": "Annual accounts"}}
+                ],
+            }
+        }
+    }
 
 
 @pytest.mark.parametrize(
@@ -100,23 +109,55 @@ def _bad_queries() -> list[tuple[str, str, dict[str, object], str]]:
         ("syntax error", "{ emails { ", {}, "Syntax Error"),
         ("unknown field", "{ emails { nope } }", {}, "Cannot query field 'nope'"),
         ("wrong variable type", EMAILS, {"first": "ten"}, "Int cannot represent non-integer value"),
-        ("unknown enum value", "query($s: [EmailStatus!]) { emails(filter: {statuses: $s}) { totalCount } }", {"s": ["BOUNCED"]}, "does not exist in 'EmailStatus'"),
+        (
+            "unknown enum value",
+            "query($s: [EmailStatus!]) { emails(filter: {statuses: $s}) { totalCount } }",
+            {"s": ["BOUNCED"]},
+            "does not exist in 'EmailStatus'",
+        ),
         ("negative first", EMAILS, {"first": -1}, "`first` must be between 0 and 100, got -1"),
         ("huge first", EMAILS, {"first": 101}, "`first` must be between 0 and 100, got 101"),
         ("garbage cursor", EMAILS, {"after": "garbage!!"}, "Invalid cursor 'garbage!!'"),
         ("foreign cursor kind", EMAILS, {"after": "WyJkb2N1bWVudCIsbnVsbCwxXQ"}, "Invalid cursor"),
         ("malformed id", "query($id: ID!) { email(id: $id) { id } }", {"id": "%%%"}, "Invalid ID '%%%'"),
-        ("id of another type", "query($id: ID!) { email(id: $id) { id } }", {"id": encode_id("Relation", 1)}, "is not a Email id"),
-        ("naive date", "query($d: DateTime) { emails(filter: {sentAfter: $d}) { totalCount } }", {"d": "2026-01-01T00:00:00"}, "needs an offset"),
-        ("not a date", "query($d: DateTime) { emails(filter: {sentAfter: $d}) { totalCount } }", {"d": "yesterday"}, "is not ISO-8601"),
-        ("too deep", "{ emails { edges { node { relation { timeline { edges { node { ... on EmailInteraction { email { relation { timeline { edges { node { ... on EmailInteraction { email { subject } } } } } } } } } } } } } } } }", {}, "exceeds maximum operation depth"),
-        ("too many aliases", "{ " + " ".join(f"a{i}: emails {{ totalCount }}" for i in range(31)) + " }", {}, "aliases found"),
+        (
+            "id of another type",
+            "query($id: ID!) { email(id: $id) { id } }",
+            {"id": encode_id("Relation", 1)},
+            "is not a Email id",
+        ),
+        (
+            "naive date",
+            "query($d: DateTime) { emails(filter: {sentAfter: $d}) { totalCount } }",
+            {"d": "2026-01-01T00:00:00"},
+            "needs an offset",
+        ),
+        (
+            "not a date",
+            "query($d: DateTime) { emails(filter: {sentAfter: $d}) { totalCount } }",
+            {"d": "yesterday"},
+            "is not ISO-8601",
+        ),
+        (
+            "too deep",
+            "{ emails { edges { node { relation { timeline { edges { node { ... on EmailInteraction { email { relation { timeline { edges { node { ... on EmailInteraction { email { subject } } } } } } } } } } } } } } } }",
+            {},
+            "exceeds maximum operation depth",
+        ),
+        (
+            "too many aliases",
+            "{ " + " ".join(f"a{i}: emails {{ totalCount }}" for i in range(31)) + " }",
+            {},
+            "aliases found",
+        ),
         ("too many tokens", "{ emails { " + "totalCount " * 2100 + "} }", {}, "token"),
     ]
 
 
 @pytest.mark.parametrize(("name", "query", "variables", "fragment"), _bad_queries(), ids=[c[0] for c in _bad_queries()])
-async def test_bad_graphql_gets_a_clear_error_and_changes_nothing(client, tenant, session_factory, name, query, variables, fragment):  # type: ignore[no-untyped-def]
+async def test_bad_graphql_gets_a_clear_error_and_changes_nothing(
+    client, tenant, session_factory, name, query, variables, fragment
+):  # type: ignore[no-untyped-def]
     # given
     await register(session_factory, tenant)
     # when
@@ -153,7 +194,10 @@ async def test_unexpected_errors_are_masked_unless_debug(backend, tmp_path, sess
     tenant = await make_tenant(session_factory)
     for debug, expected in ((False, "Unexpected error."), (True, "database password is hunter2")):
         app = create_app(make_settings(backend, tmp_path, debug=debug))
-        async with LifespanManager(app) as manager, AsyncClient(transport=ASGITransport(app=manager.app), base_url="http://t") as c:
+        async with (
+            LifespanManager(app) as manager,
+            AsyncClient(transport=ASGITransport(app=manager.app), base_url="http://t") as c,
+        ):
             response = await post(c, "{ emails { totalCount } }", headers=tenant.auth)
         assert response.json()["errors"][0]["message"] == expected
 
@@ -162,7 +206,10 @@ async def test_introspection_can_be_switched_off(backend, tmp_path, session_fact
     tenant = await make_tenant(session_factory)
     for enabled in (True, False):
         app = create_app(make_settings(backend, tmp_path, introspection=enabled))
-        async with LifespanManager(app) as manager, AsyncClient(transport=ASGITransport(app=manager.app), base_url="http://t") as c:
+        async with (
+            LifespanManager(app) as manager,
+            AsyncClient(transport=ASGITransport(app=manager.app), base_url="http://t") as c,
+        ):
             response = await post(c, "{ __schema { queryType { name } } }", headers=tenant.auth)
         body = response.json()
         if enabled:
@@ -193,7 +240,10 @@ async def test_health_readiness_and_metrics(client, tenant):  # type: ignore[no-
 
 async def test_readyz_says_when_the_database_is_down(tmp_path):  # type: ignore[no-untyped-def]
     app = create_app(make_settings("postgresql+asyncpg://postgres@127.0.0.1:1/none", tmp_path))
-    async with LifespanManager(app) as manager, AsyncClient(transport=ASGITransport(app=manager.app), base_url="http://t") as c:
+    async with (
+        LifespanManager(app) as manager,
+        AsyncClient(transport=ASGITransport(app=manager.app), base_url="http://t") as c,
+    ):
         response = await c.get("/readyz")
     assert response.status_code == 503
     assert response.json()["database"] == "unreachable"

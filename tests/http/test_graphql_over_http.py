@@ -83,7 +83,10 @@ async def test_the_fast_path_does_not_answer_several_operations_without_a_name(b
     tenant = await make_tenant(session_factory)
     await register(session_factory, tenant)
     app = create_app(make_settings(backend, tmp_path, fast_path=True))
-    async with LifespanManager(app) as manager, AsyncClient(transport=ASGITransport(app=manager.app), base_url="http://t") as c:
+    async with (
+        LifespanManager(app) as manager,
+        AsyncClient(transport=ASGITransport(app=manager.app), base_url="http://t") as c,
+    ):
         for name in ("Emails", "Documents", "Emails", "Documents"):
             named = await post(c, TWO_QUERIES, {"first": 5}, headers=tenant.auth, operation_name=name)
             assert named.status_code == 200 and "errors" not in named.json()
@@ -110,12 +113,17 @@ async def test_the_fast_path_does_not_answer_several_operations_without_a_name(b
     ],
 )
 @pytest.mark.parametrize("fast_path", [False, True])
-async def test_the_answer_has_the_media_type_the_client_accepts(backend, tmp_path, session_factory, accept, media_type, fast_path):  # type: ignore[no-untyped-def]
+async def test_the_answer_has_the_media_type_the_client_accepts(
+    backend, tmp_path, session_factory, accept, media_type, fast_path
+):  # type: ignore[no-untyped-def]
     # given
     tenant = await make_tenant(session_factory)
     await register(session_factory, tenant, subject="Hello")
     app = create_app(make_settings(backend, tmp_path, fast_path=fast_path))
-    async with LifespanManager(app) as manager, AsyncClient(transport=ASGITransport(app=manager.app), base_url="http://t") as c:
+    async with (
+        LifespanManager(app) as manager,
+        AsyncClient(transport=ASGITransport(app=manager.app), base_url="http://t") as c,
+    ):
         # when: twice, so the second is served from a plan when the fast path is on
         responses = [await post(c, EMAILS, {"first": 5}, headers=tenant.auth, accept=accept) for _ in range(2)]
     # then
@@ -135,7 +143,9 @@ def _request_errors() -> list[tuple[str, str, dict[str, object]]]:
 
 
 @pytest.mark.parametrize(("name", "query", "variables"), _request_errors(), ids=[c[0] for c in _request_errors()])
-async def test_a_request_that_cannot_run_is_400_without_data_for_graphql_response_json(client, tenant, name, query, variables):  # type: ignore[no-untyped-def]
+async def test_a_request_that_cannot_run_is_400_without_data_for_graphql_response_json(
+    client, tenant, name, query, variables
+):  # type: ignore[no-untyped-def]
     # when
     response = await post(client, query, variables, headers=tenant.auth, accept=GRAPHQL_RESPONSE)
     # then
@@ -188,7 +198,10 @@ async def test_a_subscription_over_http_is_400_and_no_unexpected_error(client, t
 async def test_a_database_that_cannot_be_reached_answers_503_before_graphql(tmp_path):  # type: ignore[no-untyped-def]
     # given: nothing listens where the database should be, so the key cannot be checked
     app = create_app(make_settings("postgresql+asyncpg://postgres@127.0.0.1:1/none", tmp_path))
-    async with LifespanManager(app) as manager, AsyncClient(transport=ASGITransport(app=manager.app), base_url="http://t") as c:
+    async with (
+        LifespanManager(app) as manager,
+        AsyncClient(transport=ASGITransport(app=manager.app), base_url="http://t") as c,
+    ):
         # when
         response = await post(c, EMAILS, headers={"Authorization": "Bearer gw_some-key"})
     # then
@@ -223,7 +236,10 @@ async def test_queries_while_the_database_is_gone_say_service_unavailable(doomed
     # given: a gateway that has checked its client's key once (the key is cached)
     url, drop = doomed_database
     app = create_app(make_settings(url, tmp_path, fast_path=fast_path, key_cache_seconds=60))
-    async with LifespanManager(app) as manager, AsyncClient(transport=ASGITransport(app=manager.app), base_url="http://t") as c:
+    async with (
+        LifespanManager(app) as manager,
+        AsyncClient(transport=ASGITransport(app=manager.app), base_url="http://t") as c,
+    ):
         from gateway.db import create_engine, create_session_factory
 
         engine = create_engine(make_settings(url, tmp_path))
@@ -294,7 +310,12 @@ def _client_mistakes() -> list[tuple[str, str, dict[str, object], str]]:
     return [
         ("bad input", EMAIL, {"id": "%%%"}, "BAD_USER_INPUT"),
         ("not found", TIMELINE, {"id": "UmVsYXRpb246OTk5OTk"}, "NOT_FOUND"),
-        ("bad cursor", "query Emails($after: String) { emails(after: $after) { totalCount } }", {"after": "garbage!!"}, "BAD_USER_INPUT"),
+        (
+            "bad cursor",
+            "query Emails($after: String) { emails(after: $after) { totalCount } }",
+            {"after": "garbage!!"},
+            "BAD_USER_INPUT",
+        ),
         ("page size", EMAILS, {"first": 1000}, "BAD_USER_INPUT"),
         ("validation", "query Emails { emails { nope } }", {}, "GRAPHQL_VALIDATION_FAILED"),
         ("syntax", "query Emails { emails { ", {}, "GRAPHQL_PARSE_FAILED"),
@@ -302,18 +323,25 @@ def _client_mistakes() -> list[tuple[str, str, dict[str, object], str]]:
     ]
 
 
-@pytest.mark.parametrize(("name", "query", "variables", "code"), _client_mistakes(), ids=[c[0] for c in _client_mistakes()])
-async def test_a_client_mistake_is_one_log_line_without_a_traceback(client, tenant, caplog, name, query, variables, code):  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    ("name", "query", "variables", "code"), _client_mistakes(), ids=[c[0] for c in _client_mistakes()]
+)
+async def test_a_client_mistake_is_one_log_line_without_a_traceback(
+    client, tenant, caplog, name, query, variables, code
+):  # type: ignore[no-untyped-def]
     # given
     operation = query.split()[1].split("(")[0]
     # when
     with caplog.at_level(logging.DEBUG):
-        response = await post(client, query, variables, headers={**tenant.auth, "X-Request-Id": "mistake-1"}, operation_name=operation)
+        response = await post(
+            client, query, variables, headers={**tenant.auth, "X-Request-Id": "mistake-1"}, operation_name=operation
+        )
     # then
     assert response.json()["errors"]
     # (besides the request's completion line, which every request has)
     records = [
-        r for r in caplog.records
+        r
+        for r in caplog.records
         if r.levelno >= logging.INFO and not r.name.startswith("httpx") and r.name != "gateway.requests"
     ]
     assert len(records) == 1, [r.getMessage() for r in records]
@@ -328,14 +356,20 @@ async def test_a_client_mistake_is_one_log_line_without_a_traceback(client, tena
 async def test_a_forbidden_mutation_is_one_log_line(client, tenant, caplog):  # type: ignore[no-untyped-def]
     # when: a read-only key tries to write
     with caplog.at_level(logging.DEBUG):
-        response = await post(client, MUTATION_THEN_QUERY, {"input": GOOD_INPUT}, headers=tenant.read_auth, operation_name="M")
+        response = await post(
+            client, MUTATION_THEN_QUERY, {"input": GOOD_INPUT}, headers=tenant.read_auth, operation_name="M"
+        )
     # then
     assert response.json()["errors"][0]["extensions"] == {"code": "FORBIDDEN"}
     records = [r for r in caplog.records if r.name == "gateway.errors" or r.name.startswith("strawberry")]
-    assert [(r.levelno, r.exc_info, r.error_code, r.operation_name) for r in records] == [(logging.INFO, None, "FORBIDDEN", "M")]
+    assert [(r.levelno, r.exc_info, r.error_code, r.operation_name) for r in records] == [
+        (logging.INFO, None, "FORBIDDEN", "M")
+    ]
 
 
-async def test_an_unexpected_error_is_logged_once_with_its_traceback(backend, tmp_path, session_factory, monkeypatch, caplog):  # type: ignore[no-untyped-def]
+async def test_an_unexpected_error_is_logged_once_with_its_traceback(
+    backend, tmp_path, session_factory, monkeypatch, caplog
+):  # type: ignore[no-untyped-def]
     from gateway.repositories import emails as repo
 
     async def broken(**_kwargs):  # type: ignore[no-untyped-def]
@@ -345,7 +379,10 @@ async def test_an_unexpected_error_is_logged_once_with_its_traceback(backend, tm
     monkeypatch.setattr(repo, "count_emails", broken)
     tenant = await make_tenant(session_factory)
     app = create_app(make_settings(backend, tmp_path, fast_path=False))
-    async with LifespanManager(app) as manager, AsyncClient(transport=ASGITransport(app=manager.app), base_url="http://t") as c:
+    async with (
+        LifespanManager(app) as manager,
+        AsyncClient(transport=ASGITransport(app=manager.app), base_url="http://t") as c,
+    ):
         # when
         with caplog.at_level(logging.DEBUG):
             response = await post(c, EMAILS, headers={**tenant.auth, "X-Request-Id": "bug-1"})

@@ -42,7 +42,11 @@ def audit_tools() -> str:
         _missing("node and npm are needed for graphql-http's audits")
     installed = subprocess.run(  # noqa: S603  (fixed arguments)
         [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],  # type: ignore[list-item]
-        cwd=NODE_DIR, capture_output=True, text=True, timeout=300, check=False,
+        cwd=NODE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     if installed.returncode != 0:
         _missing(f"npm ci failed in {NODE_DIR}: {installed.stderr.strip()[-500:]}")
@@ -79,7 +83,9 @@ async def test_every_graphql_over_http_audit_passes(audit_tools, backend, tmp_pa
     async with _serving(app) as url:
         # when
         process = await asyncio.create_subprocess_exec(
-            audit_tools, "audit.mjs", url,
+            audit_tools,
+            "audit.mjs",
+            url,
             cwd=NODE_DIR,
             env={"PATH": str(Path(audit_tools).parent), "GATEWAY_AUDIT_KEY": tenant.key},
             stdout=asyncio.subprocess.PIPE,

@@ -18,9 +18,16 @@ INTROSPECTION = "{ __schema { queryType { name } } }"
 
 async def answers(settings: Settings, auth: dict[str, str]) -> dict[str, object]:
     app = create_app(settings)
-    async with LifespanManager(app) as manager, AsyncClient(transport=ASGITransport(app=manager.app), base_url="http://t") as c:
+    async with (
+        LifespanManager(app) as manager,
+        AsyncClient(transport=ASGITransport(app=manager.app), base_url="http://t") as c,
+    ):
         typo = (await c.post("/graphql", json={"query": TYPO}, headers=auth)).json()
-        enum = (await c.post("/graphql", json={"query": BAD_ENUM, "variables": {"f": {"statuses": ["SENTT"]}}}, headers=auth)).json()
+        enum = (
+            await c.post(
+                "/graphql", json={"query": BAD_ENUM, "variables": {"f": {"statuses": ["SENTT"]}}}, headers=auth
+            )
+        ).json()
         schema = (await c.post("/graphql", json={"query": INTROSPECTION}, headers=auth)).json()
         ide = await c.get("/graphql", headers={"accept": "text/html"})
     return {

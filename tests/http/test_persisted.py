@@ -88,14 +88,17 @@ async def test_a_hash_that_is_not_the_querys_is_refused_and_nothing_is_kept(clie
     )
     later = await client.post("/graphql", json={"extensions": persisted(digest)}, headers=tenant.auth)
     bad_version = await client.post(
-        "/graphql", json={"query": EMAILS, "extensions": {"persistedQuery": {"version": 2, "sha256Hash": digest}}},
+        "/graphql",
+        json={"query": EMAILS, "extensions": {"persistedQuery": {"version": 2, "sha256Hash": digest}}},
         headers=tenant.auth,
     )
     # then
-    assert mismatch.json()["errors"] == [{
-        "message": f"persistedQuery.sha256Hash {digest} is not the SHA-256 of the query sent",
-        "extensions": {"code": "BAD_USER_INPUT"},
-    }]
+    assert mismatch.json()["errors"] == [
+        {
+            "message": f"persistedQuery.sha256Hash {digest} is not the SHA-256 of the query sent",
+            "extensions": {"code": "BAD_USER_INPUT"},
+        }
+    ]
     assert later.json() == NOT_FOUND
     assert bad_version.json()["errors"][0]["extensions"] == {"code": "PERSISTED_QUERY_NOT_SUPPORTED"}
 
@@ -119,11 +122,17 @@ async def test_a_persisted_query_is_served_by_its_compiled_plan(client, tenant):
 
     async def served_by_plans() -> float:
         text = (await client.get("/metrics")).text
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith('gateway_fast_path_total{answered_by="plan"}'))
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith('gateway_fast_path_total{answered_by="plan"}')
+        )
 
     before = await served_by_plans()
     # when: the hash alone
-    response = await client.post("/graphql", json={"variables": {"first": 1}, "extensions": persisted(digest)}, headers=tenant.auth)
+    response = await client.post(
+        "/graphql", json={"variables": {"first": 1}, "extensions": persisted(digest)}, headers=tenant.auth
+    )
     # then
     assert orjson.loads(response.content)["data"]["emails"]["totalCount"] == 1
     assert await served_by_plans() == before + 1
@@ -136,7 +145,9 @@ async def test_trusted_documents_only_runs_registered_documents(trusted_client, 
         await register_documents(session=session, documents={sha256(trusted): trusted})
     other = "query Other { emails(first: 2) { totalCount } }"
     # when
-    by_hash = await trusted_client.post("/graphql", json={"extensions": persisted(sha256(trusted))}, headers=tenant.auth)
+    by_hash = await trusted_client.post(
+        "/graphql", json={"extensions": persisted(sha256(trusted))}, headers=tenant.auth
+    )
     by_text = await trusted_client.post("/graphql", json={"query": trusted}, headers=tenant.auth)
     ad_hoc = await trusted_client.post("/graphql", json={"query": other}, headers=tenant.auth)
     apq = await trusted_client.post(
@@ -146,11 +157,13 @@ async def test_trusted_documents_only_runs_registered_documents(trusted_client, 
     # then
     assert by_hash.json() == {"data": {"emails": {"totalCount": 1}}}
     assert by_text.json() == {"data": {"emails": {"totalCount": 1}}}
-    assert ad_hoc.json()["errors"] == [{
-        "message": "This gateway runs trusted documents only, and a document that was not is not registered: "
-        "register it at build time with `gateway register-documents`",
-        "extensions": {"code": "TRUSTED_DOCUMENT_REQUIRED"},
-    }]
+    assert ad_hoc.json()["errors"] == [
+        {
+            "message": "This gateway runs trusted documents only, and a document that was not is not registered: "
+            "register it at build time with `gateway register-documents`",
+            "extensions": {"code": "TRUSTED_DOCUMENT_REQUIRED"},
+        }
+    ]
     for refused in (apq, unknown):
         assert refused.json()["errors"][0]["extensions"] == {"code": "TRUSTED_DOCUMENT_REQUIRED"}
         assert sha256(other) in refused.json()["errors"][0]["message"]
@@ -164,16 +177,24 @@ def test_documents_are_read_from_graphql_files_and_both_manifest_formats(tmp_pat
     apollo = "query Apollo { invoices { totalCount } }"
     (tmp_path / "screen.graphql").write_text(source)
     (tmp_path / "codegen.json").write_text(json.dumps({sha256(codegen): codegen}))
-    (tmp_path / "apollo.json").write_text(json.dumps({
-        "format": "apollo-persisted-query-manifest", "version": 1,
-        "operations": [{"id": sha256(apollo), "name": "Apollo", "type": "query", "body": apollo}],
-    }))
+    (tmp_path / "apollo.json").write_text(
+        json.dumps(
+            {
+                "format": "apollo-persisted-query-manifest",
+                "version": 1,
+                "operations": [{"id": sha256(apollo), "name": "Apollo", "type": "query", "body": apollo}],
+            }
+        )
+    )
     (tmp_path / "forged.json").write_text(json.dumps({sha256(codegen): apollo}))
     # when
     documents = read_documents(sorted(tmp_path.glob("[sac]*.*")))
     # then: a file counts as written and as graphql-js prints it (what Apollo Client hashes)
     assert documents == {
-        sha256(source): source, sha256(printed): printed, sha256(codegen): codegen, sha256(apollo): apollo,
+        sha256(source): source,
+        sha256(printed): printed,
+        sha256(codegen): codegen,
+        sha256(apollo): apollo,
     }
     with pytest.raises(ValueError, match="forged.json: '[0-9a-f]{64}' is not the SHA-256 of its document"):
         read_documents([tmp_path / "forged.json"])
@@ -189,7 +210,11 @@ def test_register_documents_stores_them_once(tmp_path):  # type: ignore[no-untyp
     def run() -> subprocess.CompletedProcess[str]:
         return subprocess.run(  # noqa: S603  (our own command)
             [sys.executable, "-m", "gateway.cli", "register-documents", str(manifest)],
-            env=env, capture_output=True, text=True, check=False, timeout=60,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
         )
 
     # when
@@ -199,7 +224,9 @@ def test_register_documents_stores_them_once(tmp_path):  # type: ignore[no-untyp
     assert second.stdout.strip() == "registered 0 new trusted documents (1 already known)"
 
 
-async def test_apollo_clients_persisted_query_link_works_over_post_and_get(audit_tools, backend, tmp_path, session_factory):  # type: ignore[no-untyped-def]
+async def test_apollo_clients_persisted_query_link_works_over_post_and_get(
+    audit_tools, backend, tmp_path, session_factory
+):  # type: ignore[no-untyped-def]
     # given: a gateway on a real port, and one e-mail
     tenant = await make_tenant(session_factory)
     await register(session_factory, tenant, n=1, subject="Annual accounts")
@@ -207,7 +234,9 @@ async def test_apollo_clients_persisted_query_link_works_over_post_and_get(audit
     async with _serving(app) as url:
         # when: Apollo Client (createPersistedQueryLink, sha256 from node:crypto) asks twice, by POST then by GET
         process = await asyncio.create_subprocess_exec(
-            audit_tools, "apq.mjs", url,
+            audit_tools,
+            "apq.mjs",
+            url,
             cwd=NODE_DIR,
             env={"PATH": str(Path(audit_tools).parent), "GATEWAY_KEY": tenant.key},
             stdout=asyncio.subprocess.PIPE,
@@ -224,6 +253,9 @@ async def test_apollo_clients_persisted_query_link_works_over_post_and_get(audit
         assert [e["node"]["subject"] for e in second["data"]["emails"]["edges"]] == ["Annual accounts"]
         assert second["data"]["emails"]["pageInfo"]["hasPreviousPage"] is False
         assert second["requests"] == [{"method": method, "withQuery": False}]
-    assert results["post"][0]["requests"] == [{"method": "POST", "withQuery": False}, {"method": "POST", "withQuery": True}]
+    assert results["post"][0]["requests"] == [
+        {"method": "POST", "withQuery": False},
+        {"method": "POST", "withQuery": True},
+    ]
     # the GET client found the hash the POST client registered
     assert results["get"][0]["requests"] == [{"method": "GET", "withQuery": False}]

@@ -59,7 +59,9 @@ def pixel_url(settings: Settings, email: models.Email) -> str:
 
 async def pixel_events(session_factory, email: models.Email) -> list[models.EmailEvent]:  # type: ignore[no-untyped-def]
     async with session_factory() as session:
-        statement = select(models.EmailEvent).where(models.EmailEvent.email_id == email.id, models.EmailEvent.source == "pixel")
+        statement = select(models.EmailEvent).where(
+            models.EmailEvent.email_id == email.id, models.EmailEvent.source == "pixel"
+        )
         return list((await session.execute(statement)).scalars().all())
 
 
@@ -117,7 +119,9 @@ async def client_from(settings: Settings, session_factory) -> AsyncIterator[Call
         yield make
 
 
-async def test_an_open_through_the_registered_url_is_recorded_once(client_from, settings, session_factory, email, clock) -> None:  # type: ignore[no-untyped-def]
+async def test_an_open_through_the_registered_url_is_recorded_once(
+    client_from, settings, session_factory, email, clock
+) -> None:  # type: ignore[no-untyped-def]
     # given a reader at 203.0.113.77 with a desktop mail client
     client = await client_from("203.0.113.77")
     # when it fetches the URL registerEmail handed out
@@ -149,20 +153,24 @@ async def test_the_user_agent_is_cut_at_500_characters(client, settings, session
 def _flip_mac(token: str) -> str:
     tracking_id, _, mac = token.partition(".")
     middle = len(mac) // 2
-    return f"{tracking_id}.{mac[:middle]}{'B' if mac[middle] == 'A' else 'A'}{mac[middle + 1:]}"
+    return f"{tracking_id}.{mac[:middle]}{'B' if mac[middle] == 'A' else 'A'}{mac[middle + 1 :]}"
 
 
 @pytest.mark.parametrize(
     "forge",
     [
-        pytest.param(lambda key, email: _flip_mac(sign_tracking_id(key, email.tracking_id)), id="one-mac-character-flipped"),
+        pytest.param(
+            lambda key, email: _flip_mac(sign_tracking_id(key, email.tracking_id)), id="one-mac-character-flipped"
+        ),
         pytest.param(lambda key, email: sign_tracking_id(OTHER_KEY, "made-up-tracking-id"), id="made-up-id-other-key"),
         pytest.param(lambda key, email: sign_tracking_id(OTHER_KEY, email.tracking_id), id="real-id-other-key"),
         pytest.param(lambda key, email: email.tracking_id, id="no-mac"),
         pytest.param(lambda key, email: "", id="empty"),
     ],
 )
-async def test_a_forged_token_gets_the_gif_and_does_no_database_work(client, settings, session_factory, email, forge) -> None:  # type: ignore[no-untyped-def]
+async def test_a_forged_token_gets_the_gif_and_does_no_database_work(
+    client, settings, session_factory, email, forge
+) -> None:  # type: ignore[no-untyped-def]
     # given a token that the gateway did not sign
     token = forge(settings.signing_key(), email)
     # when it is fetched
@@ -185,7 +193,9 @@ async def test_a_genuine_token_for_no_email_records_nothing(client, settings, se
     assert (await reload(session_factory, email)).status is EmailStatus.SENT
 
 
-async def test_a_burst_in_one_second_counts_once_and_another_second_counts_again(client, settings, session_factory, email, clock) -> None:  # type: ignore[no-untyped-def]
+async def test_a_burst_in_one_second_counts_once_and_another_second_counts_again(
+    client, settings, session_factory, email, clock
+) -> None:  # type: ignore[no-untyped-def]
     url = pixel_url(settings, email)
     # given a client that fetches twice within one second
     clock(OPENED.replace(microsecond=100_000))
@@ -206,7 +216,12 @@ async def test_a_burst_in_one_second_counts_once_and_another_second_counts_again
 async def test_two_clients_in_the_same_second_are_two_opens(client, settings, session_factory, email, clock) -> None:  # type: ignore[no-untyped-def]
     url = pixel_url(settings, email)
     await client.get(url, headers={"User-Agent": DESKTOP})
-    await client.get(url, headers={"User-Agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko)"})
+    await client.get(
+        url,
+        headers={
+            "User-Agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko)"
+        },
+    )
     assert (await reload(session_factory, email)).open_count == 2
 
 

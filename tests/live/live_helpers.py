@@ -32,7 +32,15 @@ async def serving(settings: Settings) -> AsyncIterator[tuple[str, Any]]:
     """Serve the app with uvicorn on a free port in this event loop; yields (base URL, app)."""
     app = create_app(settings)
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", ws_max_size=WS_MAX_SIZE, ws_per_message_deflate=False)
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        ws_max_size=WS_MAX_SIZE,
+        ws_per_message_deflate=False,
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:
@@ -96,8 +104,6 @@ class Client:
         return self.ws.close_code, self.ws.close_reason or ""
 
 
-
-
 CHANGES = """
 subscription Changes($filter: EmailStatusChangeFilter, $since: String) {
   emailStatusChanged(filter: $filter, since: $since) {
@@ -120,19 +126,33 @@ async def gql(address: str, key: str, query: str, variables: dict[str, Any] | No
     import httpx
 
     async with httpx.AsyncClient(base_url=f"http://{address}") as http:
-        response = await http.post("/graphql", json={"query": query, "variables": variables or {}}, headers={"Authorization": f"Bearer {key}"})
+        response = await http.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers={"Authorization": f"Bearer {key}"}
+        )
     body = response.json()
     assert response.status_code == 200 and "errors" not in body, body
     return body["data"]  # type: ignore[no-any-return]
 
 
 async def register_via_api(address: str, key: str, external_id: str, **extra: Any) -> str:
-    data = await gql(address, key, REGISTER, {"i": {"externalId": external_id, "subject": f"Subject {external_id}", "recipient": "a@example.com", **extra}})
+    data = await gql(
+        address,
+        key,
+        REGISTER,
+        {"i": {"externalId": external_id, "subject": f"Subject {external_id}", "recipient": "a@example.com", **extra}},
+    )
     return data["registerEmail"]["email"]["id"]  # type: ignore[no-any-return]
 
 
-async def record_via_api(address: str, key: str, email_id: str, status: str, event_key: str, occurred_at: str = "2026-11-01T10:00:00Z") -> None:
-    await gql(address, key, RECORD, {"i": {"emailId": email_id, "status": status, "occurredAt": occurred_at, "eventKey": event_key}})
+async def record_via_api(
+    address: str, key: str, email_id: str, status: str, event_key: str, occurred_at: str = "2026-11-01T10:00:00Z"
+) -> None:
+    await gql(
+        address,
+        key,
+        RECORD,
+        {"i": {"emailId": email_id, "status": status, "occurredAt": occurred_at, "eventKey": event_key}},
+    )
 
 
 def error_of(message: dict[str, Any]) -> str:

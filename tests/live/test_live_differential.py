@@ -47,11 +47,13 @@ def _email(draw: st.DrawFn) -> str:
         "relation": st.sampled_from(["id name", "name externalId __typename", "id"]),
         "documents": st.sampled_from(["id title", "title emailStatus", "__typename id"]),
         "invoice": st.sampled_from(["id number", "number invoiceStatus emailStatus"]),
-        "details": st.sampled_from([
-            "status statusChangedAt",
-            "failure { category reason smtpCode } opens { count likelyAutomated }",
-            "subject deliveredAt historyExpired",
-        ]),
+        "details": st.sampled_from(
+            [
+                "status statusChangedAt",
+                "failure { category reason smtpCode } opens { count likelyAutomated }",
+                "subject deliveredAt historyExpired",
+            ]
+        ),
     }
     body = _pick(draw, EMAIL_LEAVES, objects)
     return draw(st.sampled_from([body, f"... on Email {{ {body} }}", body]))
@@ -171,7 +173,9 @@ async def pair(backend, tmp_path, session_factory):  # type: ignore[no-untyped-d
     async with serving(fast) as (fast_address, fast_app), serving(reference) as (ref_address, ref_app):
         emails = [
             await register_via_api(
-                fast_address, office.key, f"m-{n}",
+                fast_address,
+                office.key,
+                f"m-{n}",
                 relation={"externalId": "r", "name": "Bakery"},
                 documents=[{"externalId": f"d-{n}", "title": f"Doc {n}"}],
                 **({"invoice": {"externalId": "i", "number": "2026-1"}} if n == 0 else {}),
@@ -181,8 +185,13 @@ async def pair(backend, tmp_path, session_factory):  # type: ignore[no-untyped-d
         data = await gql(fast_address, office.key, "{ emails { edges { node { relation { id } documents { id } } } } }")
         node = data["emails"]["edges"][-1]["node"]
         ids = {"emails": emails, "relation": node["relation"]["id"], "document": node["documents"][0]["id"]}
-        yield {"fast": (fast_address, fast_app), "reference": (ref_address, ref_app), "office": office, "ids": ids,
-               "session_factory": session_factory}
+        yield {
+            "fast": (fast_address, fast_app),
+            "reference": (ref_address, ref_app),
+            "office": office,
+            "ids": ids,
+            "session_factory": session_factory,
+        }
 
 
 _COUNTER = iter(range(10**9))
@@ -190,15 +199,20 @@ _COUNTER = iter(range(10**9))
 
 async def _latest_cursor(session_factory: Any, tenant_id: int) -> str:
     async with session_factory() as session:
-        row = (await session.execute(
-            select(models.StatusChange.txid, models.StatusChange.id)
-            .where(models.StatusChange.tenant_id == tenant_id)
-            .order_by(models.StatusChange.txid.desc(), models.StatusChange.id.desc()).limit(1)  # type: ignore[union-attr]
-        )).one()
+        row = (
+            await session.execute(
+                select(models.StatusChange.txid, models.StatusChange.id)
+                .where(models.StatusChange.tenant_id == tenant_id)
+                .order_by(models.StatusChange.txid.desc(), models.StatusChange.id.desc())
+                .limit(1)  # type: ignore[union-attr]
+            )
+        ).one()
     return encode_position((int(row[0]), int(row[1])))
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(st.data())
 async def test_the_live_fast_path_sends_the_reference_frames(pair, data) -> None:  # type: ignore[no-untyped-def]
     # given: a few generated subscriptions, each twice on the fast gateway (so that
@@ -206,19 +220,31 @@ async def test_the_live_fast_path_sends_the_reference_frames(pair, data) -> None
     office, ids = pair["office"], pair["ids"]
     (fast_address, fast_app), (ref_address, _) = pair["fast"], pair["reference"]
     run = next(_COUNTER)
-    await record_via_api(fast_address, office.key, ids["emails"][2], "SENT", f"k-{run}-before", occurred_at="2026-11-01T09:00:00Z")
+    await record_via_api(
+        fast_address, office.key, ids["emails"][2], "SENT", f"k-{run}-before", occurred_at="2026-11-01T09:00:00Z"
+    )
     since = await _latest_cursor(pair["session_factory"], office.id)
     payloads = [data.draw(subscriptions(ids, since)) for _ in range(3)]
     renders_before = fast_app.state.live.renders
-    async with Client.connect(fast_address, office.key) as one, Client.connect(fast_address, office.key) as two, \
-               Client.connect(ref_address, office.key) as ref:
+    async with (
+        Client.connect(fast_address, office.key) as one,
+        Client.connect(fast_address, office.key) as two,
+        Client.connect(ref_address, office.key) as ref,
+    ):
         for client in (one, two, ref):
             for n, payload in enumerate(payloads):
                 await client.send({"id": f"s{n}", "type": "subscribe", "payload": payload})
             await client.subscribe("sentinel", SENTINEL.format(since=since))
         # when: changes happen
         for n, (email, status) in enumerate(zip(ids["emails"], data.draw(st.permutations(STATUSES[1:])), strict=False)):
-            await record_via_api(fast_address, office.key, email, status, f"k-{run}-{n}", occurred_at=f"2026-11-{10 + run % 15:02d}T10:0{n}:00Z")
+            await record_via_api(
+                fast_address,
+                office.key,
+                email,
+                status,
+                f"k-{run}-{n}",
+                occurred_at=f"2026-11-{10 + run % 15:02d}T10:0{n}:00Z",
+            )
         # then: the same frames, in the same order, per operation
         last = await _latest_cursor(pair["session_factory"], office.id)
         (got_one, _), (got_two, _), (expected, sentinel) = await asyncio.gather(

@@ -39,10 +39,14 @@ async def test_a_change_committed_late_is_never_skipped(backend, session_factory
     start = max((int(t), int(i)) for t, i in logged)  # the registrations, committed
     # given: a slow writer takes the lower id and does not commit yet
     slow = session_factory()
-    slow_changes = await ingest.apply_events(session=slow, events=[(slow_email, event(EmailStatus.DELIVERED, datetime.now(UTC)))])
+    slow_changes = await ingest.apply_events(
+        session=slow, events=[(slow_email, event(EmailStatus.DELIVERED, datetime.now(UTC)))]
+    )
     # and a fast writer takes the higher id and commits
     async with session_factory() as fast:
-        fast_changes = await ingest.apply_events(session=fast, events=[(fast_email, event(EmailStatus.DELIVERED, datetime.now(UTC)))])
+        fast_changes = await ingest.apply_events(
+            session=fast, events=[(fast_email, event(EmailStatus.DELIVERED, datetime.now(UTC)))]
+        )
         await fast.commit()
     assert slow_changes[0].position[1] < fast_changes[0].position[1]
     # when: a reader looks while the slow one is in flight
@@ -74,7 +78,9 @@ async def test_concurrent_writers_and_a_resuming_subscriber_see_every_change_onc
     async with serving(settings) as (address, app):
         marker_id = await register_via_api(address, tenant.key, "marker")
         async with session_factory() as session:
-            marker = (await session.execute(select(models.StatusChange).order_by(models.StatusChange.id.desc()).limit(1))).scalar_one()
+            marker = (
+                await session.execute(select(models.StatusChange).order_by(models.StatusChange.id.desc()).limit(1))
+            ).scalar_one()
         from gateway.ids import encode_position
 
         cursor = encode_position((marker.txid, marker.id))
@@ -83,7 +89,9 @@ async def test_concurrent_writers_and_a_resuming_subscriber_see_every_change_onc
         async def write(batch: list[models.Email]) -> None:
             for email in batch:
                 async with session_factory() as session:
-                    changes = await ingest.apply_events(session=session, events=[(email, event(EmailStatus.DELIVERED, datetime.now(UTC)))])
+                    changes = await ingest.apply_events(
+                        session=session, events=[(email, event(EmailStatus.DELIVERED, datetime.now(UTC)))]
+                    )
                     await asyncio.sleep(rng.random() * 0.02)  # hold the transaction open: commits interleave
                     await session.commit()
                 await ingest.publish_changes(app.state.broker, changes)
@@ -112,7 +120,9 @@ async def test_concurrent_writers_and_a_resuming_subscriber_see_every_change_onc
         async with session_factory() as session:
             expected = {
                 (c.txid, c.id)
-                for c in (await session.execute(select(models.StatusChange).where(models.StatusChange.id > marker.id))).scalars()
+                for c in (
+                    await session.execute(select(models.StatusChange).where(models.StatusChange.id > marker.id))
+                ).scalars()
             }
         assert len(expected) == writers * per_writer
         async with asyncio.timeout(PATIENCE * 2):
@@ -128,7 +138,9 @@ async def test_concurrent_writers_and_a_resuming_subscriber_see_every_change_onc
     assert positions == sorted(positions), "changes arrived out of position order"
 
 
-async def test_a_subscriber_arriving_while_the_idle_feed_moves_on_misses_nothing(backend, tmp_path, session_factory, monkeypatch):  # type: ignore[no-untyped-def]
+async def test_a_subscriber_arriving_while_the_idle_feed_moves_on_misses_nothing(
+    backend, tmp_path, session_factory, monkeypatch
+):  # type: ignore[no-untyped-def]
     # given: a feed with nobody listening, caught inside its "move on to the newest
     # change" query (the real query, held at a gate)
     import gateway.live
@@ -140,7 +152,9 @@ async def test_a_subscriber_arriving_while_the_idle_feed_moves_on_misses_nothing
 
     async def commit(email):  # type: ignore[no-untyped-def]
         async with session_factory() as session:
-            changes = await ingest.apply_events(session=session, events=[(email, event(EmailStatus.DELIVERED, datetime.now(UTC)))])
+            changes = await ingest.apply_events(
+                session=session, events=[(email, event(EmailStatus.DELIVERED, datetime.now(UTC)))]
+            )
             await session.commit()
         return changes[0]
 
@@ -201,7 +215,9 @@ async def test_a_redis_outage_loses_nothing(backend, tmp_path, session_factory):
                     assert (await http.get("/readyz")).json()["broker"] == "unreachable"
                 # then: writes and reads still work, and the subscriber still gets the change
                 await record_via_api(address, tenant.key, email_id, "DELIVERED", "during-outage")
-                data = await gql(address, tenant.key, "query($id: ID!) { email(id: $id) { emailStatus } }", {"id": email_id})
+                data = await gql(
+                    address, tenant.key, "query($id: ID!) { email(id: $id) { emailStatus } }", {"id": email_id}
+                )
                 assert data["email"]["emailStatus"] == "DELIVERED"
                 change = (await client.next_data("1"))["emailStatusChanged"]
                 assert change["status"] == "DELIVERED"
@@ -211,7 +227,9 @@ async def test_a_redis_outage_loses_nothing(backend, tmp_path, session_factory):
                     async with asyncio.timeout(PATIENCE * 2):
                         while (await http.get("/readyz")).status_code != 200:
                             await asyncio.sleep(0.1)
-                await record_via_api(address, tenant.key, email_id, "OPENED", "after-outage", occurred_at="2026-11-02T10:00:00Z")
+                await record_via_api(
+                    address, tenant.key, email_id, "OPENED", "after-outage", occurred_at="2026-11-02T10:00:00Z"
+                )
                 change = (await client.next_data("1"))["emailStatusChanged"]
                 assert change["status"] == "OPENED"
                 with pytest.raises(TimeoutError):
@@ -257,7 +275,14 @@ async def test_two_gateway_processes_share_one_stream(tmp_path):  # type: ignore
     }
     gateway = [sys.executable, "-m", "gateway.cli"]
     subprocess.run([*gateway, "migrate"], env=env, check=True, capture_output=True, cwd=tmp_path)  # noqa: S603
-    created = subprocess.run([*gateway, "create-api-key", "--tenant", "Scale"], env=env, check=True, capture_output=True, text=True, cwd=tmp_path)  # noqa: S603
+    created = subprocess.run(
+        [*gateway, "create-api-key", "--tenant", "Scale"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )  # noqa: S603
     api_key = created.stdout.strip().splitlines()[-1]
     ports = [free_port(), free_port()]
     log = (tmp_path / "servers.log").open("wb")
@@ -284,10 +309,19 @@ async def test_two_gateway_processes_share_one_stream(tmp_path):  # type: ignore
             marker = await register_via_api(b, api_key, "scale-marker")
             while (await client.next_data("1"))["emailStatusChanged"]["email"]["id"] != marker:
                 pass
-            body, headers = _signed_sendgrid(key, [{
-                "email": "a@example.com", "timestamp": int(time.time()), "event": "delivered",
-                "sg_event_id": "scale-ev-1", "sg_message_id": "scale-msg-1.filter0001.1.2.0", "response": "250 OK",
-            }])
+            body, headers = _signed_sendgrid(
+                key,
+                [
+                    {
+                        "email": "a@example.com",
+                        "timestamp": int(time.time()),
+                        "event": "delivered",
+                        "sg_event_id": "scale-ev-1",
+                        "sg_message_id": "scale-msg-1.filter0001.1.2.0",
+                        "response": "250 OK",
+                    }
+                ],
+            )
             sent = time.monotonic()
             async with httpx.AsyncClient() as http:
                 answer = await http.post(f"http://{b}/webhooks/sendgrid", content=body, headers=headers)
@@ -309,8 +343,6 @@ async def test_two_gateway_processes_share_one_stream(tmp_path):  # type: ignore
                 server.wait()
         log.close()
         await _pg_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-
-
 
 
 async def test_a_long_transaction_in_another_database_does_not_hold_changes_back(backend, session_factory):  # type: ignore[no-untyped-def]

@@ -58,13 +58,18 @@ class Parts:
 
 
 @contextlib.asynccontextmanager
-async def subscribed(address: str, key: str, variables: dict[str, Any] | None = None, accept: str = MULTIPART) -> AsyncIterator[Parts]:
-    async with httpx.AsyncClient(base_url=f"http://{address}", timeout=PATIENCE) as http, http.stream(
-        "POST",
-        "/graphql",
-        json={"query": CHANGES, "variables": variables or {}},
-        headers={"Authorization": f"Bearer {key}", "Accept": accept},
-    ) as response:
+async def subscribed(
+    address: str, key: str, variables: dict[str, Any] | None = None, accept: str = MULTIPART
+) -> AsyncIterator[Parts]:
+    async with (
+        httpx.AsyncClient(base_url=f"http://{address}", timeout=PATIENCE) as http,
+        http.stream(
+            "POST",
+            "/graphql",
+            json={"query": CHANGES, "variables": variables or {}},
+            headers={"Authorization": f"Bearer {key}", "Accept": accept},
+        ) as response,
+    ):
         assert response.status_code == 200, await response.aread()
         yield Parts(response)
 
@@ -79,8 +84,15 @@ async def test_a_subscriber_over_http_sees_its_changes_as_they_happen(live, offi
         email_id = await register_via_api(address, office.key, "h-1", relation={"externalId": "r", "name": "Bakery"})
         await record_via_api(address, office.key, email_id, "DELIVERED", "d-1")
         # then
-        first, second = (await parts.next())["payload"]["data"]["emailStatusChanged"], (await parts.next())["payload"]["data"]["emailStatusChanged"]
-        assert (first["email"]["id"], first["status"], first["email"]["relation"]) == (email_id, "SENT", {"name": "Bakery"})
+        first, second = (
+            (await parts.next())["payload"]["data"]["emailStatusChanged"],
+            (await parts.next())["payload"]["data"]["emailStatusChanged"],
+        )
+        assert (first["email"]["id"], first["status"], first["email"]["relation"]) == (
+            email_id,
+            "SENT",
+            {"name": "Bakery"},
+        )
         assert (second["previousStatus"], second["status"]) == ("SENT", "DELIVERED")
 
 
@@ -119,6 +131,8 @@ async def test_http_subscriptions_need_an_api_key(live):  # type: ignore[no-unty
 async def test_a_client_that_does_not_ask_for_multipart_still_gets_the_400(live, office):  # type: ignore[no-untyped-def]
     address, _ = live
     async with httpx.AsyncClient(base_url=f"http://{address}") as http:
-        response = await http.post("/graphql", json={"query": CHANGES}, headers={"Authorization": f"Bearer {office.key}"})
+        response = await http.post(
+            "/graphql", json={"query": CHANGES}, headers={"Authorization": f"Bearer {office.key}"}
+        )
     assert response.status_code == 400
     assert "multipart/mixed" in response.text

@@ -34,7 +34,10 @@ def _malformed() -> list[tuple[str, dict[str, object]]]:
     return [
         ("numeric id", {"id": 1, "type": "subscribe", "payload": query}),
         ("empty id", {"id": "", "type": "subscribe", "payload": query}),
-        ("string payload", {"id": "1", "type": "subscribe", "payload": "subscription { emailStatusChanged { cursor } }"}),
+        (
+            "string payload",
+            {"id": "1", "type": "subscribe", "payload": "subscription { emailStatusChanged { cursor } }"},
+        ),
         ("list payload", {"id": "1", "type": "subscribe", "payload": [query]}),
         ("no query", {"id": "1", "type": "subscribe", "payload": {"variables": {}}}),
         ("numeric query", {"id": "1", "type": "subscribe", "payload": {"query": 42}}),
@@ -68,7 +71,13 @@ async def test_several_operations_without_a_name_close_the_socket_and_run_nothin
     assert await email_count(session_factory) == 0
     # and with a name, that operation runs
     async with Client.connect(address, office.key) as client:
-        await client.send({"id": "2", "type": "subscribe", "payload": {"query": MUTATION_THEN_SUBSCRIPTION, "operationName": "M", "variables": {"i": GOOD_INPUT}}})
+        await client.send(
+            {
+                "id": "2",
+                "type": "subscribe",
+                "payload": {"query": MUTATION_THEN_SUBSCRIPTION, "operationName": "M", "variables": {"i": GOOD_INPUT}},
+            }
+        )
         answer = await client.next_data("2")
     assert answer["registerEmail"]["email"]["id"]
     assert await email_count(session_factory) == 1
@@ -79,7 +88,9 @@ async def email_count(session_factory) -> int:  # type: ignore[no-untyped-def]
         return int((await session.execute(select(func.count()).select_from(models.Email))).scalar_one())
 
 
-async def test_with_trusted_documents_only_a_subscription_must_be_registered(backend, tmp_path, session_factory, office):  # type: ignore[no-untyped-def]
+async def test_with_trusted_documents_only_a_subscription_must_be_registered(
+    backend, tmp_path, session_factory, office
+):  # type: ignore[no-untyped-def]
     # given a gateway that runs registered documents only, and one registered subscription
     from gateway.documents import register_documents, sha256_hex
 

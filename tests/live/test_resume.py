@@ -21,7 +21,9 @@ subscription Resumable($filter: EmailStatusChangeFilter) {
 
 
 @contextlib.asynccontextmanager
-async def connected(address: str, key: str, resume: dict[str, str] | None) -> AsyncIterator[tuple[Client, dict[str, Any]]]:
+async def connected(
+    address: str, key: str, resume: dict[str, str] | None
+) -> AsyncIterator[tuple[Client, dict[str, Any]]]:
     """A socket initialised with `resume`, as a graphql-ws connectionParams function gives it; (client, ack)."""
     async with Client.connect(address, key, init=False) as client:
         params: dict[str, Any] = {"authorization": f"Bearer {key}"}
@@ -41,7 +43,9 @@ def settings_of(backend, tmp_path):  # type: ignore[no-untyped-def]
     return make_settings(backend, tmp_path, purge_interval_seconds=0, ws_init_timeout_seconds=2)
 
 
-async def test_a_resubscription_without_since_replays_after_its_resume_cursor_across_a_restart(settings_of, session_factory):  # type: ignore[no-untyped-def]
+async def test_a_resubscription_without_since_replays_after_its_resume_cursor_across_a_restart(
+    settings_of, session_factory
+):  # type: ignore[no-untyped-def]
     tenant = await make_tenant(session_factory)
     # given: an operation that received one change, then the server went away
     async with serving(settings_of) as (address, app):
@@ -87,7 +91,9 @@ async def test_an_operation_that_had_received_nothing_resumes_from_the_ack_curso
                 await client.receive(timeout=0.5)
 
 
-async def test_an_ack_cursor_of_a_tenant_without_changes_replays_from_the_beginning_of_its_log(settings_of, session_factory):  # type: ignore[no-untyped-def]
+async def test_an_ack_cursor_of_a_tenant_without_changes_replays_from_the_beginning_of_its_log(
+    settings_of, session_factory
+):  # type: ignore[no-untyped-def]
     tenant = await make_tenant(session_factory)
     other = await make_tenant(session_factory)
     async with serving(settings_of) as (address, _):
@@ -126,7 +132,9 @@ async def test_a_malformed_resume_is_refused_at_connection(settings_of, session_
     tenant = await make_tenant(session_factory)
     async with serving(settings_of) as (address, _), Client.connect(address, tenant.key, init=False) as client:
         # when
-        await client.send({"type": "connection_init", "payload": {"authorization": f"Bearer {tenant.key}", "resume": resume}})
+        await client.send(
+            {"type": "connection_init", "payload": {"authorization": f"Bearer {tenant.key}", "resume": resume}}
+        )
         # then
         code, _reason = await client.closed_with()
         assert code == 4403

@@ -35,7 +35,11 @@ def node() -> str:
         pytest.skip("node and npm are needed for the stock clients")
     installed = subprocess.run(  # noqa: S603  (fixed arguments)
         [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],  # type: ignore[list-item]
-        cwd=NODE_DIR, capture_output=True, text=True, timeout=300, check=False,
+        cwd=NODE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     if installed.returncode != 0:
         pytest.skip(f"npm ci failed in {NODE_DIR}: {installed.stderr.strip()[-500:]}")
@@ -92,8 +96,11 @@ async def test_graphql_ws_loses_nothing_across_a_gateway_restart(node, tmp_path,
         await _ready(port)
         address = f"127.0.0.1:{port}"
         client = await asyncio.create_subprocess_exec(
-            node, str(NODE_DIR / "live.mjs"), f"ws://{address}/graphql",
-            env={**os.environ, "GATEWAY_KEY": tenant.key}, stdout=asyncio.subprocess.PIPE,
+            node,
+            str(NODE_DIR / "live.mjs"),
+            f"ws://{address}/graphql",
+            env={**os.environ, "GATEWAY_KEY": tenant.key},
+            stdout=asyncio.subprocess.PIPE,
         )
         lines = Lines(client)
         await lines.until(lambda got: any(g.get("ready") for g in got))
@@ -120,7 +127,9 @@ async def test_graphql_ws_loses_nothing_across_a_gateway_restart(node, tmp_path,
 
 
 @pytest.mark.parametrize("transport", ["http", "ws"])
-async def test_apollo_client_reads_the_subscription_over_http_and_websocket(node, backend, tmp_path, session_factory, transport):  # type: ignore[no-untyped-def]
+async def test_apollo_client_reads_the_subscription_over_http_and_websocket(
+    node, backend, tmp_path, session_factory, transport
+):  # type: ignore[no-untyped-def]
     from conftest import make_settings
     from live_helpers import listening, serving
 
@@ -128,8 +137,12 @@ async def test_apollo_client_reads_the_subscription_over_http_and_websocket(node
     tenant = await make_tenant(session_factory)
     async with serving(make_settings(backend, tmp_path)) as (address, app):
         client = await asyncio.create_subprocess_exec(
-            node, str(NODE_DIR / "apollo-subscription.mjs"), f"http://{address}/graphql", transport,
-            env={**os.environ, "GATEWAY_KEY": tenant.key}, stdout=asyncio.subprocess.PIPE,
+            node,
+            str(NODE_DIR / "apollo-subscription.mjs"),
+            f"http://{address}/graphql",
+            transport,
+            env={**os.environ, "GATEWAY_KEY": tenant.key},
+            stdout=asyncio.subprocess.PIPE,
         )
         try:
             lines = Lines(client)

@@ -26,7 +26,9 @@ from gateway.ids import decode_position, encode_id
 
 @pytest.fixture
 async def live(backend, tmp_path, session_factory):  # type: ignore[no-untyped-def]
-    settings = make_settings(backend, tmp_path, purge_interval_seconds=0, ws_init_timeout_seconds=1, subscriber_queue_size=50)
+    settings = make_settings(
+        backend, tmp_path, purge_interval_seconds=0, ws_init_timeout_seconds=1, subscriber_queue_size=50
+    )
     async with serving(settings) as (address, app):
         yield address, app
 
@@ -44,7 +46,12 @@ async def test_a_subscriber_sees_its_changes_as_they_happen(live, office):  # ty
         email_id = await register_via_api(address, office.key, "m-1", relation={"externalId": "r", "name": "Bakery"})
         first = (await client.next_data("1"))["emailStatusChanged"]
         assert (first["previousStatus"], first["status"]) == (None, "SENT")
-        assert first["email"] == {"id": email_id, "subject": "Subject m-1", "emailStatus": "SENT", "relation": {"name": "Bakery"}}
+        assert first["email"] == {
+            "id": email_id,
+            "subject": "Subject m-1",
+            "emailStatus": "SENT",
+            "relation": {"name": "Bakery"},
+        }
         await record_via_api(address, office.key, email_id, "DELIVERED", "d-1")
         second = (await client.next_data("1"))["emailStatusChanged"]
         assert (second["previousStatus"], second["status"]) == ("SENT", "DELIVERED")
@@ -68,7 +75,9 @@ async def test_a_subscriber_holds_no_connection_between_changes(live, office):  
                 await asyncio.sleep(0.01)
 
 
-async def test_a_change_committed_before_subscribing_is_not_news_even_if_the_feed_reads_it_later(backend, tmp_path, session_factory):  # type: ignore[no-untyped-def]
+async def test_a_change_committed_before_subscribing_is_not_news_even_if_the_feed_reads_it_later(
+    backend, tmp_path, session_factory
+):  # type: ignore[no-untyped-def]
     from factories import register
 
     settings = make_settings(backend, tmp_path, purge_interval_seconds=0, feed_poll_seconds=60)
@@ -92,17 +101,31 @@ async def test_a_change_committed_before_subscribing_is_not_news_even_if_the_fee
 
 async def test_filters_combine_and_run_on_the_server(live, office):  # type: ignore[no-untyped-def]
     address, app = live
-    a = await register_via_api(address, office.key, "a", relation={"externalId": "r1", "name": "One"}, documents=[{"externalId": "d1", "title": "T"}])
-    b = await register_via_api(address, office.key, "b", relation={"externalId": "r2", "name": "Two"}, invoice={"externalId": "i1", "number": "1"})
+    a = await register_via_api(
+        address,
+        office.key,
+        "a",
+        relation={"externalId": "r1", "name": "One"},
+        documents=[{"externalId": "d1", "title": "T"}],
+    )
+    b = await register_via_api(
+        address,
+        office.key,
+        "b",
+        relation={"externalId": "r2", "name": "Two"},
+        invoice={"externalId": "i1", "number": "1"},
+    )
     data = await Client_ids(address, office.key)
     async with Client.connect(address, office.key) as client:
         await client.subscribe("docs", CHANGES, {"filter": {"documentId": data["document"], "statuses": ["DELIVERED"]}})
         await client.subscribe("inv", CHANGES, {"filter": {"invoiceId": data["invoice"]}})
         await client.subscribe("rel", CHANGES, {"filter": {"relationId": data["relation_one"], "emailIds": [a]}})
         await listening(app, 3)
-        await record_via_api(address, office.key, b, "OPENED", "o-b")      # invoice only
+        await record_via_api(address, office.key, b, "OPENED", "o-b")  # invoice only
         await record_via_api(address, office.key, a, "DELIVERY_FAILED", "f-a")  # relation only (not DELIVERED)
-        await record_via_api(address, office.key, a, "DELIVERED", "d-a", occurred_at="2026-11-02T10:00:00Z")  # docs + rel
+        await record_via_api(
+            address, office.key, a, "DELIVERED", "d-a", occurred_at="2026-11-02T10:00:00Z"
+        )  # docs + rel
         seen: dict[str, list[str]] = {"docs": [], "inv": [], "rel": []}
         for _ in range(4):
             message = await client.receive()
@@ -115,7 +138,9 @@ async def test_filters_combine_and_run_on_the_server(live, office):  # type: ign
 async def Client_ids(address: str, key: str) -> dict[str, str]:  # noqa: N802
     from live_helpers import gql
 
-    data = await gql(address, key, "{ emails { edges { node { relation { id name } documents { id } invoice { id } } } } }")
+    data = await gql(
+        address, key, "{ emails { edges { node { relation { id name } documents { id } invoice { id } } } } }"
+    )
     ids: dict[str, str] = {}
     for edge in data["emails"]["edges"]:
         node = edge["node"]
@@ -214,7 +239,9 @@ async def _burst(session_factory, emails, prefix: str) -> None:  # type: ignore[
     from gateway.models import utcnow
 
     async with session_factory() as session:
-        events = [(e, IncomingEvent("api", f"{prefix}{e.id}", EmailStatus.DELIVERED, utcnow(), "burst")) for e in emails]
+        events = [
+            (e, IncomingEvent("api", f"{prefix}{e.id}", EmailStatus.DELIVERED, utcnow(), "burst")) for e in emails
+        ]
         await ingest.apply_events(session=session, events=events)
         await session.commit()
 
@@ -231,7 +258,9 @@ async def _the_burst(client: Client, emails) -> list[dict]:  # type: ignore[no-u
 @contextlib.asynccontextmanager
 async def _heavy_server(backend, tmp_path, session_factory, queue_size):  # type: ignore[no-untyped-def]
     """A server keeping `queue_size` changes per subscriber, and a tenant with long subjects."""
-    settings = make_settings(backend, tmp_path, purge_interval_seconds=0, subscriber_queue_size=queue_size, max_aliases=200)
+    settings = make_settings(
+        backend, tmp_path, purge_interval_seconds=0, subscriber_queue_size=queue_size, max_aliases=200
+    )
     tenant = await make_tenant(session_factory)
     emails = await _long_subjects(session_factory, tenant)
     async with serving(settings) as (address, app):
@@ -349,10 +378,15 @@ async def test_garbage_closes_one_socket_and_the_server_goes_on(live, office):  
 async def test_the_legacy_protocol_is_off_unless_asked_for(backend, tmp_path, session_factory):  # type: ignore[no-untyped-def]
     tenant = await make_tenant(session_factory)
     for enabled in (False, True):
-        async with serving(make_settings(backend, tmp_path, purge_interval_seconds=0, legacy_ws=enabled)) as (address, _):
+        async with serving(make_settings(backend, tmp_path, purge_interval_seconds=0, legacy_ws=enabled)) as (
+            address,
+            _,
+        ):
             try:
                 async with websockets.connect(f"ws://{address}/graphql", subprotocols=["graphql-ws"]) as ws:  # type: ignore[list-item]
-                    await ws.send(json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {tenant.key}"}}))
+                    await ws.send(
+                        json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {tenant.key}"}})
+                    )
                     raw = await asyncio.wait_for(ws.recv(), PATIENCE)
                     assert isinstance(raw, str), "text frames, as browsers' clients expect"
                     accepted = json.loads(raw)["type"] == "connection_ack"

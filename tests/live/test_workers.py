@@ -124,7 +124,12 @@ def test_several_workers_need_a_broker_that_crosses_processes(tmp_path: Path) ->
     # when
     done = subprocess.run(  # noqa: S603
         [*GATEWAY, "serve", "--workers", "2", "--port", str(free_port())],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     # then: one clear line, before touching any database
     assert done.returncode != 0
@@ -158,13 +163,21 @@ async def test_two_workers_deliver_every_change_once_to_every_subscriber(tmp_pat
     try:
         created = subprocess.run(  # noqa: S603
             [*GATEWAY, "create-api-key", "--tenant", "Workers"],
-            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=True,
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
         )
         key = created.stdout.strip().splitlines()[-1]
         with log.open("wb") as output:
             server = subprocess.Popen(  # noqa: S603
                 [*GATEWAY, "serve", "--workers", "2", "--port", str(port)],
-                env=env, cwd=tmp_path, stdout=output, stderr=output,
+                env=env,
+                cwd=tmp_path,
+                stdout=output,
+                stderr=output,
             )
         await _ready(port, server, log)
         async with contextlib.AsyncExitStack() as stack:
@@ -185,9 +198,9 @@ async def test_two_workers_deliver_every_change_once_to_every_subscriber(tmp_pat
                 markers: set[str] = set()
                 for n in range(20):
                     markers.add(await register_via_api(address, key, f"marker-{n}"))
-                    if await _until(lambda: all(
-                        any(c["email"]["id"] in markers for c in got) for got in received
-                    ), timeout=1.0):
+                    if await _until(
+                        lambda: all(any(c["email"]["id"] in markers for c in got) for got in received), timeout=1.0
+                    ):
                         break
                 else:
                     pytest.fail("some subscriptions never went live")

@@ -48,9 +48,10 @@ async def test_production_lines_are_json_with_the_request_fields(backend, tmp_pa
     buffer = log_lines(json_lines=True)
     app = create_app(make_settings(backend, tmp_path, env="production"))
     # when: a query that is a client's mistake (it logs a line of its own)
-    async with LifespanManager(app) as manager, AsyncClient(
-        transport=ASGITransport(app=manager.app), base_url="http://testserver"
-    ) as client:
+    async with (
+        LifespanManager(app) as manager,
+        AsyncClient(transport=ASGITransport(app=manager.app), base_url="http://testserver") as client,
+    ):
         response = await client.post(
             "/graphql",
             json={"query": BAD_EMAIL, "variables": {"id": "%%%"}},
@@ -76,11 +77,15 @@ async def test_development_lines_are_for_people(backend, tmp_path, session_facto
     buffer = log_lines(json_lines=False)
     app = create_app(make_settings(backend, tmp_path))
     # when
-    async with LifespanManager(app) as manager, AsyncClient(
-        transport=ASGITransport(app=manager.app), base_url="http://testserver"
-    ) as client:
-        await client.post("/graphql", json={"query": BAD_EMAIL, "variables": {"id": "%%%"}},
-                          headers={**tenant.auth, "X-Request-Id": "req-43"})
+    async with (
+        LifespanManager(app) as manager,
+        AsyncClient(transport=ASGITransport(app=manager.app), base_url="http://testserver") as client,
+    ):
+        await client.post(
+            "/graphql",
+            json={"query": BAD_EMAIL, "variables": {"id": "%%%"}},
+            headers={**tenant.auth, "X-Request-Id": "req-43"},
+        )
     # then
     (done,) = [line for line in buffer.getvalue().splitlines() if "gateway.requests" in line]
     assert not done.startswith("{")
@@ -97,12 +102,19 @@ async def test_no_key_or_secret_reaches_the_log(backend, tmp_path, session_facto
         backend, tmp_path, env="production", postmark_username=POSTMARK[0], postmark_password=POSTMARK[1]
     )
     app = create_app(settings)
-    delivery = {"RecordType": "Delivery", "MessageID": "no-such-message", "Recipient": "client@example.com",
-                "DeliveredAt": "2026-11-01T10:00:00Z", "Details": "ok", "Metadata": {}}
+    delivery = {
+        "RecordType": "Delivery",
+        "MessageID": "no-such-message",
+        "Recipient": "client@example.com",
+        "DeliveredAt": "2026-11-01T10:00:00Z",
+        "Details": "ok",
+        "Metadata": {},
+    }
     # when: they are used, rightly and wrongly (errors are logged too)
-    async with LifespanManager(app) as manager, AsyncClient(
-        transport=ASGITransport(app=manager.app), base_url="http://testserver"
-    ) as client:
+    async with (
+        LifespanManager(app) as manager,
+        AsyncClient(transport=ASGITransport(app=manager.app), base_url="http://testserver") as client,
+    ):
         await client.post("/graphql", json={"query": BAD_EMAIL, "variables": {"id": "%%%"}}, headers=tenant.auth)
         # a client that pastes its key where an id goes: the error message quotes the value
         await client.post("/graphql", json={"query": BAD_EMAIL, "variables": {"id": tenant.key}}, headers=tenant.auth)

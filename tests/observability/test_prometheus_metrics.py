@@ -48,13 +48,17 @@ POSTMARK = ("postmark-user", "a-long-postmark-password")
 @pytest.fixture
 async def gateway(backend, tmp_path, session_factory):  # type: ignore[no-untyped-def]
     settings = make_settings(
-        backend, tmp_path, metrics_token="scrape-token-0123456789",
-        postmark_username=POSTMARK[0], postmark_password=POSTMARK[1],
+        backend,
+        tmp_path,
+        metrics_token="scrape-token-0123456789",
+        postmark_username=POSTMARK[0],
+        postmark_password=POSTMARK[1],
     )
     app = create_app(settings)
-    async with LifespanManager(app) as manager, AsyncClient(
-        transport=ASGITransport(app=manager.app), base_url="http://testserver"
-    ) as client:
+    async with (
+        LifespanManager(app) as manager,
+        AsyncClient(transport=ASGITransport(app=manager.app), base_url="http://testserver") as client,
+    ):
         yield client
 
 
@@ -87,30 +91,49 @@ async def test_status_changes_are_counted_by_status_category_and_source(gateway,
     tenant = await make_tenant(session_factory)
     registered = await gateway.post(
         "/graphql",
-        json={"query": REGISTER, "variables": {"input": {"externalId": "m-1", "subject": "Invoice", "recipient": "a@example.com"}}},
+        json={
+            "query": REGISTER,
+            "variables": {"input": {"externalId": "m-1", "subject": "Invoice", "recipient": "a@example.com"}},
+        },
         headers=tenant.auth,
     )
     email_id = registered.json()["data"]["registerEmail"]["email"]["id"]
     # when: it fails, and the same failure is recorded again (no change the second time)
-    failure = {"emailId": email_id, "status": "DELIVERY_FAILED", "occurredAt": "2026-11-01T10:00:00Z",
-               "eventKey": "bounce-1", "failureCategory": "HARD_BOUNCE"}
+    failure = {
+        "emailId": email_id,
+        "status": "DELIVERY_FAILED",
+        "occurredAt": "2026-11-01T10:00:00Z",
+        "eventKey": "bounce-1",
+        "failureCategory": "HARD_BOUNCE",
+    }
     for _ in range(2):
-        answer = await gateway.post("/graphql", json={"query": RECORD, "variables": {"input": failure}}, headers=tenant.auth)
+        answer = await gateway.post(
+            "/graphql", json={"query": RECORD, "variables": {"input": failure}}, headers=tenant.auth
+        )
         assert answer.json()["data"]["recordEmailEvent"]["emailStatus"] == "DELIVERY_FAILED", answer.text
     # then
     text = await scrape(gateway)
     assert sample(text, "gateway_status_changes_total", status="SENT", failure_category="", source="registration") == 1
-    assert sample(
-        text, "gateway_status_changes_total", status="DELIVERY_FAILED", failure_category="HARD_BOUNCE", source="api"
-    ) == 1
+    assert (
+        sample(
+            text, "gateway_status_changes_total", status="DELIVERY_FAILED", failure_category="HARD_BOUNCE", source="api"
+        )
+        == 1
+    )
 
 
 async def test_status_changes_from_webhooks_are_counted_with_their_provider(gateway, session_factory):  # type: ignore[no-untyped-def]
     # given: an e-mail registered by the sending application
     tenant = await make_tenant(session_factory)
     await register(session_factory, tenant, provider_message_id="883953f4-6105-42a2-a16a-77a8eac79483")
-    delivery = {"RecordType": "Delivery", "MessageID": "883953f4-6105-42a2-a16a-77a8eac79483",
-                "Recipient": "client@example.com", "DeliveredAt": "2026-11-01T10:00:00Z", "Details": "ok", "Metadata": {}}
+    delivery = {
+        "RecordType": "Delivery",
+        "MessageID": "883953f4-6105-42a2-a16a-77a8eac79483",
+        "Recipient": "client@example.com",
+        "DeliveredAt": "2026-11-01T10:00:00Z",
+        "Details": "ok",
+        "Metadata": {},
+    }
     # when: the provider posts its delivery, twice (a retry changes nothing)
     for _ in range(2):
         assert (await gateway.post("/webhooks/postmark", json=delivery, auth=POSTMARK)).status_code == 200
@@ -184,7 +207,10 @@ async def test_websockets_subscriptions_and_close_codes(backend, tmp_path, sessi
 
 async def _settled(app) -> None:  # type: ignore[no-untyped-def]
     for _ in range(200):
-        if app.state.feed.listener_count == 0 and sample(app.state.metrics.render().decode(), "gateway_websockets_open") == 0:
+        if (
+            app.state.feed.listener_count == 0
+            and sample(app.state.metrics.render().decode(), "gateway_websockets_open") == 0
+        ):
             return
         await asyncio.sleep(0.01)
 
@@ -193,8 +219,12 @@ def _promtool() -> str | None:
     found = shutil.which("promtool")
     if found is None and IN_CI and shutil.which("apt-get") and os.geteuid() == 0:
         # CI's machine is fresh: Debian's prometheus package ships promtool.
-        subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "prometheus"],
-                       check=False, capture_output=True, timeout=600)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "--no-install-recommends", "prometheus"],
+            check=False,
+            capture_output=True,
+            timeout=600,
+        )
         found = shutil.which("promtool")
     return found
 
@@ -209,7 +239,10 @@ async def test_promtool_accepts_the_metrics(gateway, session_factory):  # type: 
     tenant = await make_tenant(session_factory)
     await gateway.post(
         "/graphql",
-        json={"query": REGISTER, "variables": {"input": {"externalId": "p-1", "subject": "Invoice", "recipient": "a@example.com"}}},
+        json={
+            "query": REGISTER,
+            "variables": {"input": {"externalId": "p-1", "subject": "Invoice", "recipient": "a@example.com"}},
+        },
         headers=tenant.auth,
     )
     # when

@@ -37,9 +37,10 @@ async def traced(backend, tmp_path, session_factory, exporter):  # type: ignore[
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     app = create_app(make_settings(backend, tmp_path), tracer_provider=provider)
-    async with LifespanManager(app) as manager, AsyncClient(
-        transport=ASGITransport(app=manager.app), base_url="http://testserver"
-    ) as client:
+    async with (
+        LifespanManager(app) as manager,
+        AsyncClient(transport=ASGITransport(app=manager.app), base_url="http://testserver") as client,
+    ):
         yield client, app
     provider.shutdown()
 
@@ -52,8 +53,11 @@ def _is_sql(span: ReadableSpan) -> bool:
 def _request_trace(spans: list[ReadableSpan]) -> tuple[ReadableSpan, list[ReadableSpan]]:
     """The request's root span, and every span of its trace."""
     roots = [
-        s for s in spans
-        if s.parent is None and s.kind is SpanKind.SERVER and s.attributes.get("http.target", s.attributes.get("url.path")) == "/graphql"  # type: ignore[union-attr]
+        s
+        for s in spans
+        if s.parent is None
+        and s.kind is SpanKind.SERVER
+        and s.attributes.get("http.target", s.attributes.get("url.path")) == "/graphql"  # type: ignore[union-attr]
     ]
     assert len(roots) == 1, [s.name for s in roots]
     trace_id = roots[0].context.trace_id  # type: ignore[union-attr]

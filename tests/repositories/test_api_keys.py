@@ -134,11 +134,14 @@ async def test_keys_are_listed_by_tenant_name_then_age(session_factory):
     # then
     listed = [(key.prefix, tenant) for key, tenant in every]
     assert listed == [
-        (bakery.key[:10], "Bakkerij Smit"), (bakery.read_key[:10], "Bakkerij Smit"),
-        (garage.key[:10], "Garage Jansen"), (garage.read_key[:10], "Garage Jansen"),
+        (bakery.key[:10], "Bakkerij Smit"),
+        (bakery.read_key[:10], "Bakkerij Smit"),
+        (garage.key[:10], "Garage Jansen"),
+        (garage.read_key[:10], "Garage Jansen"),
     ]
     assert [(key.prefix, key.scopes) for key, _ in one] == [
-        (garage.key[:10], "read,write"), (garage.read_key[:10], "read"),
+        (garage.key[:10], "read,write"),
+        (garage.read_key[:10], "read"),
     ]
 
 
@@ -154,7 +157,8 @@ async def test_revoked_and_expired_keys_answer_401_like_an_unknown_one(client, s
     # when
     answers = [
         await client.post(
-            "/graphql", json={"query": EMAILS, "variables": {"first": 1}},
+            "/graphql",
+            json={"query": EMAILS, "variables": {"first": 1}},
             headers={"Authorization": f"Bearer {key}"},
         )
         for key in (tenant.read_key, tenant.key, unknown, successor)
@@ -255,9 +259,7 @@ async def test_a_blocked_last_use_write_delays_no_request(session_factory):
     authenticate = Authenticator(session_factory, ttl=0)
     async with session_factory() as blocker:
         await blocker.execute(
-            update(models.ApiKey)
-            .where(models.ApiKey.prefix == tenant.key[:10])
-            .values(scopes=models.ApiKey.scopes)
+            update(models.ApiKey).where(models.ApiKey.prefix == tenant.key[:10]).values(scopes=models.ApiKey.scopes)
         )
         # when
         principal = await asyncio.wait_for(authenticate(f"Bearer {tenant.key}"), timeout=2)

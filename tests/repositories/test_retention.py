@@ -91,9 +91,7 @@ def expected_summary(p: Projection) -> dict[str, object]:
 async def history(factory: SessionFactory, email: models.Email) -> list[models.EmailEvent]:
     async with factory() as session:
         ids: list[int] = [email.id]  # type: ignore[list-item]
-        return await list_events_by_email_ids(
-            session=session, tenant_id=email.tenant_id, email_ids=ids
-        )
+        return await list_events_by_email_ids(session=session, tenant_id=email.tenant_id, email_ids=ids)
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], within: float = 60) -> None:
@@ -178,9 +176,7 @@ async def test_old_emails_lose_their_events_but_keep_their_summary(session_facto
     assert summary(young) == before[young.id]
 
 
-async def test_the_api_shows_an_empty_expired_history_once_purged(
-    schema, make_context, session_factory, now
-):
+async def test_the_api_shows_an_empty_expired_history_once_purged(schema, make_context, session_factory, now):
     # given: purged with a window shorter than the API's: historyExpired comes from the purge
     tenant = await make_tenant(session_factory)
     purged_email = await register(session_factory, tenant, sent_at=now - timedelta(days=5))
@@ -213,10 +209,7 @@ async def test_the_api_shows_an_empty_expired_history_once_purged(
     assert old_view["emailStatus"] == "DELIVERY_FAILED"
     assert old_view["details"]["history"] == []
     assert old_view["details"]["historyExpired"] is True
-    assert (
-        old_view["details"]["historyAvailableUntil"]
-        == (purged_email.sent_at + timedelta(days=DAYS)).isoformat()
-    )
+    assert old_view["details"]["historyAvailableUntil"] == (purged_email.sent_at + timedelta(days=DAYS)).isoformat()
     assert old_view["details"]["failure"] == {"reason": "550 5.1.1 no such user"}
     assert young_view["emailStatus"] == "OPENED"
     assert [h["status"] for h in young_view["details"]["history"]] == ["DELIVERED", "OPENED"]
@@ -237,9 +230,7 @@ async def test_batches_are_bounded(session_factory, count_statements, now):
     # given
     tenant = await make_tenant(session_factory)
     for i in range(5):
-        email = await register(
-            session_factory, tenant, sent_at=now - timedelta(days=DAYS + 1, minutes=i)
-        )
+        email = await register(session_factory, tenant, sent_at=now - timedelta(days=DAYS + 1, minutes=i))
         await record(
             session_factory,
             email,
@@ -251,9 +242,7 @@ async def test_batches_are_bounded(session_factory, count_statements, now):
         report = await purge(session_factory, now, batch_size=2)
     # then
     assert (report.emails, report.events, report.email_batches) == (5, 10, 3)
-    deletes = [
-        s for s in counter.statements if s.lstrip().upper().startswith("DELETE FROM EMAIL_EVENT")
-    ]
+    deletes = [s for s in counter.statements if s.lstrip().upper().startswith("DELETE FROM EMAIL_EVENT")]
     assert [_in_list_size(s) for s in deletes] == [2, 2, 1]
 
 
@@ -325,9 +314,7 @@ async def test_late_events_after_the_purge_give_the_status_of_the_full_history(
     # given: an old e-mail whose full history is known, then purged
     tenant = await make_tenant(session_factory)
     email = await register(session_factory, tenant, sent_at=now - timedelta(days=DAYS + 3))
-    await record(
-        session_factory, email, *(event(s, minutes(email, m), machine_open=a) for s, m, a in before)
-    )
+    await record(session_factory, email, *(event(s, minutes(email, m), machine_open=a) for s, m, a in before))
     full = [ingest.fact_of(row) for row in await history(session_factory, email)]
     await purge(session_factory, now)
     late = [event(s, minutes(email, m), machine_open=a) for s, m, a in later]
@@ -419,9 +406,7 @@ async def _wait_for_a_lock_wait(engine: AsyncEngine) -> None:
     await eventually(waiting)
 
 
-async def test_an_event_ingested_while_its_email_is_being_purged_is_kept(
-    session_factory, engine, now
-):
+async def test_an_event_ingested_while_its_email_is_being_purged_is_kept(session_factory, engine, now):
     # given: a purge that has locked, marked and emptied its batch, and waits before committing
     tenant = await make_tenant(session_factory)
     email = await register(session_factory, tenant, sent_at=now - timedelta(days=DAYS + 1))
@@ -446,9 +431,7 @@ async def test_an_event_ingested_while_its_email_is_being_purged_is_kept(
         session.commit = commit_when_released  # type: ignore[method-assign]
         return session
 
-    purging = asyncio.create_task(
-        purge_history(session_factory=gated_sessions, history_days=DAYS, now=now)
-    )
+    purging = asyncio.create_task(purge_history(session_factory=gated_sessions, history_days=DAYS, now=now))
     await asyncio.wait_for(holding.wait(), timeout=60)
     # when: an open arrives for it, and the purge commits while the ingestion waits for the row
     late = event(OPENED, minutes(email, 30))
@@ -463,16 +446,12 @@ async def test_an_event_ingested_while_its_email_is_being_purged_is_kept(
     recorded = await history(session_factory, email)
     assert [r.event_key for r in recorded] == [late.key]
     assert after.history_purged_at == now
-    assert summary(after) == expected_summary(
-        project(email.sent_at, [*full, ingest.fact_of(recorded[0])])
-    )
+    assert summary(after) == expected_summary(project(email.sent_at, [*full, ingest.fact_of(recorded[0])]))
     assert after.status is OPENED
     assert after.delivered_at == minutes(email, 1)
 
 
-async def test_a_purge_skips_an_email_being_ingested_instead_of_waiting(
-    session_factory, postgresql_only, now
-):
+async def test_a_purge_skips_an_email_being_ingested_instead_of_waiting(session_factory, postgresql_only, now):
     # given: an ingestion holds the row lock of one old e-mail (event written, not committed)
     tenant = await make_tenant(session_factory)
     busy = await register(session_factory, tenant, sent_at=now - timedelta(days=DAYS + 1))
@@ -522,24 +501,18 @@ async def test_a_purge_batch_is_picked_and_locked_once_per_statement(session_fac
         assert "CTE batch" in before_lock and "Nested Loop" not in before_lock and "SubPlan" not in before_lock, plan
 
 
-async def test_two_purges_at_once_purge_every_old_email_exactly_once(
-    session_factory, postgresql_only, now
-):
+async def test_two_purges_at_once_purge_every_old_email_exactly_once(session_factory, postgresql_only, now):
     # given
     old: list[models.Email] = []
     for _ in range(2):
         tenant = await make_tenant(session_factory)
         for i in range(12):
-            email = await register(
-                session_factory, tenant, sent_at=now - timedelta(days=DAYS + 1, minutes=i)
-            )
+            email = await register(session_factory, tenant, sent_at=now - timedelta(days=DAYS + 1, minutes=i))
             old.append(await record(session_factory, email, event(DELIVERED, minutes(email, 1))))
         young = await register(session_factory, tenant, sent_at=now - timedelta(days=1))
     # when
     reports = await asyncio.wait_for(
-        asyncio.gather(
-            purge(session_factory, now, batch_size=3), purge(session_factory, now, batch_size=3)
-        ),
+        asyncio.gather(purge(session_factory, now, batch_size=3), purge(session_factory, now, batch_size=3)),
         timeout=120,
     )
     # then
@@ -559,9 +532,7 @@ async def test_purge_periodically_survives_a_failure_runs_again_and_stops_on_can
     # given: a database that is down for the first run
     caplog.set_level(logging.WARNING, logger="gateway.retention")
     tenant = await make_tenant(session_factory)
-    first = await register(
-        session_factory, tenant, sent_at=now - timedelta(days=settings.history_days + 1)
-    )
+    first = await register(session_factory, tenant, sent_at=now - timedelta(days=settings.history_days + 1))
     calls = 0
 
     def flaky_sessions():
@@ -572,14 +543,10 @@ async def test_purge_periodically_survives_a_failure_runs_again_and_stops_on_can
         return session_factory()
 
     # when
-    task = asyncio.create_task(
-        purge_periodically(session_factory=flaky_sessions, settings=settings, interval=0.01)
-    )
+    task = asyncio.create_task(purge_periodically(session_factory=flaky_sessions, settings=settings, interval=0.01))
     try:
         await eventually(purged(session_factory, first))
-        second = await register(
-            session_factory, tenant, sent_at=now - timedelta(days=settings.history_days + 1)
-        )
+        second = await register(session_factory, tenant, sent_at=now - timedelta(days=settings.history_days + 1))
         await eventually(purged(session_factory, second))
     finally:
         task.cancel()
@@ -597,24 +564,14 @@ async def test_purge_periodically_refuses_a_zero_interval(session_factory, setti
 
 
 def _purge_tasks() -> list[asyncio.Task[object]]:
-    return [
-        t
-        for t in asyncio.all_tasks()
-        if getattr(t.get_coro(), "__qualname__", "") == "purge_periodically"
-    ]
+    return [t for t in asyncio.all_tasks() if getattr(t.get_coro(), "__qualname__", "") == "purge_periodically"]
 
 
-async def test_the_app_runs_the_purge_in_the_background_and_stops_it(
-    settings, session_factory, now
-):
+async def test_the_app_runs_the_purge_in_the_background_and_stops_it(settings, session_factory, now):
     # given
     tenant = await make_tenant(session_factory)
-    email = await register(
-        session_factory, tenant, sent_at=now - timedelta(days=settings.history_days + 1)
-    )
-    app = create_app(
-        make_settings(settings.database_url, settings.data_dir, purge_interval_seconds=3600)
-    )
+    email = await register(session_factory, tenant, sent_at=now - timedelta(days=settings.history_days + 1))
+    app = create_app(make_settings(settings.database_url, settings.data_dir, purge_interval_seconds=3600))
     # when
     async with LifespanManager(app):
         running = _purge_tasks()
@@ -627,9 +584,7 @@ async def test_the_app_runs_the_purge_in_the_background_and_stops_it(
 
 async def test_the_app_runs_no_purge_when_the_interval_is_zero(settings, session_factory):
     # given
-    app = create_app(
-        make_settings(settings.database_url, settings.data_dir, purge_interval_seconds=0)
-    )
+    app = create_app(make_settings(settings.database_url, settings.data_dir, purge_interval_seconds=0))
     # when
     async with LifespanManager(app):
         running = _purge_tasks()
@@ -695,9 +650,7 @@ async def test_the_command_purges_a_sqlite_file_and_prints_counts(tmp_path):
         tenant = await make_tenant(factory)
         now = models.utcnow()
         old = await register(factory, tenant, sent_at=now - timedelta(days=3))
-        await record(
-            factory, old, event(DELIVERED, minutes(old, 1)), event(OPENED, minutes(old, 2))
-        )
+        await record(factory, old, event(DELIVERED, minutes(old, 1)), event(OPENED, minutes(old, 2)))
         young = await register(factory, tenant, sent_at=now - timedelta(hours=2))
         await record(factory, young, event(DELIVERED, minutes(young, 1)))
         # when
@@ -712,10 +665,7 @@ async def test_the_command_purges_a_sqlite_file_and_prints_counts(tmp_path):
         )
         # then
         assert run.returncode == 0, run.stderr
-        assert (
-            "purged the history of 1 e-mails (2 events), 0 expired pending events, 0 webhook nonces"
-            in run.stdout
-        )
+        assert "purged the history of 1 e-mails (2 events), 0 expired pending events, 0 webhook nonces" in run.stdout
         assert "kept 1 days" in run.stdout
         old_after, young_after = await reload(factory, old), await reload(factory, young)
         assert old_after.history_purged_at is not None

@@ -24,11 +24,17 @@ query Nested($n: Int) {
     invoice { emails(first: $n) { edges { node { id } } } } } } } } } } }
 }
 """
-ALIASED = "query Aliased($n: Int) { " + " ".join(
-    f"a{i}: documents(first: $n) {{ edges {{ node {{ emails(first: $n) {{ edges {{ node {{ id }} }} }} }} }} }}"
-    for i in range(30)
-) + " }"
-EMAILS = "query Emails($f: EmailFilter) { emails(filter: $f, first: 100) { totalCount edges { node { id emailStatus } } } }"
+ALIASED = (
+    "query Aliased($n: Int) { "
+    + " ".join(
+        f"a{i}: documents(first: $n) {{ edges {{ node {{ emails(first: $n) {{ edges {{ node {{ id }} }} }} }} }} }}"
+        for i in range(30)
+    )
+    + " }"
+)
+EMAILS = (
+    "query Emails($f: EmailFilter) { emails(filter: $f, first: 100) { totalCount edges { node { id emailStatus } } } }"
+)
 REGISTER = """
 mutation Register($input: RegisterEmailInput!) { registerEmail(input: $input) { email { id subject } } }
 """
@@ -51,8 +57,13 @@ SCREENS = [
 def cost(query: str, variables: dict[str, object] | None = None, max_page_size: int = 100) -> int:
     document = parse(query)
     operation = next(d for d in document.definitions if isinstance(d, OperationDefinitionNode))
-    return query_cost(build_schema(make_settings("sqlite://", "data"))._schema, document, operation, variables,
-                      max_page_size=max_page_size)
+    return query_cost(
+        build_schema(make_settings("sqlite://", "data"))._schema,
+        document,
+        operation,
+        variables,
+        max_page_size=max_page_size,
+    )
 
 
 def test_nested_connections_multiply_their_page_sizes():
@@ -85,17 +96,24 @@ def test_backward_pages_cost_their_last_as_forward_pages_cost_their_first():
 
 def test_fragments_count_once_per_spread_and_a_deep_chain_is_cheap_to_cost():
     # given fragments that each spread the next one twice: 2^40 connections if expanded
-    chain = "".join(
-        f"fragment F{i} on Email {{ a: invoice {{ emails(first: 1) {{ edges {{ node {{ ...F{i + 1} }} }} }} }} "
-        f"b: invoice {{ emails(first: 1) {{ edges {{ node {{ ...F{i + 1} }} }} }} }} }} "
-        for i in range(40)
-    ) + "fragment F40 on Email { id }"
+    chain = (
+        "".join(
+            f"fragment F{i} on Email {{ a: invoice {{ emails(first: 1) {{ edges {{ node {{ ...F{i + 1} }} }} }} }} "
+            f"b: invoice {{ emails(first: 1) {{ edges {{ node {{ ...F{i + 1} }} }} }} }} }} "
+            for i in range(40)
+        )
+        + "fragment F40 on Email { id }"
+    )
     query = "{ emails(first: 1) { edges { node { ...F0 } } } } " + chain
     # when / then: computed through the memo, not by expanding 2^40 spreads
     assert cost(query) == 1 + sum(2**i for i in range(1, 41))
 
 
-@given(st.integers(min_value=1, max_value=30), st.integers(min_value=0, max_value=100), st.integers(min_value=0, max_value=100))
+@given(
+    st.integers(min_value=1, max_value=30),
+    st.integers(min_value=0, max_value=100),
+    st.integers(min_value=0, max_value=100),
+)
 @hsettings(max_examples=50, deadline=None)
 def test_cost_is_additive_over_aliases_and_multiplicative_along_nesting(aliases, outer, inner):
     # given k aliased copies of one nested selection
@@ -136,18 +154,38 @@ async def test_a_costly_query_is_refused_before_it_runs(schema, make_context, se
 @pytest.mark.parametrize(
     ("query", "variables", "message"),
     [
-        (EMAILS, {"f": {"search": "x\u0000y"}},
-         'Variable "$f" at \'f.search\' contains a NUL character (U+0000), which cannot be stored'),
-        ('{ emails(filter: {search: "x\\u0000y"}) { totalCount } }', None,
-         'Argument "filter" of field "emails" at \'filter.search\' contains a NUL character (U+0000), which cannot be stored'),
-        (REGISTER, {"input": {"externalId": "e-1", "subject": "Invoice\u0000", "recipient": "a@example.com"}},
-         'Variable "$input" at \'input.subject\' contains a NUL character (U+0000), which cannot be stored'),
-        (REGISTER, {"input": {"externalId": "e-1", "subject": "s", "recipient": "a@example.com",
-                              "documents": [{"externalId": "d\u0000", "title": "t"}]}},
-         'Variable "$input" at \'input.documents[0].externalId\' contains a NUL character (U+0000), which cannot be stored'),
+        (
+            EMAILS,
+            {"f": {"search": "x\u0000y"}},
+            "Variable \"$f\" at 'f.search' contains a NUL character (U+0000), which cannot be stored",
+        ),
+        (
+            '{ emails(filter: {search: "x\\u0000y"}) { totalCount } }',
+            None,
+            'Argument "filter" of field "emails" at \'filter.search\' contains a NUL character (U+0000), which cannot be stored',
+        ),
+        (
+            REGISTER,
+            {"input": {"externalId": "e-1", "subject": "Invoice\u0000", "recipient": "a@example.com"}},
+            "Variable \"$input\" at 'input.subject' contains a NUL character (U+0000), which cannot be stored",
+        ),
+        (
+            REGISTER,
+            {
+                "input": {
+                    "externalId": "e-1",
+                    "subject": "s",
+                    "recipient": "a@example.com",
+                    "documents": [{"externalId": "d\u0000", "title": "t"}],
+                }
+            },
+            "Variable \"$input\" at 'input.documents[0].externalId' contains a NUL character (U+0000), which cannot be stored",
+        ),
     ],
 )
-async def test_a_nul_character_in_input_is_refused_naming_the_field(schema, make_context, session_factory, query, variables, message):
+async def test_a_nul_character_in_input_is_refused_naming_the_field(
+    schema, make_context, session_factory, query, variables, message
+):
     # given
     tenant = await make_tenant(session_factory)
     # when
@@ -162,20 +200,29 @@ async def test_a_nul_character_in_an_event_description_is_refused(schema, make_c
     # given
     tenant = await make_tenant(session_factory)
     email = await register(session_factory, tenant)
-    event = {"emailId": encode_id("Email", email.id), "eventKey": "k1", "status": "DELIVERED",
-             "occurredAt": "2026-01-01T10:00:00Z", "description": "ok\u0000"}
+    event = {
+        "emailId": encode_id("Email", email.id),
+        "eventKey": "k1",
+        "status": "DELIVERED",
+        "occurredAt": "2026-01-01T10:00:00Z",
+        "description": "ok\u0000",
+    }
     # when
-    result = await schema.execute(RECORD, variable_values={"input": event}, context_value=make_context(tenant.principal))
+    result = await schema.execute(
+        RECORD, variable_values={"input": event}, context_value=make_context(tenant.principal)
+    )
     # then
     assert graphql_error(result) == (
-        'Variable "$input" at \'input.description\' contains a NUL character (U+0000), which cannot be stored',
+        "Variable \"$input\" at 'input.description' contains a NUL character (U+0000), which cannot be stored",
         "BAD_USER_INPUT",
     )
     async with session_factory() as session:
         assert (await session.execute(select(func.count()).select_from(models.EmailEvent))).scalar_one() == 0
 
 
-async def test_duplicate_list_entries_are_folded_and_too_many_distinct_ones_refused(schema, make_context, session_factory):
+async def test_duplicate_list_entries_are_folded_and_too_many_distinct_ones_refused(
+    schema, make_context, session_factory
+):
     # given one e-mail, and a filter with the same status 40,000 times
     tenant = await make_tenant(session_factory)
     await register(session_factory, tenant)
@@ -184,19 +231,27 @@ async def test_duplicate_list_entries_are_folded_and_too_many_distinct_ones_refu
     folded = await schema.execute(EMAILS, variable_values={"f": {"statuses": ["SENT"] * 40_000}}, context_value=context)
     too_many = await schema.execute(
         REGISTER,
-        variable_values={"input": {"externalId": "e-2", "subject": "s", "recipient": "a@example.com",
-                                   "documents": [{"externalId": f"d{i}", "title": "t"} for i in range(101)]}},
+        variable_values={
+            "input": {
+                "externalId": "e-2",
+                "subject": "s",
+                "recipient": "a@example.com",
+                "documents": [{"externalId": f"d{i}", "title": "t"} for i in range(101)],
+            }
+        },
         context_value=context,
     )
     literal = await schema.execute(
-        "mutation { registerEmail(input: {externalId: \"e-3\", subject: \"s\", recipient: \"a@example.com\", documents: ["
-        + ", ".join(f'{{externalId: "d{i}", title: "t"}}' for i in range(101)) + "]}) { email { id } } }",
+        'mutation { registerEmail(input: {externalId: "e-3", subject: "s", recipient: "a@example.com", documents: ['
+        + ", ".join(f'{{externalId: "d{i}", title: "t"}}' for i in range(101))
+        + "]}) { email { id } } }",
         context_value=context,
     )
     # then
     assert graphql_data(folded)["emails"]["totalCount"] == 1
     assert graphql_error(too_many) == (
-        'Variable "$input" at \'input.documents\' has 101 distinct entries; at most 100 are accepted', "BAD_USER_INPUT"
+        "Variable \"$input\" at 'input.documents' has 101 distinct entries; at most 100 are accepted",
+        "BAD_USER_INPUT",
     )
     assert graphql_error(literal) == (
         'Argument "input" of field "registerEmail" at \'input.documents\' has 101 distinct entries; at most 100 are accepted',

@@ -50,7 +50,9 @@ def subjects(connection: dict) -> list[str]:  # type: ignore[type-arg]
     return [edge["node"]["subject"] for edge in connection["edges"]]
 
 
-async def test_last_and_before_walk_every_email_backwards_newest_first_within_each_page(schema, make_context, session_factory):  # type: ignore[no-untyped-def]
+async def test_last_and_before_walk_every_email_backwards_newest_first_within_each_page(
+    schema, make_context, session_factory
+):  # type: ignore[no-untyped-def]
     # given: 11 e-mails, some sent at the same instant (ties break on id)
     tenant = await make_tenant(session_factory)
     for n in range(11):
@@ -59,7 +61,9 @@ async def test_last_and_before_walk_every_email_backwards_newest_first_within_ea
     # when: pages of 4 from the end, each before the previous page's start
     pages, before = [], None
     while True:
-        connection = graphql_data(await run(schema, make_context, tenant.principal, EMAILS, last=4, before=before))["emails"]
+        connection = graphql_data(await run(schema, make_context, tenant.principal, EMAILS, last=4, before=before))[
+            "emails"
+        ]
         pages.append(subjects(connection))
         assert connection["pageInfo"]["hasNextPage"] is (before is not None)
         if not connection["pageInfo"]["hasPreviousPage"]:
@@ -77,12 +81,22 @@ async def test_after_and_before_bound_a_page_from_both_sides(schema, make_contex
         await register(session_factory, tenant, n=n, sent_at=T0 + timedelta(minutes=n))
     edges = graphql_data(await run(schema, make_context, tenant.principal, EMAILS, first=6))["emails"]["edges"]
     # when
-    between = graphql_data(await run(
-        schema, make_context, tenant.principal, EMAILS, first=10, after=edges[0]["cursor"], before=edges[4]["cursor"]
-    ))["emails"]
-    last_between = graphql_data(await run(
-        schema, make_context, tenant.principal, EMAILS, last=2, after=edges[0]["cursor"], before=edges[4]["cursor"]
-    ))["emails"]
+    between = graphql_data(
+        await run(
+            schema,
+            make_context,
+            tenant.principal,
+            EMAILS,
+            first=10,
+            after=edges[0]["cursor"],
+            before=edges[4]["cursor"],
+        )
+    )["emails"]
+    last_between = graphql_data(
+        await run(
+            schema, make_context, tenant.principal, EMAILS, last=2, after=edges[0]["cursor"], before=edges[4]["cursor"]
+        )
+    )["emails"]
     # then
     assert subjects(between) == ["Subject 4", "Subject 3", "Subject 2"]
     assert subjects(last_between) == ["Subject 3", "Subject 2"]
@@ -97,14 +111,20 @@ async def test_backward_pages_on_items_nested_connections_and_timelines(schema, 
     await register(session_factory, tenant, n=3, relation="r1", documents=("d3",))
     # when
     oldest = graphql_data(await run(schema, make_context, tenant.principal, DOCUMENTS, last=2))["documents"]
-    before = graphql_data(await run(
-        schema, make_context, tenant.principal, DOCUMENTS, last=2, before=oldest["pageInfo"]["startCursor"]
-    ))["documents"]
+    before = graphql_data(
+        await run(schema, make_context, tenant.principal, DOCUMENTS, last=2, before=oldest["pageInfo"]["startCursor"])
+    )["documents"]
     relation = encode_id("Relation", first.relation_id)  # type: ignore[arg-type]
-    last_interaction = graphql_data(await run(schema, make_context, tenant.principal, TIMELINE, relationId=relation, last=1))
+    last_interaction = graphql_data(
+        await run(schema, make_context, tenant.principal, TIMELINE, relationId=relation, last=1)
+    )
     # then: newest first within the page; the nested connection pages backwards too
     assert [e["node"]["title"] for e in oldest["edges"]] == ["Document d2", "Document d1"]
-    assert oldest["pageInfo"] == {"hasNextPage": False, "hasPreviousPage": True, "startCursor": oldest["pageInfo"]["startCursor"]}
+    assert oldest["pageInfo"] == {
+        "hasNextPage": False,
+        "hasPreviousPage": True,
+        "startCursor": oldest["pageInfo"]["startCursor"],
+    }
     d1 = oldest["edges"][1]["node"]["emails"]
     assert subjects(d1) == ["Subject 1"] and d1["pageInfo"]["hasPreviousPage"] is True
     assert [e["node"]["title"] for e in before["edges"]] == ["Document d3"]
@@ -119,7 +139,10 @@ async def test_first_and_last_together_and_a_last_over_the_maximum_are_refused(s
     both = await run(schema, make_context, tenant.principal, EMAILS, first=2, last=2)
     too_many = await run(schema, make_context, tenant.principal, EMAILS, last=101)
     # then
-    assert graphql_error(both) == ("`first` and `last` cannot be used together: page forwards or backwards", "BAD_USER_INPUT")
+    assert graphql_error(both) == (
+        "`first` and `last` cannot be used together: page forwards or backwards",
+        "BAD_USER_INPUT",
+    )
     assert graphql_error(too_many) == ("`last` must be between 0 and 100, got 101", "BAD_USER_INPUT")
 
 
@@ -159,9 +182,13 @@ async def test_nodes_refuses_more_ids_than_the_list_limit_and_bad_ids(schema, ma
     )
     garbage = await run(schema, make_context, tenant.principal, NODES, ids=[encode_id("Email", 1), "nope"])
     # then
-    assert graphql_error(too_many) == ('Variable "$ids" at \'ids\' has 101 entries; at most 100 are accepted', "BAD_USER_INPUT")
+    assert graphql_error(too_many) == (
+        "Variable \"$ids\" at 'ids' has 101 entries; at most 100 are accepted",
+        "BAD_USER_INPUT",
+    )
     assert graphql_error(literal) == (
-        'Argument "ids" of field "nodes" at \'ids\' has 101 entries; at most 100 are accepted', "BAD_USER_INPUT"
+        'Argument "ids" of field "nodes" at \'ids\' has 101 entries; at most 100 are accepted',
+        "BAD_USER_INPUT",
     )
     assert graphql_error(garbage) == ("Invalid ID 'nope'", "BAD_USER_INPUT")
 
@@ -173,7 +200,9 @@ def test_the_fast_path_leaves_backward_pages_to_the_reference_executor(settings)
 
     graphql_schema = build_schema(settings)._schema
     # when
-    forward = compile_plan(graphql_schema, "query($after: String) { emails(first: 5, after: $after) { edges { cursor } } }", None)
+    forward = compile_plan(
+        graphql_schema, "query($after: String) { emails(first: 5, after: $after) { edges { cursor } } }", None
+    )
     backward = compile_plan(graphql_schema, EMAILS, None)
     # then: its compiled pages only go forwards
     assert forward is not None

@@ -83,11 +83,18 @@ async def office(session_factory):  # type: ignore[no-untyped-def]
     tenant = await make_tenant(session_factory)
     sent = await register(session_factory, tenant, n=1, relation="r1", documents=("d1",))
     delivered = await register(session_factory, tenant, n=2, relation="r1", invoice="i1", subject="Invoice 2026-1")
-    failed = await register(session_factory, tenant, n=3, relation="r2", documents=("d1", "d2"), recipient="nobody@nowhere.test")
+    failed = await register(
+        session_factory, tenant, n=3, relation="r2", documents=("d1", "d2"), recipient="nobody@nowhere.test"
+    )
     opened = await register(session_factory, tenant, n=4, relation="r2", invoice="i2")
     await record(session_factory, delivered, event(D, T0 + timedelta(minutes=3)))
     await record(session_factory, failed, event(F, T0 + timedelta(minutes=4)))
-    await record(session_factory, opened, event(D, T0 + timedelta(minutes=5)), event(O, T0 + timedelta(minutes=6), machine_open=True))
+    await record(
+        session_factory,
+        opened,
+        event(D, T0 + timedelta(minutes=5)),
+        event(O, T0 + timedelta(minutes=6), machine_open=True),
+    )
     return tenant, {"sent": sent, "delivered": delivered, "failed": failed, "opened": opened}
 
 
@@ -111,7 +118,9 @@ async def test_emails_screen_lists_newest_first_with_everything_a_line_shows(sch
     assert "not proof" in opened["details"]["opens"]["notice"]
     assert opened["invoice"]["number"] == "INV-i2"
     assert failed["details"]["failure"] == {
-        "category": "HARD_BOUNCE", "reason": "550 5.1.1 no such user", "smtpCode": 550,
+        "category": "HARD_BOUNCE",
+        "reason": "550 5.1.1 no such user",
+        "smtpCode": 550,
         "occurredAt": (T0 + timedelta(minutes=4)).isoformat(),
     }
     assert sorted(d["title"] for d in failed["documents"]) == ["Document d1", "Document d2"]
@@ -135,13 +144,22 @@ async def test_emails_screen_filters_by_status(schema, make_context, office, sta
 
 async def test_emails_screen_filters_by_relation_time_and_search(schema, make_context, office):  # type: ignore[no-untyped-def]
     tenant, emails = office
-    relation_id = graphql_data(await run(schema, make_context, tenant.principal, EMAILS))["emails"]["edges"][0]["node"]["relation"]["id"]
-    by_relation = graphql_data(await run(schema, make_context, tenant.principal, EMAILS, filter={"relationId": relation_id}))
+    relation_id = graphql_data(await run(schema, make_context, tenant.principal, EMAILS))["emails"]["edges"][0]["node"][
+        "relation"
+    ]["id"]
+    by_relation = graphql_data(
+        await run(schema, make_context, tenant.principal, EMAILS, filter={"relationId": relation_id})
+    )
     assert [e["node"]["externalId"][-1] for e in by_relation["emails"]["edges"]] == ["4", "3"]
-    window = {"sentAfter": (T0 + timedelta(minutes=2)).isoformat(), "sentBefore": (T0 + timedelta(minutes=4)).isoformat()}
+    window = {
+        "sentAfter": (T0 + timedelta(minutes=2)).isoformat(),
+        "sentBefore": (T0 + timedelta(minutes=4)).isoformat(),
+    }
     by_time = graphql_data(await run(schema, make_context, tenant.principal, EMAILS, filter=window))
     assert [e["node"]["externalId"][-1] for e in by_time["emails"]["edges"]] == ["3", "2"]
-    by_subject = graphql_data(await run(schema, make_context, tenant.principal, EMAILS, filter={"search": "invoice 2026"}))
+    by_subject = graphql_data(
+        await run(schema, make_context, tenant.principal, EMAILS, filter={"search": "invoice 2026"})
+    )
     assert [e["node"]["externalId"][-1] for e in by_subject["emails"]["edges"]] == ["2"]
     by_recipient = graphql_data(await run(schema, make_context, tenant.principal, EMAILS, filter={"search": "NOWHERE"}))
     assert [e["node"]["externalId"][-1] for e in by_recipient["emails"]["edges"]] == ["3"]
@@ -180,7 +198,9 @@ async def test_documents_screen_shows_the_latest_emails_status(schema, make_cont
     assert nodes["d1"]["emails"]["totalCount"] == 2
     assert [e["node"]["subject"] for e in nodes["d1"]["emails"]["edges"]] == ["Subject 3", "Subject 1"]
     assert nodes["d2"]["relation"]["name"] == "Relation r2"
-    failed_only = graphql_data(await run(schema, make_context, tenant.principal, DOCUMENTS, filter={"emailStatuses": ["SENT"]}))
+    failed_only = graphql_data(
+        await run(schema, make_context, tenant.principal, DOCUMENTS, filter={"emailStatuses": ["SENT"]})
+    )
     assert failed_only["documents"]["edges"] == [] and failed_only["documents"]["totalCount"] == 0
 
 
@@ -188,11 +208,22 @@ async def test_invoicing_screen_filters_on_both_statuses(schema, make_context, o
     tenant, _ = office
     data = graphql_data(await run(schema, make_context, tenant.principal, INVOICES))
     assert [(n["node"]["number"], n["node"]["emailStatus"]) for n in data["invoices"]["edges"]] == [
-        ("INV-i2", "OPENED"), ("INV-i1", "DELIVERED"),
+        ("INV-i2", "OPENED"),
+        ("INV-i1", "DELIVERED"),
     ]
-    opened = graphql_data(await run(schema, make_context, tenant.principal, INVOICES, filter={"emailStatuses": ["OPENED"], "invoiceStatuses": ["ISSUED"]}))
+    opened = graphql_data(
+        await run(
+            schema,
+            make_context,
+            tenant.principal,
+            INVOICES,
+            filter={"emailStatuses": ["OPENED"], "invoiceStatuses": ["ISSUED"]},
+        )
+    )
     assert [n["node"]["number"] for n in opened["invoices"]["edges"]] == ["INV-i2"]
-    paid = graphql_data(await run(schema, make_context, tenant.principal, INVOICES, filter={"invoiceStatuses": ["PAID"]}))
+    paid = graphql_data(
+        await run(schema, make_context, tenant.principal, INVOICES, filter={"invoiceStatuses": ["PAID"]})
+    )
     assert paid["invoices"]["totalCount"] == 0
 
 
@@ -205,7 +236,17 @@ async def test_relation_timeline_pages_newest_first(schema, make_context, office
     assert timeline["relation"]["name"] == "Relation r1"
     assert [e["node"]["email"]["subject"] for e in timeline["edges"]] == ["Invoice 2026-1"]
     assert timeline["edges"][0]["node"]["__typename"] == "EmailInteraction"
-    page2 = graphql_data(await run(schema, make_context, tenant.principal, TIMELINE, relationId=relation_id, first=1, after=timeline["pageInfo"]["endCursor"]))
+    page2 = graphql_data(
+        await run(
+            schema,
+            make_context,
+            tenant.principal,
+            TIMELINE,
+            relationId=relation_id,
+            first=1,
+            after=timeline["pageInfo"]["endCursor"],
+        )
+    )
     assert [e["node"]["emailStatus"] for e in page2["relationTimeline"]["edges"]] == ["SENT"]
     assert page2["relationTimeline"]["pageInfo"]["hasNextPage"] is False
 
@@ -229,7 +270,11 @@ async def test_stats_count_every_status(schema, make_context, office):  # type: 
     assert data["emailStats"]["byStatus"] == [
         {"status": s, "count": 1} for s in ("SENT", "DELIVERED", "DELIVERY_FAILED", "OPENED")
     ]
-    later = graphql_data(await run(schema, make_context, tenant.principal, STATS, filter={"sentAfter": (T0 + timedelta(minutes=3)).isoformat()}))
+    later = graphql_data(
+        await run(
+            schema, make_context, tenant.principal, STATS, filter={"sentAfter": (T0 + timedelta(minutes=3)).isoformat()}
+        )
+    )
     assert later["emailStats"]["total"] == 2
 
 

@@ -71,12 +71,20 @@ async def test_emails_screen_costs_the_same_for_1_row_as_for_100(schema, make_co
     assert sorted(_tables(many_sql)) == sorted(["email", "relation", "email_document", "invoice", "email_event"])
 
 
-async def test_one_request_over_every_screen_batches_each_kind_of_lookup(schema, make_context, count_statements, hundred):  # type: ignore[no-untyped-def]
+async def test_one_request_over_every_screen_batches_each_kind_of_lookup(
+    schema, make_context, count_statements, hundred
+):  # type: ignore[no-untyped-def]
     # given
-    first = graphql_data(await schema.execute("{ emails(first: 1) { edges { node { relation { id } } } } }", context_value=make_context(hundred.principal)))
+    first = graphql_data(
+        await schema.execute(
+            "{ emails(first: 1) { edges { node { relation { id } } } } }", context_value=make_context(hundred.principal)
+        )
+    )
     relation_id = first["emails"]["edges"][0]["node"]["relation"]["id"]
     # when
-    data, sql = await _count(schema, make_context, count_statements, hundred.principal, EVERY_SCREEN, relationId=relation_id)
+    data, sql = await _count(
+        schema, make_context, count_statements, hundred.principal, EVERY_SCREEN, relationId=relation_id
+    )
     # then: every screen answered...
     assert len(data["emails"]["edges"]) == 100
     assert len(data["documents"]["edges"]) == 100

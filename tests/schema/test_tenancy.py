@@ -26,10 +26,21 @@ async def run(schema, make_context, principal, query, **variables):  # type: ign
 
 
 async def _ids_of_a(schema, make_context, a):  # type: ignore[no-untyped-def]
-    data = graphql_data(await run(schema, make_context, a.principal,
-        "{ emails { edges { node { id relation { id } documents { id } invoice { id } } } } }"))
+    data = graphql_data(
+        await run(
+            schema,
+            make_context,
+            a.principal,
+            "{ emails { edges { node { id relation { id } documents { id } invoice { id } } } } }",
+        )
+    )
     node = data["emails"]["edges"][0]["node"]
-    return {"Email": node["id"], "Relation": node["relation"]["id"], "Document": node["documents"][0]["id"], "Invoice": node["invoice"]["id"]}
+    return {
+        "Email": node["id"],
+        "Relation": node["relation"]["id"],
+        "Document": node["documents"][0]["id"],
+        "Invoice": node["invoice"]["id"],
+    }
 
 
 async def test_lists_and_counts_show_only_the_callers_tenant(schema, make_context, two_offices):  # type: ignore[no-untyped-def]
@@ -57,8 +68,12 @@ async def test_a_foreign_node_id_reads_exactly_like_a_missing_one(schema, make_c
 async def test_a_foreign_email_id_reads_like_a_missing_one(schema, make_context, two_offices):  # type: ignore[no-untyped-def]
     a, b, mail_a, _ = two_offices
     query = "query($id: ID!) { email(id: $id) { id } }"
-    assert graphql_data(await run(schema, make_context, b.principal, query, id=encode_id("Email", mail_a.id))) == {"email": None}
-    assert graphql_data(await run(schema, make_context, b.principal, query, id=encode_id("Email", MISSING))) == {"email": None}
+    assert graphql_data(await run(schema, make_context, b.principal, query, id=encode_id("Email", mail_a.id))) == {
+        "email": None
+    }
+    assert graphql_data(await run(schema, make_context, b.principal, query, id=encode_id("Email", MISSING))) == {
+        "email": None
+    }
 
 
 async def test_a_foreign_relation_timeline_fails_like_a_missing_one(schema, make_context, two_offices):  # type: ignore[no-untyped-def]
@@ -96,16 +111,31 @@ async def test_recording_an_event_on_a_foreign_email_fails_like_a_missing_one(sc
         return {"input": {"emailId": email_id, "status": "OPENED", "occurredAt": T0.isoformat(), "eventKey": "x"}}
 
     foreign_id, missing_id = encode_id("Email", mail_a.id), encode_id("Email", MISSING)
-    foreign = graphql_error(await schema.execute(query, variable_values=payload(foreign_id), context_value=make_context(b.principal)))
-    missing = graphql_error(await schema.execute(query, variable_values=payload(missing_id), context_value=make_context(b.principal)))
+    foreign = graphql_error(
+        await schema.execute(query, variable_values=payload(foreign_id), context_value=make_context(b.principal))
+    )
+    missing = graphql_error(
+        await schema.execute(query, variable_values=payload(missing_id), context_value=make_context(b.principal))
+    )
     assert foreign[0].replace(foreign_id, "ID") == missing[0].replace(missing_id, "ID")
     assert foreign[1] == missing[1] == "NOT_FOUND"
-    status = graphql_data(await run(schema, make_context, a.principal, "query($id: ID!) { email(id: $id) { emailStatus } }", id=foreign_id))
+    status = graphql_data(
+        await run(
+            schema, make_context, a.principal, "query($id: ID!) { email(id: $id) { emailStatus } }", id=foreign_id
+        )
+    )
     assert status["email"]["emailStatus"] == "DELIVERED"
 
 
 async def test_the_same_relation_external_id_in_two_tenants_stays_apart(schema, make_context, two_offices):  # type: ignore[no-untyped-def]
     a, b, mail_a, mail_b = two_offices
     assert mail_a.relation_id != mail_b.relation_id  # "shared-ext" is a different relation in each office
-    data = graphql_data(await run(schema, make_context, b.principal, "{ emails { edges { node { relation { name } details { history { status } } } } } }"))
+    data = graphql_data(
+        await run(
+            schema,
+            make_context,
+            b.principal,
+            "{ emails { edges { node { relation { name } details { history { status } } } } } }",
+        )
+    )
     assert data["emails"]["edges"][0]["node"]["details"]["history"] == []

@@ -21,13 +21,20 @@ COMPLAINT = "complaint"  # a spam complaint: recorded as DELIVERED with its cate
 
 def _fact(prefix: str, i: int, status: EmailStatus | str, minute: int, automated: bool) -> Fact:
     if status == COMPLAINT:
-        return Fact(key=f"{prefix}{i}", status=EmailStatus.DELIVERED, occurred_at=T + timedelta(minutes=minute),
-                    failure_category=FailureCategory.SPAM_COMPLAINT)
+        return Fact(
+            key=f"{prefix}{i}",
+            status=EmailStatus.DELIVERED,
+            occurred_at=T + timedelta(minutes=minute),
+            failure_category=FailureCategory.SPAM_COMPLAINT,
+        )
     failed = status is EmailStatus.DELIVERY_FAILED
     return Fact(
-        key=f"{prefix}{i}", status=status, occurred_at=T + timedelta(minutes=minute),  # type: ignore[arg-type]
+        key=f"{prefix}{i}",
+        status=status,
+        occurred_at=T + timedelta(minutes=minute),  # type: ignore[arg-type]
         failure_category=FailureCategory.HARD_BOUNCE if failed else None,
-        reason=f"reason {i}" if failed else None, smtp_code=550 if failed else None,
+        reason=f"reason {i}" if failed else None,
+        smtp_code=550 if failed else None,
         automated=automated and status is EmailStatus.OPENED,
     )
 
@@ -41,8 +48,15 @@ later = st.lists(st.tuples(st.sampled_from(KINDS), st.integers(31, 60), st.boole
 
 
 def _purged_row(before: list[Fact]) -> models.Email:
-    row = models.Email(tenant_id=1, subject="s", recipient="r@example.com", sent_at=T, tracking_id="t",
-                       status_changed_at=T, history_purged_at=T + timedelta(days=40))
+    row = models.Email(
+        tenant_id=1,
+        subject="s",
+        recipient="r@example.com",
+        sent_at=T,
+        tracking_id="t",
+        status_changed_at=T,
+        history_purged_at=T + timedelta(days=40),
+    )
     for name, value in _projection_values(project(T, before)).items():
         setattr(row, name, value)
     return row
@@ -59,13 +73,21 @@ def test_late_events_after_a_purge_give_the_full_historys_status(before_spec, la
     resumed = project(T, [*baseline_facts(row), *late])
     full = project(T, [*before, *late])
     # then: what the API shows is the same as with the whole history
-    assert (resumed.status, resumed.status_changed_at, resumed.delivered_at) == (full.status, full.status_changed_at, full.delivered_at)
+    assert (resumed.status, resumed.status_changed_at, resumed.delivered_at) == (
+        full.status,
+        full.status_changed_at,
+        full.delivered_at,
+    )
     assert resumed.opens.count == full.opens.count
-    assert (resumed.opens.first_opened_at, resumed.opens.last_opened_at) == (full.opens.first_opened_at, full.opens.last_opened_at)
+    assert (resumed.opens.first_opened_at, resumed.opens.last_opened_at) == (
+        full.opens.first_opened_at,
+        full.opens.last_opened_at,
+    )
     if full.failure is not None and resumed.failure is not None:
         assert resumed.failure.occurred_at == full.failure.occurred_at
     assert (resumed.failure is None) == (full.failure is None)
     assert resumed.complaint == full.complaint or (
-        resumed.complaint is not None and full.complaint is not None
+        resumed.complaint is not None
+        and full.complaint is not None
         and resumed.complaint.occurred_at == full.complaint.occurred_at
     )

@@ -33,7 +33,9 @@ NEW_OUTLOOK = (
 )
 APPLE_MAIL = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko)"
 THUNDERBIRD = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Thunderbird/128.3.0"
-IPHONE_GMAIL = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148"
+IPHONE_GMAIL = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148"
+)
 ANDROID_CUBOT = "Mozilla/5.0 (Linux; Android 10; CUBOT X30) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Mobile Safari/537.36"
 
 AUTOMATED = {
@@ -61,7 +63,9 @@ AUTOMATED = {
 PEOPLE = [GMAIL_PROXY, OUTLOOK_DESKTOP, NEW_OUTLOOK, APPLE_MAIL, THUNDERBIRD, IPHONE_GMAIL, ANDROID_CUBOT]
 
 
-def verdict(user_agent: str | None, opened_at: datetime = LATER, delivered_at: datetime | None = DELIVERED) -> tuple[bool, str]:
+def verdict(
+    user_agent: str | None, opened_at: datetime = LATER, delivered_at: datetime | None = DELIVERED
+) -> tuple[bool, str]:
     return machine_open_verdict(user_agent=user_agent, opened_at=opened_at, delivered_at=delivered_at, sent_at=SENT)
 
 
@@ -111,9 +115,7 @@ def test_a_fetch_before_the_reported_delivery_is_a_gateway() -> None:
 
 # Properties ----------------------------------------------------------------
 
-times = st.datetimes(
-    min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
-)
+times = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC))
 offsets = st.timedeltas(min_value=timedelta(days=-30), max_value=timedelta(days=30))
 
 
@@ -161,6 +163,9 @@ def test_machines_are_automated_at_any_time_in_any_case_and_context(
     assert automated
 
 
-@given(user_agent=st.sampled_from(PEOPLE), after=st.timedeltas(min_value=timedelta(seconds=11), max_value=timedelta(days=60)))
+@given(
+    user_agent=st.sampled_from(PEOPLE),
+    after=st.timedeltas(min_value=timedelta(seconds=11), max_value=timedelta(days=60)),
+)
 def test_people_after_the_window_are_never_automated(user_agent: str, after: timedelta) -> None:
     assert verdict(user_agent, DELIVERED + after)[0] is False

@@ -20,7 +20,9 @@ def fact(status: EmailStatus, minutes: int, key: str | None = None, **extra: obj
     if status is F:
         extra.setdefault("failure_category", FailureCategory.HARD_BOUNCE)
         extra.setdefault("reason", "550 no such user")
-    return Fact(key=key or f"{status.value}-{minutes}", status=status, occurred_at=T + timedelta(minutes=minutes), **extra)  # type: ignore[arg-type]
+    return Fact(
+        key=key or f"{status.value}-{minutes}", status=status, occurred_at=T + timedelta(minutes=minutes), **extra
+    )  # type: ignore[arg-type]
 
 
 def status_of(*facts: Fact) -> EmailStatus:
@@ -55,8 +57,13 @@ def test_failure_outranks_earlier_delivery_and_open() -> None:
 
 def complaint(minutes: int, key: str | None = None, recorded_as: EmailStatus = D) -> Fact:
     """A spam complaint: recorded as DELIVERED, or as DELIVERY_FAILED before migration 0004."""
-    return Fact(key=key or f"C-{minutes}", status=recorded_as, occurred_at=T + timedelta(minutes=minutes),
-                failure_category=FailureCategory.SPAM_COMPLAINT, reason="abuse")
+    return Fact(
+        key=key or f"C-{minutes}",
+        status=recorded_as,
+        occurred_at=T + timedelta(minutes=minutes),
+        failure_category=FailureCategory.SPAM_COMPLAINT,
+        reason="abuse",
+    )
 
 
 def test_a_complaint_keeps_the_status_the_delivery_gave_and_is_recorded() -> None:
@@ -74,7 +81,11 @@ def test_a_complaint_alone_proves_delivery() -> None:
     # given / when
     result = project(T, [complaint(7, recorded_as=F)])
     # then
-    assert (result.status, result.status_changed_at, result.delivered_at) == (D, T + timedelta(minutes=7), T + timedelta(minutes=7))
+    assert (result.status, result.status_changed_at, result.delivered_at) == (
+        D,
+        T + timedelta(minutes=7),
+        T + timedelta(minutes=7),
+    )
     assert result.failure is None
 
 
@@ -170,7 +181,9 @@ def test_status_follows_the_rules(events: list[Fact]) -> None:
     failures = [e for e in unique if e.status is F]
     positives = [e for e in unique if e.status in (D, O)]
     complaints = sorted((e for e in unique if _is_complaint(e)), key=lambda e: e.order)
-    assert (result.complaint.occurred_at if result.complaint else None) == (complaints[0].occurred_at if complaints else None)
+    assert (result.complaint.occurred_at if result.complaint else None) == (
+        complaints[0].occurred_at if complaints else None
+    )
     assert result.failure is None or result.failure.category is not FailureCategory.SPAM_COMPLAINT
     if failures:
         last = max(failures, key=lambda e: e.order)

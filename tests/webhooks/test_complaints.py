@@ -28,7 +28,10 @@ query Complained($filter: EmailFilter) {
 
 
 async def test_a_complaint_after_delivery_and_open_keeps_opened_and_shows_the_complaint(
-    hooks, session_factory, schema, make_context  # type: ignore[no-untyped-def]
+    hooks,
+    session_factory,
+    schema,
+    make_context,  # type: ignore[no-untyped-def]
 ):
     # given: an e-mail delivered and opened, and another one never complained about
     tenant = await make_tenant(session_factory)
@@ -36,15 +39,22 @@ async def test_a_complaint_after_delivery_and_open_keeps_opened_and_shows_the_co
     ref = encode_id("Email", email.id)
     t = now() - timedelta(minutes=10)
     # when: the recipient reports it as spam
-    response = await post_sendgrid(hooks, [
-        sendgrid_event("delivered", "c-1", t, gateway_email_id=ref),
-        sendgrid_event("open", "c-2", t + timedelta(minutes=1), gateway_email_id=ref),
-        sendgrid_event("spamreport", "c-3", t + timedelta(minutes=5), gateway_email_id=ref),
-    ])
+    response = await post_sendgrid(
+        hooks,
+        [
+            sendgrid_event("delivered", "c-1", t, gateway_email_id=ref),
+            sendgrid_event("open", "c-2", t + timedelta(minutes=1), gateway_email_id=ref),
+            sendgrid_event("spamreport", "c-3", t + timedelta(minutes=5), gateway_email_id=ref),
+        ],
+    )
     assert response.status_code == 200, response.text
     context = make_context(tenant.principal)
-    found = graphql_data(await schema.execute(COMPLAINED, variable_values={"filter": {"complained": True}}, context_value=context))
-    others = graphql_data(await schema.execute(COMPLAINED, variable_values={"filter": {"complained": False}}, context_value=context))
+    found = graphql_data(
+        await schema.execute(COMPLAINED, variable_values={"filter": {"complained": True}}, context_value=context)
+    )
+    others = graphql_data(
+        await schema.execute(COMPLAINED, variable_values={"filter": {"complained": False}}, context_value=context)
+    )
     # then: still OPENED, the complaint in the details and the history, and the filter finds it
     (edge,) = found["emails"]["edges"]
     assert edge["node"]["id"] == ref and edge["node"]["emailStatus"] == "OPENED"
@@ -64,11 +74,27 @@ def _complaint_bodies(ref: str, message_id: str) -> dict[str, tuple[str, bytes, 
     resend = rs.event("email.complained", email_id=message_id, tags={"gateway_email_id": ref})
     resend["created_at"] = stamp
     resend_body = json.dumps(resend).encode()
-    postmark = {"RecordType": "SpamComplaint", "MessageStream": "outbound", "ID": 42, "Type": "SpamComplaint",
-                "TypeCode": 512, "Name": "Spam complaint", "Tag": "", "MessageID": message_id, "Metadata": {"gateway_email_id": ref},
-                "ServerID": 23, "Description": "The subscriber explicitly marked this message as spam.", "Details": "",
-                "Email": "client@example.com", "From": "office@example.com", "BouncedAt": stamp, "DumpAvailable": False,
-                "Inactive": True, "CanActivate": False, "Subject": "Invoice"}
+    postmark = {
+        "RecordType": "SpamComplaint",
+        "MessageStream": "outbound",
+        "ID": 42,
+        "Type": "SpamComplaint",
+        "TypeCode": 512,
+        "Name": "Spam complaint",
+        "Tag": "",
+        "MessageID": message_id,
+        "Metadata": {"gateway_email_id": ref},
+        "ServerID": 23,
+        "Description": "The subscriber explicitly marked this message as spam.",
+        "Details": "",
+        "Email": "client@example.com",
+        "From": "office@example.com",
+        "BouncedAt": stamp,
+        "DumpAvailable": False,
+        "Inactive": True,
+        "CanActivate": False,
+        "Subject": "Invoice",
+    }
     return {
         "mailgun": ("/webhooks/mailgun", mg.signed(mailgun, at=at, token="c" * 50), {}),
         "resend": ("/webhooks/resend", resend_body, rs.sign(resend_body, at=at)),
@@ -81,7 +107,9 @@ async def test_a_complaint_with_no_delivery_yet_proves_delivery(hooks, session_f
     # given: an e-mail with no event yet
     tenant = await make_tenant(session_factory)
     email = await register(session_factory, tenant)
-    path, body, headers = _complaint_bodies(encode_id("Email", email.id), "4ef9a417-02e9-4d39-ad75-9611e0fcc33c")[provider]
+    path, body, headers = _complaint_bodies(encode_id("Email", email.id), "4ef9a417-02e9-4d39-ad75-9611e0fcc33c")[
+        provider
+    ]
     # when
     auth = POSTMARK if provider == "postmark" else None
     response = await hooks.post(path, content=body, headers=headers, auth=auth)
@@ -101,7 +129,9 @@ async def test_a_recorded_complaint_through_the_mutation_is_a_delivery(session_f
     tenant = await make_tenant(session_factory)
     email = await register(session_factory, tenant)
     # when
-    await record(session_factory, email, event(EmailStatus.DELIVERY_FAILED, now(), category=FailureCategory.SPAM_COMPLAINT))
+    await record(
+        session_factory, email, event(EmailStatus.DELIVERY_FAILED, now(), category=FailureCategory.SPAM_COMPLAINT)
+    )
     # then
     row = await reload(session_factory, email)
     assert row.status is EmailStatus.DELIVERED and row.complained_at is not None

@@ -38,6 +38,8 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
 REGISTER = "mutation R($i: RegisterEmailInput!) { registerEmail(input: $i) { email { id } } }"
 
 
@@ -77,7 +79,9 @@ def cluster() -> Iterator[Cluster]:
     shutil.chown(data, "postgres", "postgres")
     subprocess.run(  # noqa: S603
         ["runuser", "-u", "postgres", "--", str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
-        check=True, capture_output=True, timeout=120,
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
     server = Cluster(bin_dir, data, free_port())
     server.start()
@@ -108,14 +112,22 @@ class Gateway:
 
     def cli(self, *args: str) -> str:
         done = subprocess.run(  # noqa: S603
-            [sys.executable, "-m", "gateway.cli", *args], env=self.env, cwd=self.cwd, check=True, capture_output=True, text=True
+            [sys.executable, "-m", "gateway.cli", *args],
+            env=self.env,
+            cwd=self.cwd,
+            check=True,
+            capture_output=True,
+            text=True,
         )
         return done.stdout
 
     async def start(self) -> None:
         self.process = subprocess.Popen(  # noqa: S603
             [sys.executable, "-m", "gateway.cli", "serve", "--port", str(self.port)],
-            env=self.env, cwd=self.cwd, stdout=self.log, stderr=self.log,
+            env=self.env,
+            cwd=self.cwd,
+            stdout=self.log,
+            stderr=self.log,
         )
         await _until_ready(f"{self.base}/healthz", "gateway")
 
@@ -155,7 +167,9 @@ async def gateway(cluster: Cluster, tmp_path: Path) -> AsyncIterator[Gateway]:
 
 
 def _mailgun_body(kind: str, email_id: str, n: int) -> bytes:
-    data = mg.event_data(kind, id=f"crash-{kind}-{n}", timestamp=datetime.now(UTC).timestamp(), recipient=f"client{n}@example.com")
+    data = mg.event_data(
+        kind, id=f"crash-{kind}-{n}", timestamp=datetime.now(UTC).timestamp(), recipient=f"client{n}@example.com"
+    )
     data["message"]["headers"]["message-id"] = f"crash-{n}@mg.example.com"
     data["user-variables"] = {"gateway_email_id": email_id}
     return mg.signed(data, at=datetime.now(UTC), token=f"{kind}-{n:03d}".ljust(50, "x"))
@@ -168,8 +182,12 @@ async def test_a_webhook_burst_across_a_kill_and_a_database_crash_loses_nothing(
     ids = []
     async with httpx.AsyncClient(base_url=gateway.base, headers={"Authorization": f"Bearer {key}"}) as api:
         for n in range(EMAILS):
-            i = {"externalId": f"crash-{n}", "subject": "s", "recipient": f"client{n}@example.com",
-                 "providerMessageId": f"crash-{n}@mg.example.com"}
+            i = {
+                "externalId": f"crash-{n}",
+                "subject": "s",
+                "recipient": f"client{n}@example.com",
+                "providerMessageId": f"crash-{n}@mg.example.com",
+            }
             answer = await api.post("/graphql", json={"query": REGISTER, "variables": {"i": i}})
             ids.append(answer.json()["data"]["registerEmail"]["email"]["id"])
     # every e-mail delivered, every other one opened too
@@ -218,7 +236,9 @@ async def test_a_webhook_burst_across_a_kill_and_a_database_crash_loses_nothing(
     # then: every event once, the statuses they give, and only "retry later" answers on the way
     connection = await asyncpg.connect(host="127.0.0.1", port=cluster.port, user="postgres")
     try:
-        keys = await connection.fetch("SELECT event_key, count(*) AS n FROM email_event WHERE source = 'mailgun' GROUP BY event_key")
+        keys = await connection.fetch(
+            "SELECT event_key, count(*) AS n FROM email_event WHERE source = 'mailgun' GROUP BY event_key"
+        )
         shown = await connection.fetch("SELECT provider_message_id, status FROM email ORDER BY id")
         pending = await connection.fetchval("SELECT count(*) FROM pending_event")
     finally:

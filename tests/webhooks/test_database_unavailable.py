@@ -23,11 +23,13 @@ _SSL_REQUEST = 80877103
 STARTING_UP = ("57P03", "the database system is starting up")
 TOO_MANY = ("53300", "sorry, too many clients already")
 SHUTTING_DOWN = ("57P01", "terminating connection due to administrator command")
-NOT_AN_OUTAGE = ("28P01", "password authentication failed for user \"postgres\"")
+NOT_AN_OUTAGE = ("28P01", 'password authentication failed for user "postgres"')
 
 
 def _error_response(code: str, message: str) -> bytes:
-    fields = b"".join(k + v.encode() + b"\0" for k, v in ((b"S", "FATAL"), (b"V", "FATAL"), (b"C", code), (b"M", message)))
+    fields = b"".join(
+        k + v.encode() + b"\0" for k, v in ((b"S", "FATAL"), (b"V", "FATAL"), (b"C", code), (b"M", message))
+    )
     body = fields + b"\0"
     return b"E" + struct.pack("!I", len(body) + 4) + body
 

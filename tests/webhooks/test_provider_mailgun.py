@@ -135,9 +135,7 @@ def test_token_changed_after_signing_is_refused() -> None:
     payload = json.loads(BODY)
     payload["signature"]["token"] = "f" * 50
     with pytest.raises(WebhookAuthError, match="bad signature"):
-        mailgun.verify(
-            headers={}, body=json.dumps(payload).encode(), signing_key=SIGNING_KEY, now=NOW
-        )
+        mailgun.verify(headers={}, body=json.dumps(payload).encode(), signing_key=SIGNING_KEY, now=NOW)
 
 
 @settings(max_examples=60, deadline=None, database=None)
@@ -183,9 +181,7 @@ def test_missing_signature_fields_are_refused(mutate: Any, message: str) -> None
     payload = json.loads(BODY)
     mutate(payload)
     with pytest.raises(WebhookAuthError, match=message):
-        mailgun.verify(
-            headers={}, body=json.dumps(payload).encode(), signing_key=SIGNING_KEY, now=NOW
-        )
+        mailgun.verify(headers={}, body=json.dumps(payload).encode(), signing_key=SIGNING_KEY, now=NOW)
 
 
 @pytest.mark.parametrize("key", [None, ""])

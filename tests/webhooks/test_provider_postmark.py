@@ -145,17 +145,11 @@ def test_any_other_password_is_refused(password: str) -> None:
     if password == PASSWORD:
         return
     with pytest.raises(WebhookAuthError):
-        postmark.verify(
-            headers=basic(password=password), body=b"{}", username=USER, password=PASSWORD, now=NOW
-        )
+        postmark.verify(headers=basic(password=password), body=b"{}", username=USER, password=PASSWORD, now=NOW)
 
 
-@pytest.mark.parametrize(
-    ("user", "password"), [(None, PASSWORD), (USER, None), ("", ""), (USER, "")]
-)
-def test_unconfigured_credentials_refuse_even_good_ones(
-    user: str | None, password: str | None
-) -> None:
+@pytest.mark.parametrize(("user", "password"), [(None, PASSWORD), (USER, None), ("", ""), (USER, "")])
+def test_unconfigured_credentials_refuse_even_good_ones(user: str | None, password: str | None) -> None:
     with pytest.raises(WebhookAuthError, match="not configured"):
         postmark.verify(headers=basic(), body=b"{}", username=user, password=password, now=NOW)
 
@@ -183,9 +177,7 @@ def test_hard_bounce_to_a_missing_mailbox() -> None:
     assert event.status is EmailStatus.DELIVERY_FAILED
     assert event.failure_category is FailureCategory.INVALID_RECIPIENT
     assert event.smtp_code == 550
-    assert (
-        event.reason == "smtp;550 5.1.1 The email account that you tried to reach does not exist."
-    )
+    assert event.reason == "smtp;550 5.1.1 The email account that you tried to reach does not exist."
     assert (event.email_ref, event.provider_message_id) == ("email-42", MESSAGE_ID)
 
 
@@ -217,9 +209,7 @@ def test_hard_bounce_to_a_missing_mailbox() -> None:
         ("InboundError", EmailStatus.SENT, None),
     ],
 )
-def test_bounce_types(
-    bounce_type: str, status: EmailStatus, category: FailureCategory | None
-) -> None:
+def test_bounce_types(bounce_type: str, status: EmailStatus, category: FailureCategory | None) -> None:
     details = "smtp;554 5.7.1 rejected" if bounce_type == "HardBounce" else "smtp;452 4.2.2 full"
     event = parse_one(bounce(bounce_type, Details=details))
     assert (event.status, event.failure_category) == (status, category)

@@ -32,9 +32,7 @@ def svix_signature(secret: str, svix_id: str, timestamp: str, body: bytes) -> st
     return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
 
 
-def sign(
-    body: bytes, *, at: datetime = NOW, secret: str = SECRET, svix_id: str = SVIX_ID
-) -> dict[str, str]:
+def sign(body: bytes, *, at: datetime = NOW, secret: str = SECRET, svix_id: str = SVIX_ID) -> dict[str, str]:
     """Headers as Svix sends them."""
     timestamp = str(int(at.timestamp()))
     return {

@@ -34,9 +34,7 @@ def public_key_b64(private_key: ec.EllipticCurvePrivateKey) -> str:
 PUBLIC_KEY = public_key_b64(PRIVATE_KEY)
 
 
-def sign(
-    body: bytes, *, at: datetime = NOW, key: ec.EllipticCurvePrivateKey = PRIVATE_KEY
-) -> dict[str, str]:
+def sign(body: bytes, *, at: datetime = NOW, key: ec.EllipticCurvePrivateKey = PRIVATE_KEY) -> dict[str, str]:
     """Sign like SendGrid: ECDSA P-256/SHA-256 over timestamp header + raw body, base64 DER."""
     timestamp = str(int(at.timestamp()))
     signature = key.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
@@ -184,9 +182,7 @@ def test_async_bounce_has_no_message_id_and_status_gives_the_code() -> None:
 
 
 def test_invalid_address_classification() -> None:
-    raw = common(
-        "bounce", "b-2", reason="bad", type="bounce", bounce_classification="Invalid Address"
-    )
+    raw = common("bounce", "b-2", reason="bad", type="bounce", bounce_classification="Invalid Address")
     (event,) = sendgrid.parse(json.dumps([raw]).encode())
     assert event.failure_category is FailureCategory.INVALID_RECIPIENT
 

@@ -36,9 +36,7 @@ KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 OTHER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
-def certificate(
-    key: rsa.RSAPrivateKey = KEY, *, not_before: datetime = NOW - timedelta(days=30)
-) -> bytes:
+def certificate(key: rsa.RSAPrivateKey = KEY, *, not_before: datetime = NOW - timedelta(days=30)) -> bytes:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.amazonaws.com")])
     cert = (
         x509.CertificateBuilder()
@@ -433,9 +431,7 @@ def test_every_documented_event_type_maps() -> None:
     samples: dict[str, dict[str, Any]] = {
         "Send": {"send": {}},
         "Reject": {"reject": {"reason": "Bad content"}},
-        "Rendering Failure": {
-            "failure": {"errorMessage": "Attribute 'name' is missing", "templateName": "T"}
-        },
+        "Rendering Failure": {"failure": {"errorMessage": "Attribute 'name' is missing", "templateName": "T"}},
         "Complaint": {
             "complaint": {
                 **detail,
@@ -496,9 +492,7 @@ def test_every_documented_event_type_maps() -> None:
 def test_open_of_a_message_with_several_recipients_names_none() -> None:
     opened = {"ipAddress": "192.0.2.1", "timestamp": "2024-05-01T11:59:30Z", "userAgent": "x"}
     destination = ["a@example.com", "b@example.com"]
-    (event,) = parse_event(
-        {"eventType": "Open", "mail": mail(destination=destination), "open": opened}
-    )
+    (event,) = parse_event({"eventType": "Open", "mail": mail(destination=destination), "open": opened})
     assert (event.recipient, event.key) == (None, "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324")
 
 
@@ -523,9 +517,7 @@ def test_malformed_envelopes(raw: bytes, field: str) -> None:
         ses.parse_envelope(raw)
 
 
-@pytest.mark.parametrize(
-    "field", ["MessageId", "TopicArn", "Message", "Timestamp", "Signature", "SigningCertURL"]
-)
+@pytest.mark.parametrize("field", ["MessageId", "TopicArn", "Message", "Timestamp", "Signature", "SigningCertURL"])
 def test_envelope_missing_fields_are_named(field: str) -> None:
     envelope = notification(BOUNCE)
     del envelope[field]

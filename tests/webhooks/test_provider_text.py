@@ -26,13 +26,29 @@ def test_an_incoming_event_replaces_what_postgresql_text_refuses() -> None:
     # given: a NUL and a lone surrogate in the provider's text
     # when
     event = IncomingEvent(
-        source="sendgrid", key=f"k{NUL}1", status=EmailStatus.SENT, occurred_at=now(), description=f"d{NUL}",
-        provider_message_id=f"m{NUL}", email_ref=f"r{NUL}", recipient=f"a{NUL}@example.com",
-        reason=f"x{NUL}\ud800y", user_agent=f"ua{NUL}", ip=f"1.2.3.4{NUL}",
+        source="sendgrid",
+        key=f"k{NUL}1",
+        status=EmailStatus.SENT,
+        occurred_at=now(),
+        description=f"d{NUL}",
+        provider_message_id=f"m{NUL}",
+        email_ref=f"r{NUL}",
+        recipient=f"a{NUL}@example.com",
+        reason=f"x{NUL}\ud800y",
+        user_agent=f"ua{NUL}",
+        ip=f"1.2.3.4{NUL}",
     )
     # then
-    text = [event.key, event.description, event.provider_message_id, event.email_ref, event.recipient, event.reason,
-            event.user_agent, event.ip]
+    text = [
+        event.key,
+        event.description,
+        event.provider_message_id,
+        event.email_ref,
+        event.recipient,
+        event.reason,
+        event.user_agent,
+        event.ip,
+    ]
     assert not any(NUL in t or "\ud800" in t for t in text if t is not None)
     assert event.reason == "x\ufffd\ufffdy"
 
@@ -43,8 +59,15 @@ async def test_sendgrid_batch_with_a_nul_is_applied_whole(hooks, session_factory
     first, second = await register(session_factory, tenant), await register(session_factory, tenant)
     t = now() - timedelta(minutes=1)
     batch = [
-        sendgrid_event("bounce", "nul-1", t, gateway_email_id=encode_id("Email", first.id), type="bounce",
-                       status="5.0.0", reason=f"x{NUL}"),
+        sendgrid_event(
+            "bounce",
+            "nul-1",
+            t,
+            gateway_email_id=encode_id("Email", first.id),
+            type="bounce",
+            status="5.0.0",
+            reason=f"x{NUL}",
+        ),
         sendgrid_event("delivered", "nul-2", t, gateway_email_id=encode_id("Email", second.id)),
     ]
     # when
@@ -62,9 +85,14 @@ async def test_mailgun_event_with_a_nul_is_applied(hooks, session_factory):  # t
     tenant = await make_tenant(session_factory)
     email = await register(session_factory, tenant)
     data = mg.event_data(
-        "failed", severity="permanent", reason=f"bounce{NUL}", timestamp=now().timestamp(),
-        **{"user-variables": {"gateway_email_id": encode_id("Email", email.id)},
-           "delivery-status": {"code": 550, "message": f"550 5.1.1 no such user{NUL}", "description": ""}},
+        "failed",
+        severity="permanent",
+        reason=f"bounce{NUL}",
+        timestamp=now().timestamp(),
+        **{
+            "user-variables": {"gateway_email_id": encode_id("Email", email.id)},
+            "delivery-status": {"code": 550, "message": f"550 5.1.1 no such user{NUL}", "description": ""},
+        },
     )
     # when
     response = await hooks.post("/webhooks/mailgun", content=mg.signed(data, at=now(), token="n" * 50))
@@ -79,7 +107,9 @@ async def test_resend_batch_with_a_nul_in_the_email_id_is_applied(hooks, session
     tenant = await make_tenant(session_factory)
     email = await register(session_factory, tenant)
     payload = rs.event(
-        "email.delivered", email_id=f"{rs.EMAIL_ID}{NUL}", to=["a@example.com", "b@example.com"],
+        "email.delivered",
+        email_id=f"{rs.EMAIL_ID}{NUL}",
+        to=["a@example.com", "b@example.com"],
         tags={"gateway_email_id": encode_id("Email", email.id)},
     )
     payload["created_at"] = now().isoformat().replace("+00:00", "Z")

@@ -41,10 +41,15 @@ async def test_a_send_to_several_recipients_gets_each_event_on_its_recipients_em
     ben = await register(session_factory, tenant, recipient="Ben@Example.com", provider_message_id=MESSAGE_ID)
     t = now() - timedelta(minutes=1)
     # when: the provider reports each recipient (its case need not be the registered one)
-    response = await post_sendgrid(hooks, [
-        sendgrid_event("delivered", "d-anna", t, email="anna@example.com", sg_message_id=SG_MESSAGE_ID),
-        sendgrid_event("bounce", "b-ben", t, email="ben@example.COM", sg_message_id=SG_MESSAGE_ID, reason="550 5.1.1 unknown"),
-    ])
+    response = await post_sendgrid(
+        hooks,
+        [
+            sendgrid_event("delivered", "d-anna", t, email="anna@example.com", sg_message_id=SG_MESSAGE_ID),
+            sendgrid_event(
+                "bounce", "b-ben", t, email="ben@example.COM", sg_message_id=SG_MESSAGE_ID, reason="550 5.1.1 unknown"
+            ),
+        ],
+    )
     # then
     assert response.status_code == 200, response.text
     assert response.json() == {"received": 2, "applied": 2, "pending": 0}
@@ -91,21 +96,36 @@ async def test_a_replayed_event_is_not_counted_as_applied(hooks, session_factory
 
 
 async def test_pending_events_of_a_multi_recipient_send_go_to_their_recipients_on_registration(
-    hooks, session_factory, schema, make_context  # type: ignore[no-untyped-def]
+    hooks,
+    session_factory,
+    schema,
+    make_context,  # type: ignore[no-untyped-def]
 ):
     # given: the provider reports both recipients before the sender registered either
     t = now() - timedelta(minutes=1)
-    response = await post_sendgrid(hooks, [
-        sendgrid_event("delivered", "p-anna", t, email="anna@example.com", sg_message_id=SG_MESSAGE_ID),
-        sendgrid_event("bounce", "p-ben", t, email="ben@example.com", sg_message_id=SG_MESSAGE_ID, reason="550 5.1.1 unknown"),
-    ])
+    response = await post_sendgrid(
+        hooks,
+        [
+            sendgrid_event("delivered", "p-anna", t, email="anna@example.com", sg_message_id=SG_MESSAGE_ID),
+            sendgrid_event(
+                "bounce", "p-ben", t, email="ben@example.com", sg_message_id=SG_MESSAGE_ID, reason="550 5.1.1 unknown"
+            ),
+        ],
+    )
     assert response.json() == {"received": 2, "applied": 0, "pending": 2}
     tenant = await make_tenant(session_factory)
     context = make_context(tenant.principal)
 
     def registration(name: str) -> dict[str, object]:
-        return {"input": {"externalId": name, "subject": "Invoice", "recipient": f"{name.upper()}@example.com",
-                          "sentAt": (t - timedelta(minutes=1)).isoformat(), "providerMessageId": MESSAGE_ID}}
+        return {
+            "input": {
+                "externalId": name,
+                "subject": "Invoice",
+                "recipient": f"{name.upper()}@example.com",
+                "sentAt": (t - timedelta(minutes=1)).isoformat(),
+                "providerMessageId": MESSAGE_ID,
+            }
+        }
 
     # when: one e-mail per recipient registers, one after the other
     anna = graphql_data(await schema.execute(REGISTER, variable_values=registration("anna"), context_value=context))
@@ -117,4 +137,3 @@ async def test_pending_events_of_a_multi_recipient_send_go_to_their_recipients_o
     assert pending_after_anna == 1
     assert ben["registerEmail"]["email"]["emailStatus"] == "DELIVERY_FAILED"
     assert await count(session_factory, models.PendingEvent) == 0
-

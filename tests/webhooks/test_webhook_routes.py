@@ -71,8 +71,14 @@ async def count(session_factory, model) -> int:  # type: ignore[no-untyped-def]
 
 
 def sendgrid_event(kind: str, event_id: str, at: datetime, **extra: Any) -> dict[str, Any]:
-    event = {"email": "client@example.com", "timestamp": int(at.timestamp()), "event": kind, "sg_event_id": event_id,
-             "smtp-id": "<14c5d75ce93.dfd.64b469@ismtpd-555>", **extra}
+    event = {
+        "email": "client@example.com",
+        "timestamp": int(at.timestamp()),
+        "event": kind,
+        "sg_event_id": event_id,
+        "smtp-id": "<14c5d75ce93.dfd.64b469@ismtpd-555>",
+        **extra,
+    }
     return event
 
 
@@ -89,10 +95,31 @@ async def test_sendgrid_batch_matches_by_custom_arg_and_message_id_prefix(hooks,
     second = await register(session_factory, tenant)
     t = now() - timedelta(minutes=1)
     batch = [
-        sendgrid_event("delivered", "ev-1", t, sg_message_id="14c5d75ce93.dfd.64b469.filter0001.16648.5515E0B88.0", response="250 OK"),
-        sendgrid_event("open", "ev-2", t + timedelta(seconds=30), sg_message_id="14c5d75ce93.dfd.64b469.filter0001.16648.5515E0B88.0", sg_machine_open=True, useragent="Mozilla/5.0"),
+        sendgrid_event(
+            "delivered",
+            "ev-1",
+            t,
+            sg_message_id="14c5d75ce93.dfd.64b469.filter0001.16648.5515E0B88.0",
+            response="250 OK",
+        ),
+        sendgrid_event(
+            "open",
+            "ev-2",
+            t + timedelta(seconds=30),
+            sg_message_id="14c5d75ce93.dfd.64b469.filter0001.16648.5515E0B88.0",
+            sg_machine_open=True,
+            useragent="Mozilla/5.0",
+        ),
         # an asynchronous bounce has no sg_message_id: the custom arg finds it
-        sendgrid_event("bounce", "ev-3", t, gateway_email_id=encode_id("Email", second.id), type="bounce", status="5.1.1", reason="550 5.1.1 The email account that you tried to reach does not exist"),
+        sendgrid_event(
+            "bounce",
+            "ev-3",
+            t,
+            gateway_email_id=encode_id("Email", second.id),
+            type="bounce",
+            status="5.1.1",
+            reason="550 5.1.1 The email account that you tried to reach does not exist",
+        ),
     ]
     # when
     response = await post_sendgrid(hooks, batch)
@@ -109,7 +136,9 @@ async def test_sendgrid_batch_matches_by_custom_arg_and_message_id_prefix(hooks,
 async def test_a_retried_batch_is_recorded_once(hooks, session_factory):  # type: ignore[no-untyped-def]
     tenant = await make_tenant(session_factory)
     email = await register(session_factory, tenant)
-    batch = [sendgrid_event("delivered", f"dup-{i}", now(), gateway_email_id=encode_id("Email", email.id)) for i in range(3)]
+    batch = [
+        sendgrid_event("delivered", f"dup-{i}", now(), gateway_email_id=encode_id("Email", email.id)) for i in range(3)
+    ]
     for _ in range(3):
         assert (await post_sendgrid(hooks, batch)).status_code == 200
     assert await count(session_factory, models.EmailEvent) == 3
@@ -142,7 +171,9 @@ async def test_a_deferral_never_fails_the_email(hooks, session_factory):  # type
     tenant = await make_tenant(session_factory)
     email = await register(session_factory, tenant)
     ref = encode_id("Email", email.id)
-    await post_sendgrid(hooks, [sendgrid_event("deferred", "d1", now(), gateway_email_id=ref, response="450 4.2.1 mailbox busy")])
+    await post_sendgrid(
+        hooks, [sendgrid_event("deferred", "d1", now(), gateway_email_id=ref, response="450 4.2.1 mailbox busy")]
+    )
     assert (await reload(session_factory, email)).status is EmailStatus.SENT
 
 
@@ -185,15 +216,24 @@ async def test_a_malformed_batch_is_refused_whole(hooks, session_factory):  # ty
 
 async def test_an_unconfigured_provider_refuses_everything(backend, tmp_path, session_factory):  # type: ignore[no-untyped-def]
     manager, client = await app_client(
-        backend, tmp_path, sendgrid_verification_key=None, mailgun_signing_key=None, postmark_password=None,
-        resend_webhook_secret=None, ses_topic_arns=[],
+        backend,
+        tmp_path,
+        sendgrid_verification_key=None,
+        mailgun_signing_key=None,
+        postmark_password=None,
+        resend_webhook_secret=None,
+        ses_topic_arns=[],
     )
     try:
         body = json.dumps([sendgrid_event("delivered", "x", now())]).encode()
-        assert (await client.post("/webhooks/sendgrid", content=body, headers=sg.sign(body, at=now()))).status_code == 403
+        assert (
+            await client.post("/webhooks/sendgrid", content=body, headers=sg.sign(body, at=now()))
+        ).status_code == 403
         assert (await client.post("/webhooks/mailgun", content=mg.signed(mg.DELIVERED, at=now()))).status_code == 403
         assert (await client.post("/webhooks/postmark", json={}, auth=POSTMARK)).status_code == 403
-        assert (await client.post("/webhooks/resend", content=b"{}", headers=rs.sign(b"{}", at=now()))).status_code == 403
+        assert (
+            await client.post("/webhooks/resend", content=b"{}", headers=rs.sign(b"{}", at=now()))
+        ).status_code == 403
         assert (await client.post("/webhooks/ses", content=b"{}")).status_code == 403
     finally:
         await client.aclose()
@@ -201,16 +241,28 @@ async def test_an_unconfigured_provider_refuses_everything(backend, tmp_path, se
     assert await count(session_factory, models.PendingEvent) == 0
 
 
-async def test_an_event_that_beats_the_registration_is_applied_when_it_arrives(hooks, session_factory, schema, make_context):  # type: ignore[no-untyped-def]
+async def test_an_event_that_beats_the_registration_is_applied_when_it_arrives(
+    hooks, session_factory, schema, make_context
+):  # type: ignore[no-untyped-def]
     # given: SendGrid reports delivery before the sender registered the e-mail
     t = now() - timedelta(minutes=2)
-    response = await post_sendgrid(hooks, [sendgrid_event("delivered", "early", t, sg_message_id="early-msg.filter0001.1")])
+    response = await post_sendgrid(
+        hooks, [sendgrid_event("delivered", "early", t, sg_message_id="early-msg.filter0001.1")]
+    )
     assert response.json() == {"received": 1, "applied": 0, "pending": 1}
     # when
     tenant = await make_tenant(session_factory)
-    registration = {"externalId": "late", "subject": "s", "recipient": "a@example.com", "sentAt": (t - timedelta(minutes=1)).isoformat(), "providerMessageId": "<early-msg>"}
+    registration = {
+        "externalId": "late",
+        "subject": "s",
+        "recipient": "a@example.com",
+        "sentAt": (t - timedelta(minutes=1)).isoformat(),
+        "providerMessageId": "<early-msg>",
+    }
     query = "mutation($i: RegisterEmailInput!) { registerEmail(input: $i) { email { emailStatus details { history { status } } } } }"
-    data = graphql_data(await schema.execute(query, variable_values={"i": registration}, context_value=make_context(tenant.principal)))
+    data = graphql_data(
+        await schema.execute(query, variable_values={"i": registration}, context_value=make_context(tenant.principal))
+    )
     # then
     assert data["registerEmail"]["email"]["emailStatus"] == "DELIVERED"
     assert [h["status"] for h in data["registerEmail"]["email"]["details"]["history"]] == ["DELIVERED"]
@@ -222,13 +274,18 @@ async def test_mailgun_accepts_a_signed_event_and_refuses_a_replayed_token(hooks
     tenant = await make_tenant(session_factory)
     email = await register(session_factory, tenant, provider_message_id="20240501120000.1.ABCDEF@mg.example.com")
     delivered = {**mg.DELIVERED, "timestamp": now().timestamp()}
-    delivered["message"] = {**delivered["message"], "headers": {**delivered["message"]["headers"], "message-id": "20240501120000.1.ABCDEF@mg.example.com"}}
+    delivered["message"] = {
+        **delivered["message"],
+        "headers": {**delivered["message"]["headers"], "message-id": "20240501120000.1.ABCDEF@mg.example.com"},
+    }
     body = mg.signed(delivered, at=now(), token="t" * 50)
     first = await hooks.post("/webhooks/mailgun", content=body)
     assert first.status_code == 200, first.text and first.json()["applied"] == 1
     again = await hooks.post("/webhooks/mailgun", content=body)  # Mailgun retrying the same request
     assert again.status_code == 200
-    forged_body = mg.signed({**delivered, "event": "failed", "severity": "permanent", "reason": "bounce"}, at=now(), token="t" * 50)
+    forged_body = mg.signed(
+        {**delivered, "event": "failed", "severity": "permanent", "reason": "bounce"}, at=now(), token="t" * 50
+    )
     replay = await hooks.post("/webhooks/mailgun", content=forged_body)
     assert replay.status_code == 403
     assert (await reload(session_factory, email)).status is EmailStatus.DELIVERED
@@ -241,26 +298,48 @@ async def test_mailgun_accepts_a_signed_event_and_refuses_a_replayed_token(hooks
 async def test_postmark_checks_basic_auth(hooks, session_factory):  # type: ignore[no-untyped-def]
     tenant = await make_tenant(session_factory)
     email = await register(session_factory, tenant, provider_message_id="883953f4-6105-42a2-a16a-77a8eac79483")
-    delivery = {"RecordType": "Delivery", "ServerID": 23, "MessageStream": "outbound", "MessageID": "883953f4-6105-42a2-a16a-77a8eac79483",
-                "Recipient": "client@example.com", "Tag": "invoice", "DeliveredAt": now().isoformat().replace("+00:00", "Z"),
-                "Details": "Test delivery webhook details", "Metadata": {}}
+    delivery = {
+        "RecordType": "Delivery",
+        "ServerID": 23,
+        "MessageStream": "outbound",
+        "MessageID": "883953f4-6105-42a2-a16a-77a8eac79483",
+        "Recipient": "client@example.com",
+        "Tag": "invoice",
+        "DeliveredAt": now().isoformat().replace("+00:00", "Z"),
+        "Details": "Test delivery webhook details",
+        "Metadata": {},
+    }
     assert (await hooks.post("/webhooks/postmark", json=delivery, auth=("postmark-user", "wrong"))).status_code == 401
     assert (await hooks.post("/webhooks/postmark", json=delivery)).status_code == 401
     assert await count(session_factory, models.EmailEvent) == 0
     response = await hooks.post("/webhooks/postmark", json=delivery, auth=POSTMARK)
     assert response.status_code == 200, response.text
     assert (await reload(session_factory, email)).status is EmailStatus.DELIVERED
-    assert (await hooks.post("/webhooks/postmark", content=b"[]", auth=POSTMARK, headers={"content-type": "application/json"})).status_code == 400
+    assert (
+        await hooks.post(
+            "/webhooks/postmark", content=b"[]", auth=POSTMARK, headers={"content-type": "application/json"}
+        )
+    ).status_code == 400
 
 
 async def test_resend_checks_the_svix_signature(hooks, session_factory):  # type: ignore[no-untyped-def]
     tenant = await make_tenant(session_factory)
     email = await register(session_factory, tenant, provider_message_id="4ef9a417-02e9-4d39-ad75-9611e0fcc33c")
-    payload = {"type": "email.delivered", "created_at": now().isoformat().replace("+00:00", "Z"),
-               "data": {"email_id": "4ef9a417-02e9-4d39-ad75-9611e0fcc33c", "from": "Office <office@example.com>",
-                        "to": ["client@example.com"], "subject": "Invoice", "created_at": now().isoformat()}}
+    payload = {
+        "type": "email.delivered",
+        "created_at": now().isoformat().replace("+00:00", "Z"),
+        "data": {
+            "email_id": "4ef9a417-02e9-4d39-ad75-9611e0fcc33c",
+            "from": "Office <office@example.com>",
+            "to": ["client@example.com"],
+            "subject": "Invoice",
+            "created_at": now().isoformat(),
+        },
+    }
     body = json.dumps(payload).encode()
-    assert (await hooks.post("/webhooks/resend", content=body, headers=rs.sign(body, at=now(), secret=rs.OTHER_SECRET))).status_code == 401
+    assert (
+        await hooks.post("/webhooks/resend", content=body, headers=rs.sign(body, at=now(), secret=rs.OTHER_SECRET))
+    ).status_code == 401
     response = await hooks.post("/webhooks/resend", content=body, headers=rs.sign(body, at=now()))
     assert response.status_code == 200, response.text
     assert (await reload(session_factory, email)).status is EmailStatus.DELIVERED
@@ -273,7 +352,9 @@ def fake_certificates(monkeypatch):  # type: ignore[no-untyped-def]
     return fetch
 
 
-async def test_ses_notifications_and_subscription_confirmation(backend, tmp_path, session_factory, fake_certificates, monkeypatch):  # type: ignore[no-untyped-def]
+async def test_ses_notifications_and_subscription_confirmation(
+    backend, tmp_path, session_factory, fake_certificates, monkeypatch
+):  # type: ignore[no-untyped-def]
     from gateway.webhooks import routes
 
     confirmed: list[str] = []
@@ -288,9 +369,17 @@ async def test_ses_notifications_and_subscription_confirmation(backend, tmp_path
         tenant = await make_tenant(session_factory)
         email = await register(session_factory, tenant, provider_message_id=sns.SES_MESSAGE_ID)
         stamp = now().isoformat().replace("+00:00", "Z")
-        delivery = {"eventType": "Delivery", "mail": sns.mail(timestamp=stamp), "delivery": {
-            "timestamp": stamp, "processingTimeMillis": 546, "recipients": ["client@example.com"],
-            "smtpResponse": "250 ok dirdel", "reportingMTA": "a8-70.smtp-out.amazonses.com"}}
+        delivery = {
+            "eventType": "Delivery",
+            "mail": sns.mail(timestamp=stamp),
+            "delivery": {
+                "timestamp": stamp,
+                "processingTimeMillis": 546,
+                "recipients": ["client@example.com"],
+                "smtpResponse": "250 ok dirdel",
+                "reportingMTA": "a8-70.smtp-out.amazonses.com",
+            },
+        }
         envelope = sns.notification(delivery, Timestamp=stamp)
         response = await client.post("/webhooks/ses", content=sns.body(envelope))
         assert response.status_code == 200, response.text
@@ -311,9 +400,13 @@ async def test_ses_notifications_and_subscription_confirmation(backend, tmp_path
         await manager.__aexit__(None, None, None)
 
 
-async def test_ses_answers_503_when_the_signing_certificate_cannot_be_fetched(backend, tmp_path, session_factory, monkeypatch):  # type: ignore[no-untyped-def]
+async def test_ses_answers_503_when_the_signing_certificate_cannot_be_fetched(
+    backend, tmp_path, session_factory, monkeypatch
+):  # type: ignore[no-untyped-def]
     # given: AWS's certificate server is down (a local port with nothing listening)
-    monkeypatch.setattr(ses, "_httpx_fetch", functools.partial(ses._httpx_fetch, transport=sns.ToLocal(sns.closed_port())))
+    monkeypatch.setattr(
+        ses, "_httpx_fetch", functools.partial(ses._httpx_fetch, transport=sns.ToLocal(sns.closed_port()))
+    )
     manager, client = await app_client(backend, tmp_path)
     try:
         stamp = now().isoformat().replace("+00:00", "Z")
@@ -344,5 +437,3 @@ async def test_the_body_size_is_bounded(hooks):  # type: ignore[no-untyped-def]
     body = b"[" + b" " * (5 * 1024 * 1024 + 1) + b"]"
     response = await hooks.post("/webhooks/sendgrid", content=body, headers=sg.sign(body, at=now()))
     assert response.status_code == 413
-
-

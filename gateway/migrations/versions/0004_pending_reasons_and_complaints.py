@@ -38,27 +38,46 @@ _BATCH = 500
 # The tables as this revision knows them (not the models, which move on).
 _event = sa.table(
     "email_event",
-    sa.column("email_id", sa.Integer), sa.column("source", sa.String), sa.column("event_key", sa.String),
-    sa.column("status", sa.String), sa.column("occurred_at", UTCDateTime()),
-    sa.column("failure_category", sa.String), sa.column("reason", sa.String), sa.column("smtp_code", sa.Integer),
+    sa.column("email_id", sa.Integer),
+    sa.column("source", sa.String),
+    sa.column("event_key", sa.String),
+    sa.column("status", sa.String),
+    sa.column("occurred_at", UTCDateTime()),
+    sa.column("failure_category", sa.String),
+    sa.column("reason", sa.String),
+    sa.column("smtp_code", sa.Integer),
     sa.column("machine_open", sa.Boolean),
 )
 _SUMMARY = {
-    "status": sa.String, "status_changed_at": UTCDateTime(), "delivered_at": UTCDateTime(),
-    "failure_category": sa.String, "failure_reason": sa.String, "failure_smtp_code": sa.Integer,
-    "failure_occurred_at": UTCDateTime(), "open_count": sa.Integer, "first_opened_at": UTCDateTime(),
-    "last_opened_at": UTCDateTime(), "opens_likely_automated": sa.Boolean, "complained_at": UTCDateTime(),
+    "status": sa.String,
+    "status_changed_at": UTCDateTime(),
+    "delivered_at": UTCDateTime(),
+    "failure_category": sa.String,
+    "failure_reason": sa.String,
+    "failure_smtp_code": sa.Integer,
+    "failure_occurred_at": UTCDateTime(),
+    "open_count": sa.Integer,
+    "first_opened_at": UTCDateTime(),
+    "last_opened_at": UTCDateTime(),
+    "opens_likely_automated": sa.Boolean,
+    "complained_at": UTCDateTime(),
 }
 _email = sa.table(
     "email",
-    sa.column("id", sa.Integer), sa.column("tenant_id", sa.Integer), sa.column("sent_at", UTCDateTime()),
+    sa.column("id", sa.Integer),
+    sa.column("tenant_id", sa.Integer),
+    sa.column("sent_at", UTCDateTime()),
     sa.column("history_purged_at", UTCDateTime()),
     *(sa.column(name, kind) for name, kind in _SUMMARY.items()),
 )
 _change = sa.table(
     "status_change",
-    sa.column("tenant_id", sa.Integer), sa.column("email_id", sa.Integer), sa.column("previous_status", sa.String),
-    sa.column("status", sa.String), sa.column("changed_at", UTCDateTime()), sa.column("recorded_at", UTCDateTime()),
+    sa.column("tenant_id", sa.Integer),
+    sa.column("email_id", sa.Integer),
+    sa.column("previous_status", sa.String),
+    sa.column("status", sa.String),
+    sa.column("changed_at", UTCDateTime()),
+    sa.column("recorded_at", UTCDateTime()),
 )
 
 
@@ -112,7 +131,13 @@ def _complaints_are_deliveries(bind: sa.Connection) -> None:
             values = {k: v.value if isinstance(v, Enum) else v for k, v in _projection_values(projection).items()}
             bind.execute(_email.update().where(_email.c.id == email.id).values(**values))
             if projection.status is not email.status:
-                bind.execute(_change.insert().values(
-                    tenant_id=email.tenant_id, email_id=email.id, previous_status=email.status.value,
-                    status=projection.status.value, changed_at=projection.status_changed_at, recorded_at=now,
-                ))
+                bind.execute(
+                    _change.insert().values(
+                        tenant_id=email.tenant_id,
+                        email_id=email.id,
+                        previous_status=email.status.value,
+                        status=projection.status.value,
+                        changed_at=projection.status_changed_at,
+                        recorded_at=now,
+                    )
+                )

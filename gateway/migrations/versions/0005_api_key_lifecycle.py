@@ -21,12 +21,8 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     # Batch mode: SQLite cannot drop these columns again in place (downgrade).
     with op.batch_alter_table("api_key", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("expires_at", gateway.models.UTCDateTime(timezone=True), nullable=True)
-        )
-        batch_op.add_column(
-            sa.Column("last_used_at", gateway.models.UTCDateTime(timezone=True), nullable=True)
-        )
+        batch_op.add_column(sa.Column("expires_at", gateway.models.UTCDateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("last_used_at", gateway.models.UTCDateTime(timezone=True), nullable=True))
         batch_op.create_index("ix_api_key_prefix", ["prefix"], unique=False)
 
 

@@ -21,15 +21,13 @@ class Node:
     id: strawberry.ID = strawberry.field(description="The global id: opaque, stable, tenant-safe.")
 
 
-@strawberry.interface(
-    description="Anything a screen shows with an e-mail status: one fragment serves every screen."
-)
+@strawberry.interface(description="Anything a screen shows with an e-mail status: one fragment serves every screen.")
 class EmailTracked:
     email_status: EmailStatus | None = strawberry.field(  # type: ignore[valid-type]
         description="Status of the latest e-mail that carried this item; null if never e-mailed."
     )
-    details: Annotated[EmailDetails, strawberry.lazy("gateway.schema.types.emails")] | None = (
-        strawberry.field(description="What a click on the line shows; null if never e-mailed.")
+    details: Annotated[EmailDetails, strawberry.lazy("gateway.schema.types.emails")] | None = strawberry.field(
+        description="What a click on the line shows; null if never e-mailed."
     )
 
 

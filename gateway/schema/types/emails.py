@@ -10,8 +10,8 @@ import strawberry
 from strawberry.types import Info
 
 from gateway import models
-from gateway.enums import EmailStatus as EnumStatus
 from gateway.context import Context
+from gateway.enums import EmailStatus as EnumStatus
 from gateway.ids import encode_cursor, encode_id
 from gateway.repositories.pages import Page
 
@@ -61,9 +61,7 @@ def email_cursor(email: models.Email) -> str:
 @strawberry.type(description="Why an e-mail could not be delivered.")
 class DeliveryFailure:
     category: FailureCategory = strawberry.field(description="The kind of failure.")  # type: ignore[valid-type]
-    reason: str = strawberry.field(
-        description="Human-readable reason, as the provider or receiving server gave it."
-    )
+    reason: str = strawberry.field(description="Human-readable reason, as the provider or receiving server gave it.")
     smtp_code: int | None = strawberry.field(description="The SMTP reply code, when one was given.")
     occurred_at: datetime = strawberry.field(description="When the failure happened.")
 
@@ -81,9 +79,13 @@ class OpenTracking:
     )
 
 
-@strawberry.type(description="The recipient reported the e-mail as spam: it was delivered, and the address is now suppressed.")
+@strawberry.type(
+    description="The recipient reported the e-mail as spam: it was delivered, and the address is now suppressed."
+)
 class SpamComplaint:
-    complained_at: datetime = strawberry.field(description="When the recipient reported it (the first report, if several).")
+    complained_at: datetime = strawberry.field(
+        description="When the recipient reported it (the first report, if several)."
+    )
     address_suppressed: bool = strawberry.field(
         description=(
             "True: the provider has put the address on its suppression list, so it drops later e-mails "
@@ -91,7 +93,9 @@ class SpamComplaint:
             "complaint; Amazon SES through its account-level suppression list, on by default)."
         )
     )
-    notice: str = strawberry.field(description="Plain-language explanation of what the complaint means for this address.")
+    notice: str = strawberry.field(
+        description="Plain-language explanation of what the complaint means for this address."
+    )
 
 
 @strawberry.type(description="One event in an e-mail's history.")
@@ -122,7 +126,9 @@ class EmailEvent:
     def description(self) -> str:
         return self.model.description
 
-    @strawberry.field(description="For a failure or a deferral: its category; SPAM_COMPLAINT for a spam complaint (a delivery).")
+    @strawberry.field(
+        description="For a failure or a deferral: its category; SPAM_COMPLAINT for a spam complaint (a delivery)."
+    )
     def failure_category(self) -> FailureCategory | None:  # type: ignore[valid-type]
         return self.model.failure_category
 
@@ -199,9 +205,7 @@ class EmailDetails:
             notice=OPEN_NOTICE,
         )
 
-    @strawberry.field(
-        description="Detailed event history, oldest first; empty once the retention window has passed."
-    )
+    @strawberry.field(description="Detailed event history, oldest first; empty once the retention window has passed.")
     async def history(self, info: Info[Context, None]) -> list[EmailEvent]:
         events = await info.context.loaders.events_by_email_id.load(self.model.id)  # type: ignore[arg-type]
         return [EmailEvent(model=e) for e in events]
@@ -249,28 +253,30 @@ class Email(Node, EmailTracked):
         return EmailDetails(model=self.model)
 
     @strawberry.field(description="The relation (client) it was sent to; null if none was given.")
-    async def relation(
-        self, info: Info[Context, None]
-    ) -> Annotated[Relation, strawberry.lazy(_ITEMS)] | None:
+    async def relation(self, info: Info[Context, None]) -> Annotated[Relation, strawberry.lazy(_ITEMS)] | None:
         from .items import Relation
 
-        return Relation.maybe(await info.context.loaders.relation_by_id.load(self.model.relation_id)) if self.model.relation_id else None
+        return (
+            Relation.maybe(await info.context.loaders.relation_by_id.load(self.model.relation_id))
+            if self.model.relation_id
+            else None
+        )
 
     @strawberry.field(description="The documents it carried.")
-    async def documents(
-        self, info: Info[Context, None]
-    ) -> list[Annotated[Document, strawberry.lazy(_ITEMS)]]:
+    async def documents(self, info: Info[Context, None]) -> list[Annotated[Document, strawberry.lazy(_ITEMS)]]:
         from .items import Document
 
         return [Document(model=d) for d in await info.context.loaders.documents_by_email_id.load(self.model.id)]  # type: ignore[arg-type]
 
     @strawberry.field(description="The invoice it carried; null if none.")
-    async def invoice(
-        self, info: Info[Context, None]
-    ) -> Annotated[Invoice, strawberry.lazy(_ITEMS)] | None:
+    async def invoice(self, info: Info[Context, None]) -> Annotated[Invoice, strawberry.lazy(_ITEMS)] | None:
         from .items import Invoice
 
-        return Invoice.maybe(await info.context.loaders.invoice_by_id.load(self.model.invoice_id)) if self.model.invoice_id else None
+        return (
+            Invoice.maybe(await info.context.loaders.invoice_by_id.load(self.model.invoice_id))
+            if self.model.invoice_id
+            else None
+        )
 
     @classmethod
     def maybe(cls, model: models.Email | None) -> Email | None:

@@ -32,7 +32,6 @@ __all__ = [
 ]
 
 
-
 async def _latest_email(info: Info[Context, None], latest_email_id: int | None) -> models.Email | None:
     if latest_email_id is None:
         return None

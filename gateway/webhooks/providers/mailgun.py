@@ -120,9 +120,7 @@ def verify(
     if not candidates:
         raise WebhookAuthError("missing signature.signature")
     check_window(header_unix_time(timestamp, "signature.timestamp"), now, tolerance)
-    expected = hmac.new(
-        signing_key.encode("utf-8"), (timestamp + token).encode("utf-8"), hashlib.sha256
-    ).hexdigest()
+    expected = hmac.new(signing_key.encode("utf-8"), (timestamp + token).encode("utf-8"), hashlib.sha256).hexdigest()
     matched = False
     for candidate in candidates:  # no early exit: compare every candidate
         matched |= constant_time_equals(expected, candidate)
@@ -150,12 +148,8 @@ def parse(body: bytes) -> list[IncomingEvent]:
         status=EmailStatus.SENT,
         occurred_at=unix_time(data.get("timestamp"), f"{where}.timestamp"),
         description="",
-        provider_message_id=(
-            opt_str(headers, "message-id", f"{where}.message.headers") if headers else None
-        ),
-        email_ref=metadata_ref(
-            variables if isinstance(variables, dict) else None, f"{where}.user-variables"
-        ),
+        provider_message_id=(opt_str(headers, "message-id", f"{where}.message.headers") if headers else None),
+        email_ref=metadata_ref(variables if isinstance(variables, dict) else None, f"{where}.user-variables"),
         recipient=opt_str(data, "recipient", where),
     )
     return [_BUILDERS[name](base, data, where)]

@@ -252,9 +252,7 @@ def _parse_event(raw: dict[str, Any], where: str) -> IncomingEvent | None:
     return replace(base, description=_HISTORY_ONLY[name])
 
 
-def _bounce(
-    base: IncomingEvent, raw: dict[str, Any], where: str, reason: str | None
-) -> IncomingEvent:
+def _bounce(base: IncomingEvent, raw: dict[str, Any], where: str, reason: str | None) -> IncomingEvent:
     kind = opt_str(raw, "type", where) or "bounce"
     status = opt_str(raw, "status", where)
     classification = opt_str(raw, "bounce_classification", where)

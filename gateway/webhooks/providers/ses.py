@@ -285,9 +285,7 @@ def parse(envelope: dict[str, Any]) -> list[IncomingEvent]:
         items.setdefault(recipient, fields)  # a recipient listed twice is one event
     tags = opt_obj(mail, "tags", "Message.mail") or {}
     ref = tags.get(METADATA_KEY)
-    email_ref = metadata_ref(
-        {METADATA_KEY: ref[0] if isinstance(ref, list) and ref else ref}, "Message.mail.tags"
-    )
+    email_ref = metadata_ref({METADATA_KEY: ref[0] if isinstance(ref, list) and ref else ref}, "Message.mail.tags")
     return [
         IncomingEvent(
             source=NAME,
@@ -358,9 +356,7 @@ def _items(kind: str, detail: dict[str, Any], where: str, mail: dict[str, Any]) 
 
 def _recipient_items(kind: str, detail: dict[str, Any], where: str) -> _Items:
     """Bounce, DeliveryDelay and Complaint list their recipients with per-recipient details."""
-    list_key = {"Bounce": "bouncedRecipients", "DeliveryDelay": "delayedRecipients"}.get(
-        kind, "complainedRecipients"
-    )
+    list_key = {"Bounce": "bouncedRecipients", "DeliveryDelay": "delayedRecipients"}.get(kind, "complainedRecipients")
     entries = req_list(detail, list_key, where)
     if not entries:
         raise MalformedPayload(f"field '{where}.{list_key}' is empty")
@@ -376,9 +372,7 @@ def _recipient_items(kind: str, detail: dict[str, Any], where: str) -> _Items:
             bounce_type = req_str(detail, "bounceType", where)
             sub_type = opt_str(detail, "bounceSubType", where) or "unknown"
             category = ses_bounce_category(bounce_type, sub_type)
-            if category is FailureCategory.HARD_BOUNCE and invalid_recipient(
-                opt_str(entry, "status", at), diagnostic
-            ):
+            if category is FailureCategory.HARD_BOUNCE and invalid_recipient(opt_str(entry, "status", at), diagnostic):
                 category = FailureCategory.INVALID_RECIPIENT
             fields.update(status=_FAILED, failure_category=category)
             fields["description"] = f"Bounced ({bounce_type}/{sub_type})"
