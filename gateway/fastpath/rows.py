@@ -1,53 +1,57 @@
-"""Where plans get their rows: plain asyncpg on PostgreSQL, the repositories elsewhere.
+"""Where plans get their rows: the repositories' statements, run without the ORM.
 
-On PostgreSQL the statements are SQL text built once per shape (which filters a
-request uses) and run on one pooled asyncpg connection, whose prepared-statement
-cache then skips parsing and planning: no statement building, no ORM, no
-BEGIN/COMMIT per request. Other databases (SQLite, the embedded default) go
-through the same repository functions as the reference, as plain row mappings.
-The filtering rules are the repositories' (`EmailQuery`, `ItemQuery`); the
-differential tests hold the two to the same answers.
+Every statement is the repositories' own (`email_page_statement`,
+`item_page_statement`, ... with `email_params` / `item_params`), the ones the
+resolvers run: one filter, one order, one cursor rule for both executors.
 
-On PostgreSQL a page also carries its rows' lookups (`Fold`): the relation, the
-invoice, the documents or the newest e-mail of each row, as records from
-subqueries of the page statement. A screen is then one statement, one round
-trip, as PostGraphile sends it. Elsewhere the lookups are separate statements.
+On PostgreSQL each statement is compiled once to its SQL text and run on a
+pooled asyncpg connection, whose prepared-statement cache then skips parsing
+and planning: no statement building, no ORM, no BEGIN/COMMIT per request. A
+page there also carries its rows' lookups (`gateway.repositories.lookups`): a
+screen is one statement. Other databases (SQLite, the embedded default) run the
+same statements through SQLAlchemy Core, the lookups as separate statements.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, NamedTuple, Protocol
 
 import asyncpg
+from sqlalchemy import Select
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.repositories import emails as email_repo
-from gateway.repositories import items as item_repo
-from gateway.repositories.emails import EmailQuery
-from gateway.repositories.items import ItemQuery
+from gateway.repositories.emails import (
+    EmailQuery,
+    email_count_statement,
+    email_page_statement,
+    email_params,
+    email_shape,
+    emails_by_ids_statement,
+)
+from gateway.repositories.items import (
+    ItemKind,
+    ItemQuery,
+    documents_by_email_ids_statement,
+    item_count_statement,
+    item_page_statement,
+    item_params,
+    item_shape,
+    items_by_ids_statement,
+)
+from gateway.repositories.lookups import Fold, with_lookups
 from gateway.repositories.pages import PageRequest
 
-__all__ = ["Fold", "Folded", "Page", "PgRows", "RepositoryRows", "Rows", "RowSource"]
-
-_TABLES = {"relation": "relation", "document": "document", "invoice": "invoice"}
-
-
-@dataclass(frozen=True)
-class Fold:
-    """A lookup that a page may carry: which one (a `Lookups` field), the page column
-    it is found by, and its columns."""
-
-    lookup: str  # "relations", "invoices", "documents_by_email" or "latest_emails"
-    key: str
-    columns: tuple[str, ...]
-
+__all__ = ["Fold", "Folded", "Page", "PgRows", "RepositoryRows", "RowSource", "Rows"]
 
 # What a page carried, by lookup: {id: row or None}, or {email id: [document rows]}.
 Folded = dict[str, dict[int, Any]]
+
+_EMAIL_ORDER = ("sent_at", "id")
+_ITEM_ORDER = ("id",)
 
 
 class Page(NamedTuple):
@@ -62,10 +66,10 @@ class Rows(Protocol):
     ) -> Page: ...
     async def email_count(self, query: EmailQuery) -> int: ...
     async def item_page(
-        self, kind: str, query: ItemQuery, page: PageRequest, columns: Sequence[str], folds: tuple[Fold, ...]
+        self, kind: ItemKind, query: ItemQuery, page: PageRequest, columns: Sequence[str], folds: tuple[Fold, ...]
     ) -> Page: ...
-    async def item_count(self, kind: str, query: ItemQuery) -> int: ...
-    async def items_by_ids(self, kind: str, ids: Sequence[int], columns: Sequence[str]) -> list[Any]: ...
+    async def item_count(self, kind: ItemKind, query: ItemQuery) -> int: ...
+    async def items_by_ids(self, kind: ItemKind, ids: Sequence[int], columns: Sequence[str]) -> list[Any]: ...
     async def emails_by_ids(self, ids: Sequence[int], columns: Sequence[str]) -> list[Any]: ...
     async def documents_by_email_ids(self, email_ids: Sequence[int], columns: Sequence[str]) -> list[Any]: ...
 
@@ -74,144 +78,65 @@ class RowSource(Protocol):
     def open(self, tenant_id: int) -> contextlib.AbstractAsyncContextManager[Rows]: ...
 
 
-# -- PostgreSQL: SQL text, asyncpg ------------------------------------------------------------
+class _Source(Protocol):
+    """Runs a repository statement with its named parameters; the dialect it builds for."""
+
+    dialect: str
+
+    async def fetch(self, statement: Select[Any], params: dict[str, Any]) -> list[Any]: ...
 
 
-def _escape_like(text: str) -> str:
-    # As SQLAlchemy's icontains(autoescape=True): "/" escapes itself, "%" and "_".
-    return text.replace("/", "//").replace("%", "/%").replace("_", "/_")
+class _Rows:
+    """The plans' reads, as repository statements on a `_Source`."""
 
+    def __init__(self, source: _Source, tenant_id: int, *, folds: bool) -> None:
+        self._source = source
+        self._tenant = tenant_id
+        self._folds = folds  # whether pages carry their lookups (PostgreSQL)
 
-class _Placeholders:
-    """asyncpg's numbered parameters, $2 on ($1 is always the tenant)."""
+    async def email_page(
+        self, query: EmailQuery, page: PageRequest, columns: Sequence[str], folds: tuple[Fold, ...]
+    ) -> Page:
+        statement = email_page_statement(email_shape(query), page.shape, tuple(columns), self._source.dialect)
+        return await self._page(statement, email_params(self._tenant, query, page), page, folds, _EMAIL_ORDER)
 
-    def __init__(self) -> None:
-        self._n = 1
+    async def email_count(self, query: EmailQuery) -> int:
+        statement = email_count_statement(email_shape(query), self._source.dialect)
+        return int((await self._source.fetch(statement, email_params(self._tenant, query)))[0]["count"])
 
-    def __call__(self) -> str:
-        self._n += 1
-        return f"${self._n}"
+    async def item_page(
+        self, kind: ItemKind, query: ItemQuery, page: PageRequest, columns: Sequence[str], folds: tuple[Fold, ...]
+    ) -> Page:
+        statement = item_page_statement(kind, item_shape(query), page.shape, tuple(columns), self._source.dialect)
+        return await self._page(statement, item_params(self._tenant, query, page), page, folds, _ITEM_ORDER)
 
+    async def item_count(self, kind: ItemKind, query: ItemQuery) -> int:
+        statement = item_count_statement(kind, item_shape(query), self._source.dialect)
+        return int((await self._source.fetch(statement, item_params(self._tenant, query)))[0]["count"])
 
-@lru_cache(maxsize=256)
-def _email_page_sql(columns: tuple[str, ...], shape: tuple[bool | None, ...]) -> str:
-    statuses, relation, after_time, before_time, search, cursor, complained = shape
-    param = _Placeholders()
-    where = ["tenant_id = $1"]
-    if complained is not None:  # as EmailQuery.complained in gateway.repositories.emails
-        where.append("complained_at IS NOT NULL" if complained else "complained_at IS NULL")
-    if statuses:
-        where.append(f"status = ANY({param()}::varchar[])")
-    if relation:
-        where.append(f"relation_id = {param()}")
-    if after_time:
-        where.append(f"sent_at >= {param()}")
-    if before_time:
-        where.append(f"sent_at < {param()}")
-    if search:
-        p = param()
-        where.append(
-            f"(lower(subject) LIKE '%' || lower({p}) || '%' ESCAPE '/' OR lower(recipient) LIKE '%' || lower({p}) || '%' ESCAPE '/')"
-        )
-    if cursor:
-        t, i = param(), param()
-        where.append(f"(sent_at < {t} OR (sent_at = {t} AND id < {i}))")
-    select = ", ".join(columns) if columns else "count(*)"
-    tail = f" ORDER BY sent_at DESC, id DESC LIMIT {param()}" if columns else ""
-    return f"SELECT {select} FROM email WHERE {' AND '.join(where)}{tail}"
+    async def items_by_ids(self, kind: ItemKind, ids: Sequence[int], columns: Sequence[str]) -> list[Any]:
+        statement = items_by_ids_statement(kind, tuple(columns), self._source.dialect)
+        return await self._source.fetch(statement, {"tenant_id": self._tenant, "ids": list(ids)})
 
+    async def emails_by_ids(self, ids: Sequence[int], columns: Sequence[str]) -> list[Any]:
+        statement = emails_by_ids_statement(tuple(columns), self._source.dialect)
+        return await self._source.fetch(statement, {"tenant_id": self._tenant, "ids": list(ids)})
 
-def _email_args(
-    tenant_id: int, query: EmailQuery, page: PageRequest | None
-) -> tuple[tuple[bool | None, ...], list[Any]]:
-    args: list[Any] = [tenant_id]
-    if query.statuses is not None:
-        args.append([s.value for s in query.statuses])
-    if query.relation_id is not None:
-        args.append(query.relation_id)
-    if query.sent_after is not None:
-        args.append(query.sent_after)
-    if query.sent_before is not None:
-        args.append(query.sent_before)
-    if query.search:
-        args.append(_escape_like(query.search))
-    has_cursor = page is not None and page.after is not None
-    if has_cursor:
-        args += [page.after[0], page.after[1]]  # type: ignore[union-attr]
-    shape = (
-        query.statuses is not None,
-        query.relation_id is not None,
-        query.sent_after is not None,
-        query.sent_before is not None,
-        bool(query.search),
-        has_cursor,
-        query.complained,
-    )
-    return shape, args
+    async def documents_by_email_ids(self, email_ids: Sequence[int], columns: Sequence[str]) -> list[Any]:
+        statement = documents_by_email_ids_statement(tuple(columns), self._source.dialect)
+        return await self._source.fetch(statement, {"tenant_id": self._tenant, "email_ids": list(email_ids)})
 
-
-@lru_cache(maxsize=256)
-def _item_sql(table: str, columns: tuple[str, ...], shape: tuple[bool, ...]) -> str:
-    email_statuses, invoice_statuses, relation, cursor = shape
-    param = _Placeholders()
-    where = ["tenant_id = $1"]
-    if relation:
-        where.append(f"relation_id = {param()}")
-    if invoice_statuses:
-        where.append(f"invoice_status = ANY({param()}::varchar[])")
-    if email_statuses:
-        # The status of an item is the status of the newest e-mail that carried it.
-        where.append(f"(SELECT e.status FROM email e WHERE e.id = {table}.latest_email_id) = ANY({param()}::varchar[])")
-    if cursor:
-        where.append(f"id < {param()}")
-    select = ", ".join(columns) if columns else "count(*)"
-    tail = f" ORDER BY id DESC LIMIT {param()}" if columns else ""
-    return f"SELECT {select} FROM {table} WHERE {' AND '.join(where)}{tail}"
-
-
-def _item_args(tenant_id: int, query: ItemQuery, page: PageRequest | None) -> tuple[tuple[bool, ...], list[Any]]:
-    args: list[Any] = [tenant_id]
-    if query.relation_id is not None:
-        args.append(query.relation_id)
-    if query.invoice_statuses is not None:
-        args.append([s.value for s in query.invoice_statuses])
-    if query.email_statuses is not None:
-        args.append([s.value for s in query.email_statuses])
-    has_cursor = page is not None and page.after is not None
-    if has_cursor:
-        args.append(page.after[1])  # type: ignore[union-attr]
-    shape = (
-        query.email_statuses is not None,
-        query.invoice_statuses is not None,
-        query.relation_id is not None,
-        has_cursor,
-    )
-    return shape, args
-
-
-# Each fold as a subquery of the page `p`, found by the fold's key column of `p`.
-_FOLD_SQL = {
-    "relations": "(SELECT ROW({columns}) FROM relation f WHERE f.tenant_id = $1 AND f.id = p.{key})",
-    "invoices": "(SELECT ROW({columns}) FROM invoice f WHERE f.tenant_id = $1 AND f.id = p.{key})",
-    "latest_emails": "(SELECT ROW({columns}) FROM email f WHERE f.tenant_id = $1 AND f.id = p.{key})",
-    # In the order of documents_by_email_ids: by document id.
-    "documents_by_email": (
-        "ARRAY(SELECT ROW({columns}) FROM email_document l JOIN document f ON f.id = l.document_id "
-        "WHERE l.tenant_id = $1 AND l.email_id = p.{key} ORDER BY f.id)"
-    ),
-}
-
-
-@lru_cache(maxsize=256)
-def _folded_sql(page_sql: str, order: str, folds: tuple[Fold, ...]) -> str:
-    if not folds:
-        return page_sql
-    carried = ", ".join(
-        f"{_FOLD_SQL[fold.lookup].format(columns=', '.join(f'f.{c}' for c in fold.columns), key=fold.key)} AS _fold{n}"
-        for n, fold in enumerate(folds)
-    )
-    # The page is cut by its LIMIT first, so the subqueries run for its rows only.
-    return f"SELECT p.*, {carried} FROM ({page_sql}) p ORDER BY {order}"
+    async def _page(
+        self,
+        statement: Select[Any],
+        params: dict[str, Any],
+        page: PageRequest,
+        folds: tuple[Fold, ...],
+        order: tuple[str, ...],
+    ) -> Page:
+        carried = folds if self._folds else ()  # otherwise the plan's lookups run one statement each
+        rows, more = page.cut(await self._source.fetch(with_lookups(statement, carried, order), params))
+        return Page(rows, more, _unfold(rows, carried))
 
 
 def _unfold(rows: list[Any], folds: tuple[Fold, ...]) -> Folded:
@@ -230,53 +155,32 @@ def _unfold(rows: list[Any], folds: tuple[Fold, ...]) -> Folded:
     return folded
 
 
-class _PgRows:
-    def __init__(self, connection: asyncpg.Connection, tenant_id: int) -> None:
-        self._c = connection
-        self._t = tenant_id
+# -- PostgreSQL: the statements' SQL text on asyncpg ------------------------------------------
 
-    async def email_page(
-        self, query: EmailQuery, page: PageRequest, columns: Sequence[str], folds: tuple[Fold, ...]
-    ) -> Page:
-        shape, args = _email_args(self._t, query, page)
-        sql = _folded_sql(_email_page_sql(tuple(columns), shape), "p.sent_at DESC, p.id DESC", folds)
-        return self._page(await self._c.fetch(sql, *args, page.first + 1), page.first, folds)
+_ASYNCPG = PGDialect_asyncpg()
 
-    async def email_count(self, query: EmailQuery) -> int:
-        shape, args = _email_args(self._t, query, None)
-        return int(await self._c.fetchval(_email_page_sql((), shape), *args))
 
-    async def item_page(
-        self, kind: str, query: ItemQuery, page: PageRequest, columns: Sequence[str], folds: tuple[Fold, ...]
-    ) -> Page:
-        shape, args = _item_args(self._t, query, page)
-        sql = _folded_sql(_item_sql(_TABLES[kind], tuple(columns), shape), "p.id DESC", folds)
-        return self._page(await self._c.fetch(sql, *args, page.first + 1), page.first, folds)
+@lru_cache(maxsize=1024)
+def _compiled(statement: Select[Any]) -> tuple[str, tuple[str, ...]]:
+    """A statement's SQL text ($1, $2...) and the parameter name of each position.
 
-    @staticmethod
-    def _page(rows: list[Any], first: int, folds: tuple[Fold, ...]) -> Page:
-        shown = rows[:first]
-        return Page(shown, len(rows) > first, _unfold(shown, folds))
+    The values `email_params` / `item_params` give are the ones asyncpg takes as
+    they are (enum names, aware datetimes, lists for `= ANY`), so no type
+    processing is left to SQLAlchemy.
+    """
+    compiled = statement.compile(dialect=_ASYNCPG)
+    return str(compiled), tuple(compiled.positiontup or ())
 
-    async def item_count(self, kind: str, query: ItemQuery) -> int:
-        shape, args = _item_args(self._t, query, None)
-        return int(await self._c.fetchval(_item_sql(_TABLES[kind], (), shape), *args))
 
-    async def items_by_ids(self, kind: str, ids: Sequence[int], columns: Sequence[str]) -> list[Any]:
-        sql = f"SELECT {', '.join(columns)} FROM {_TABLES[kind]} WHERE tenant_id = $1 AND id = ANY($2::int[])"
-        return list(await self._c.fetch(sql, self._t, list(ids)))
+class _Asyncpg:
+    dialect = "postgresql"
 
-    async def emails_by_ids(self, ids: Sequence[int], columns: Sequence[str]) -> list[Any]:
-        sql = f"SELECT {', '.join(columns)} FROM email WHERE tenant_id = $1 AND id = ANY($2::int[])"
-        return list(await self._c.fetch(sql, self._t, list(ids)))
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self._connection = connection
 
-    async def documents_by_email_ids(self, email_ids: Sequence[int], columns: Sequence[str]) -> list[Any]:
-        wanted = ", ".join(f"d.{c}" for c in columns)
-        sql = (
-            f"SELECT l.email_id, {wanted} FROM email_document l JOIN document d ON d.id = l.document_id "
-            "WHERE l.tenant_id = $1 AND l.email_id = ANY($2::int[]) ORDER BY l.email_id, d.id"
-        )
-        return list(await self._c.fetch(sql, self._t, list(email_ids)))
+    async def fetch(self, statement: Select[Any], params: dict[str, Any]) -> list[Any]:
+        sql, names = _compiled(statement)
+        return list(await self._connection.fetch(sql, *(params[n] for n in names)))
 
 
 class PgRows:
@@ -288,56 +192,20 @@ class PgRows:
     @contextlib.asynccontextmanager
     async def open(self, tenant_id: int) -> AsyncIterator[Rows]:
         async with self._pool.acquire() as connection:
-            yield _PgRows(connection, tenant_id)
+            yield _Rows(_Asyncpg(connection), tenant_id, folds=True)
 
 
-# -- any database: the repositories ----------------------------------------------------------
+# -- any database: SQLAlchemy Core -------------------------------------------------------------
 
 
-class _RepositoryRows:
-    def __init__(self, connection: AsyncConnection, tenant_id: int) -> None:
-        self._c = connection
-        self._t = tenant_id
+class _Core:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+        self.dialect = connection.dialect.name
 
-    # The folds are left to the lookups: one statement each.
-
-    async def email_page(
-        self, query: EmailQuery, page: PageRequest, columns: Sequence[str], folds: tuple[Fold, ...]
-    ) -> Page:
-        rows, more = await email_repo.list_email_rows(
-            connection=self._c, tenant_id=self._t, query=query, page=page, columns=columns
-        )
-        return Page([r._mapping for r in rows], more, {})
-
-    async def email_count(self, query: EmailQuery) -> int:
-        return await email_repo.count_email_rows(connection=self._c, tenant_id=self._t, query=query)
-
-    async def item_page(
-        self, kind: str, query: ItemQuery, page: PageRequest, columns: Sequence[str], folds: tuple[Fold, ...]
-    ) -> Page:
-        rows, more = await item_repo.list_item_rows(
-            connection=self._c, kind=kind, tenant_id=self._t, query=query, page=page, columns=columns
-        )
-        return Page([r._mapping for r in rows], more, {})
-
-    async def item_count(self, kind: str, query: ItemQuery) -> int:
-        return await item_repo.count_item_rows(connection=self._c, kind=kind, tenant_id=self._t, query=query)
-
-    async def items_by_ids(self, kind: str, ids: Sequence[int], columns: Sequence[str]) -> list[Any]:
-        rows = await item_repo.list_item_rows_by_ids(
-            connection=self._c, kind=kind, tenant_id=self._t, ids=ids, columns=columns
-        )
-        return [r._mapping for r in rows]
-
-    async def emails_by_ids(self, ids: Sequence[int], columns: Sequence[str]) -> list[Any]:
-        rows = await email_repo.list_email_rows_by_ids(connection=self._c, tenant_id=self._t, ids=ids, columns=columns)
-        return [r._mapping for r in rows]
-
-    async def documents_by_email_ids(self, email_ids: Sequence[int], columns: Sequence[str]) -> list[Any]:
-        rows = await item_repo.list_document_rows_by_email_ids(
-            connection=self._c, tenant_id=self._t, email_ids=email_ids, columns=columns
-        )
-        return [r._mapping for r in rows]
+    async def fetch(self, statement: Select[Any], params: dict[str, Any]) -> list[Any]:
+        # Row mappings: the writers read columns by name, as from asyncpg's records.
+        return list((await self._connection.execute(statement, params)).mappings())
 
 
 class RepositoryRows:
@@ -350,4 +218,4 @@ class RepositoryRows:
     async def open(self, tenant_id: int) -> AsyncIterator[Rows]:
         async with self._engine.connect() as plain:
             connection = await plain.execution_options(isolation_level="AUTOCOMMIT")
-            yield _RepositoryRows(connection, tenant_id)
+            yield _Rows(_Core(connection), tenant_id, folds=False)

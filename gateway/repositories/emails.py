@@ -6,25 +6,39 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy import ColumnElement, Select, String, bindparam, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import models
 from gateway.enums import EmailStatus
-from gateway.repositories.pages import Page, PageRequest, seek
+from gateway.repositories.pages import (
+    Page,
+    PageRequest,
+    PageShape,
+    dialect_of,
+    escape_like,
+    one_of,
+    seek,
+    seek_params,
+)
 
 __all__ = [
-    "EmailQuery",
     "EmailParent",
-    "count_email_rows",
+    "EmailQuery",
+    "EmailShape",
     "count_emails",
     "count_emails_by_parent",
     "count_emails_by_status",
+    "email_count_by_status_statement",
+    "email_count_statement",
+    "email_page_statement",
+    "email_params",
+    "email_shape",
+    "emails_by_ids_statement",
     "get_email_by_tracking_id",
-    "list_email_rows",
-    "list_email_rows_by_ids",
     "list_emails",
     "list_emails_by_ids",
     "list_emails_by_parent",
@@ -53,63 +67,128 @@ def newest_first() -> tuple[Any, ...]:
     return (E.sent_at.desc(), E.id.desc())  # type: ignore[union-attr]
 
 
-def _seek(page: PageRequest) -> tuple[list[ColumnElement[bool]], list[Any]]:
-    # The cursor of an e-mail is its (sent_at, id): the newest_first() columns.
-    return seek((E.sent_at, E.id), page, lambda cursor: cursor)
+# Which parts of an EmailQuery are given (and `complained` itself): a statement's
+# text depends on this, never on the values, which are parameters.
+EmailShape = tuple[bool, bool, bool, bool, bool, bool | None]
 
 
-def _conditions(tenant_id: int, query: EmailQuery) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = [E.tenant_id == tenant_id]  # type: ignore[list-item]
+def email_shape(query: EmailQuery) -> EmailShape:
+    return (
+        query.statuses is not None,
+        query.relation_id is not None,
+        query.sent_after is not None,
+        query.sent_before is not None,
+        bool(query.search),
+        query.complained,
+    )
+
+
+def email_params(tenant_id: int, query: EmailQuery, page: PageRequest | None = None) -> dict[str, Any]:
+    """The parameters of `email_page_statement` / `email_count_statement` for one request."""
+    params: dict[str, Any] = {"tenant_id": tenant_id}
     if query.statuses is not None:
-        conditions.append(E.status.in_(query.statuses))  # type: ignore[attr-defined]
+        params["statuses"] = [s.name for s in query.statuses]
     if query.relation_id is not None:
-        conditions.append(E.relation_id == query.relation_id)  # type: ignore[arg-type]
+        params["relation_id"] = query.relation_id
     if query.sent_after is not None:
-        conditions.append(E.sent_at >= query.sent_after)  # type: ignore[arg-type]
+        params["sent_after"] = query.sent_after
     if query.sent_before is not None:
-        conditions.append(E.sent_at < query.sent_before)  # type: ignore[arg-type]
-    if query.complained is not None:
-        column = E.complained_at
-        conditions.append(column.is_not(None) if query.complained else column.is_(None))  # type: ignore[union-attr]
+        params["sent_before"] = query.sent_before
     if query.search:
+        params["search"] = escape_like(query.search)
+    if page is not None:
+        params.update(seek_params(page, lambda cursor: cursor))  # (sent_at, id): the newest_first() columns
+        params["limit"] = page.first + 1
+    return params
+
+
+def _conditions(shape: EmailShape, dialect: str) -> list[ColumnElement[bool]]:
+    statuses, relation, sent_after, sent_before, search, complained = shape
+    conditions: list[ColumnElement[bool]] = [E.tenant_id == bindparam("tenant_id")]  # type: ignore[list-item]
+    if statuses:
+        conditions.append(one_of(E.status, "statuses", dialect))
+    if relation:
+        conditions.append(E.relation_id == bindparam("relation_id"))  # type: ignore[arg-type]
+    if sent_after:
+        conditions.append(E.sent_at >= bindparam("sent_after", type_=E.sent_at.type))  # type: ignore[arg-type,attr-defined]
+    if sent_before:
+        conditions.append(E.sent_at < bindparam("sent_before", type_=E.sent_at.type))  # type: ignore[arg-type,attr-defined]
+    if complained is not None:
+        column = E.complained_at
+        conditions.append(column.is_not(None) if complained else column.is_(None))  # type: ignore[union-attr]
+    if search:
+        pattern = bindparam("search", type_=String())
         conditions.append(
             or_(
-                E.subject.icontains(query.search, autoescape=True),  # type: ignore[attr-defined]
-                E.recipient.icontains(query.search, autoescape=True),  # type: ignore[attr-defined]
+                E.subject.icontains(pattern, escape="/"),  # type: ignore[attr-defined]
+                E.recipient.icontains(pattern, escape="/"),  # type: ignore[attr-defined]
             )
         )
     return conditions
+
+
+@lru_cache(maxsize=512)
+def email_page_statement(
+    shape: EmailShape, page: PageShape, columns: tuple[str, ...] | None, dialect: str
+) -> Select[Any]:
+    """One page of the E-mails screen, newest sent first: whole e-mails (`columns` None) or
+    those columns, `id` and `sent_at` first. Built once per shape; `email_params` gives the values."""
+    wanted: list[Any] = [E] if columns is None else [E.id, E.sent_at, *_columns(columns, "id", "sent_at")]
+    bounds, order = seek((E.sent_at, E.id), page)
+    return select(*wanted).where(*_conditions(shape, dialect), *bounds).order_by(*order).limit(bindparam("limit"))
+
+
+@lru_cache(maxsize=256)
+def email_count_statement(shape: EmailShape, dialect: str) -> Select[Any]:
+    """How many e-mails match (the connection's totalCount)."""
+    return select(func.count().label("count")).select_from(E).where(*_conditions(shape, dialect))
+
+
+@lru_cache(maxsize=256)
+def email_count_by_status_statement(shape: EmailShape, dialect: str) -> Select[Any]:
+    """How many e-mails match, per status (the statistics' byStatus)."""
+    return select(E.status, func.count()).where(*_conditions(shape, dialect)).group_by(E.status)
+
+
+@lru_cache(maxsize=256)
+def emails_by_ids_statement(columns: tuple[str, ...] | None, dialect: str) -> Select[Any]:
+    """E-mails among the list parameter `ids` within the tenant: whole, or `columns` (id first)."""
+    wanted: list[Any] = [E] if columns is None else [E.id, *_columns(columns, "id")]
+    return select(*wanted).where(E.tenant_id == bindparam("tenant_id"), one_of(E.id, "ids", dialect))  # type: ignore[arg-type]
+
+
+def _columns(columns: Sequence[str], *skip: str) -> list[Any]:
+    return [getattr(E, c) for c in columns if c not in skip]
 
 
 async def list_emails(
     *, session: AsyncSession, tenant_id: int, query: EmailQuery, page: PageRequest
 ) -> Page[models.Email]:
     """One page of the tenant's e-mails matching `query`, newest sent first."""
-    bounds, order = _seek(page)
-    statement = select(E).where(*_conditions(tenant_id, query), *bounds).order_by(*order).limit(page.first + 1)
-    rows = (await session.execute(statement)).scalars().all()
+    statement = email_page_statement(email_shape(query), page.shape, None, dialect_of(session))
+    rows = (await session.execute(statement, email_params(tenant_id, query, page))).scalars().all()
     return Page.from_rows(rows, page)
 
 
 async def count_emails(*, session: AsyncSession, tenant_id: int, query: EmailQuery) -> int:
     """How many of the tenant's e-mails match `query` (the connection's totalCount)."""
-    statement = select(func.count()).select_from(E).where(*_conditions(tenant_id, query))
-    return int((await session.execute(statement)).scalar_one())
+    statement = email_count_statement(email_shape(query), dialect_of(session))
+    return int((await session.execute(statement, email_params(tenant_id, query))).scalar_one())
 
 
 async def count_emails_by_status(*, session: AsyncSession, tenant_id: int, query: EmailQuery) -> dict[EmailStatus, int]:
     """Counts per status, every status present (zero when none): one grouped statement."""
-    statement = select(E.status, func.count()).where(*_conditions(tenant_id, query)).group_by(E.status)
+    statement = email_count_by_status_statement(email_shape(query), dialect_of(session))
     counts = dict.fromkeys(EmailStatus, 0)
-    for status, count in (await session.execute(statement)).all():
+    for status, count in (await session.execute(statement, email_params(tenant_id, query))).all():
         counts[EmailStatus(status)] = int(count)
     return counts
 
 
 async def list_emails_by_ids(*, session: AsyncSession, tenant_id: int, ids: Sequence[int]) -> list[models.Email]:
     """The tenant's e-mails among `ids` (another tenant's ids simply find nothing)."""
-    statement = select(E).where(E.tenant_id == tenant_id, E.id.in_(ids))  # type: ignore[union-attr]
-    return list((await session.execute(statement)).scalars().all())
+    statement = emails_by_ids_statement(None, dialect_of(session))
+    return list((await session.execute(statement, {"tenant_id": tenant_id, "ids": list(ids)})).scalars().all())
 
 
 def _parent_column(parent: EmailParent) -> Any:
@@ -140,7 +219,7 @@ async def list_emails_by_parent(
     100 documents with their e-mails costs one query, not 100.
     """
     column = _parent_column(parent)
-    bounds, order = _seek(page)
+    bounds, order = seek((E.sent_at, E.id), page.shape)
     number = func.row_number().over(partition_by=column, order_by=order)
     ranked = (
         _from_parent(parent, select(column.label("parent_id"), E.id.label("email_id"), number.label("rn")))  # type: ignore[union-attr]
@@ -154,7 +233,8 @@ async def list_emails_by_parent(
         .order_by(ranked.c.parent_id, ranked.c.rn)
     )
     rows: dict[int, list[models.Email]] = defaultdict(list)
-    for parent_id, email in (await session.execute(statement)).all():
+    params = seek_params(page, lambda cursor: cursor)
+    for parent_id, email in (await session.execute(statement, params)).all():
         rows[parent_id].append(email)
     return {pid: Page.from_rows(rows.get(pid, []), page) for pid in parent_ids}
 
@@ -213,37 +293,3 @@ async def get_email_by_tracking_id(*, session: AsyncSession, tracking_id: str) -
     """The e-mail a tracking-image token points at (any tenant: the token is the proof)."""
     statement = select(E).where(E.tracking_id == tracking_id)
     return (await session.execute(statement)).scalar_one_or_none()
-
-
-# -- plain rows for the compiled fast path (gateway.fastpath) -------------------------------------
-
-
-async def list_email_rows(
-    *, connection: AsyncConnection, tenant_id: int, query: EmailQuery, page: PageRequest, columns: Sequence[str]
-) -> tuple[list[Any], bool]:
-    """A page of the E-mails screen as plain rows of `columns` (id and sent_at first).
-
-    The same filter and order as `list_emails`, without ORM objects: the second
-    value says whether another page follows.
-    """
-    wanted = [E.id, E.sent_at, *(getattr(E, c) for c in columns if c not in ("id", "sent_at"))]
-    bounds, order = _seek(page)
-    statement = select(*wanted).where(*_conditions(tenant_id, query), *bounds).order_by(*order).limit(page.first + 1)
-    return page.cut((await connection.execute(statement)).all())
-
-
-async def count_email_rows(*, connection: AsyncConnection, tenant_id: int, query: EmailQuery) -> int:
-    """`count_emails` on a plain connection."""
-    statement = select(func.count()).select_from(E).where(*_conditions(tenant_id, query))
-    return int((await connection.execute(statement)).scalar_one())
-
-
-async def list_email_rows_by_ids(
-    *, connection: AsyncConnection, tenant_id: int, ids: Sequence[int], columns: Sequence[str]
-) -> list[Any]:
-    """E-mails by id as plain rows of `columns` (id first), within the tenant."""
-    statement = select(E.id, *(getattr(E, c) for c in columns if c != "id")).where(
-        E.tenant_id == tenant_id,
-        E.id.in_(ids),  # type: ignore[union-attr]
-    )
-    return list((await connection.execute(statement)).all())

@@ -4,23 +4,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from functools import lru_cache
+from typing import Any, Literal, TypeVar
 
-from sqlalchemy import ColumnElement, func, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy import ColumnElement, Select, bindparam, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import models
 from gateway.enums import EmailStatus, InvoiceStatus
-from gateway.repositories.pages import Page, PageRequest, seek
+from gateway.repositories.pages import Page, PageRequest, PageShape, dialect_of, one_of, seek, seek_params
 
 __all__ = [
+    "ItemKind",
     "ItemQuery",
+    "ItemShape",
     "count_documents",
     "count_invoices",
-    "count_item_rows",
-    "list_document_rows_by_email_ids",
-    "list_item_rows",
-    "list_item_rows_by_ids",
+    "documents_by_email_ids_statement",
+    "item_count_statement",
+    "item_page_statement",
+    "item_params",
+    "item_shape",
+    "items_by_ids_statement",
     "list_documents",
     "list_documents_by_email_ids",
     "list_documents_by_ids",
@@ -30,6 +35,10 @@ __all__ = [
 ]
 
 Item = TypeVar("Item", models.Document, models.Invoice)
+
+# The tables of items, by kind (the table's name).
+ItemKind = Literal["relation", "document", "invoice"]
+_MODELS: dict[str, Any] = {"relation": models.Relation, "document": models.Document, "invoice": models.Invoice}
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,38 +50,103 @@ class ItemQuery:
     relation_id: int | None = None
 
 
-def _conditions(model: Any, tenant_id: int, query: ItemQuery) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = [model.tenant_id == tenant_id]
-    if query.relation_id is not None:
-        conditions.append(model.relation_id == query.relation_id)
-    if query.invoice_statuses is not None:
-        conditions.append(model.invoice_status.in_(query.invoice_statuses))
+# Which parts of an ItemQuery are given: a statement's text depends on this only.
+ItemShape = tuple[bool, bool, bool]
+
+
+def item_shape(query: ItemQuery) -> ItemShape:
+    return (query.email_statuses is not None, query.invoice_statuses is not None, query.relation_id is not None)
+
+
+def item_params(tenant_id: int, query: ItemQuery, page: PageRequest | None = None) -> dict[str, Any]:
+    """The parameters of `item_page_statement` / `item_count_statement` for one request."""
+    params: dict[str, Any] = {"tenant_id": tenant_id}
     if query.email_statuses is not None:
+        params["email_statuses"] = [s.name for s in query.email_statuses]
+    if query.invoice_statuses is not None:
+        params["invoice_statuses"] = [s.name for s in query.invoice_statuses]
+    if query.relation_id is not None:
+        params["relation_id"] = query.relation_id
+    if page is not None:
+        params.update(seek_params(page, lambda cursor: cursor[1:]))  # items page by id alone: (None, id)
+        params["limit"] = page.first + 1
+    return params
+
+
+def _conditions(model: Any, shape: ItemShape, dialect: str) -> list[ColumnElement[bool]]:
+    email_statuses, invoice_statuses, relation = shape
+    conditions: list[ColumnElement[bool]] = [model.tenant_id == bindparam("tenant_id")]
+    if relation:
+        conditions.append(model.relation_id == bindparam("relation_id"))
+    if invoice_statuses:
+        conditions.append(one_of(model.invoice_status, "invoice_statuses", dialect))
+    if email_statuses:
         # The status of an item is the status of the newest e-mail that carried it.
-        latest = select(models.Email.status).where(models.Email.id == model.latest_email_id)
-        conditions.append(latest.scalar_subquery().in_(query.email_statuses))
+        latest = select(models.Email.status).where(models.Email.id == model.latest_email_id).scalar_subquery()
+        conditions.append(one_of(latest, "email_statuses", dialect))
     return conditions
 
 
-def _seek(model: Any, page: PageRequest) -> tuple[list[ColumnElement[bool]], list[Any]]:
-    # Items page by id alone: their cursors carry (None, id).
-    return seek((model.id,), page, lambda cursor: cursor[1:])
+def _wanted(model: Any, columns: tuple[str, ...] | None) -> list[Any]:
+    return [model] if columns is None else [model.id, *(getattr(model, c) for c in columns if c != "id")]
+
+
+@lru_cache(maxsize=256)
+def item_page_statement(
+    kind: ItemKind, shape: ItemShape, page: PageShape, columns: tuple[str, ...] | None, dialect: str
+) -> Select[Any]:
+    """One page of the Documents or Invoicing screen, newest first (by id): whole items
+    (`columns` None) or those columns, `id` first. `item_params` gives the values."""
+    model = _MODELS[kind]
+    bounds, order = seek((model.id,), page)
+    return (
+        select(*_wanted(model, columns))
+        .where(*_conditions(model, shape, dialect), *bounds)
+        .order_by(*order)
+        .limit(bindparam("limit"))
+    )
+
+
+@lru_cache(maxsize=256)
+def item_count_statement(kind: ItemKind, shape: ItemShape, dialect: str) -> Select[Any]:
+    """How many items match (the connection's totalCount)."""
+    model = _MODELS[kind]
+    return select(func.count().label("count")).select_from(model).where(*_conditions(model, shape, dialect))
+
+
+@lru_cache(maxsize=256)
+def items_by_ids_statement(kind: ItemKind, columns: tuple[str, ...] | None, dialect: str) -> Select[Any]:
+    """Relations, documents or invoices among the list parameter `ids` within the tenant."""
+    model = _MODELS[kind]
+    return select(*_wanted(model, columns)).where(
+        model.tenant_id == bindparam("tenant_id"), one_of(model.id, "ids", dialect)
+    )
+
+
+@lru_cache(maxsize=256)
+def documents_by_email_ids_statement(columns: tuple[str, ...] | None, dialect: str) -> Select[Any]:
+    """`(email id, document)` rows for the documents the e-mails among `email_ids` carried,
+    by e-mail then document id: whole documents or those columns (`id` first)."""
+    link, doc = models.EmailDocument, models.Document
+    return (
+        select(link.email_id, *_wanted(doc, columns))
+        .join(doc, doc.id == link.document_id)  # type: ignore[arg-type]
+        .where(link.tenant_id == bindparam("tenant_id"), one_of(link.email_id, "email_ids", dialect))
+        .order_by(link.email_id, doc.id)
+    )
 
 
 async def _list(
     model: type[Item], *, session: AsyncSession, tenant_id: int, query: ItemQuery, page: PageRequest
 ) -> Page[Item]:
-    bounds, order = _seek(model, page)
-    statement = (
-        select(model).where(*_conditions(model, tenant_id, query), *bounds).order_by(*order).limit(page.first + 1)
-    )
-    rows = (await session.execute(statement)).scalars().all()
+    statement = item_page_statement(model.__tablename__, item_shape(query), page.shape, None, dialect_of(session))  # type: ignore[arg-type]
+    rows = (await session.execute(statement, item_params(tenant_id, query, page))).scalars().all()
     return Page.from_rows(rows, page)
 
 
 async def _count(model: Any, *, session: AsyncSession, tenant_id: int, query: ItemQuery) -> int:
-    statement = select(func.count()).select_from(model).where(*_conditions(model, tenant_id, query))
-    return int((await session.execute(statement)).scalar_one())
+    statement = item_count_statement(model.__tablename__, item_shape(query), dialect_of(session))
+    return int((await session.execute(statement, item_params(tenant_id, query))).scalar_one())
 
 
 async def list_documents(
@@ -100,8 +174,8 @@ async def count_invoices(*, session: AsyncSession, tenant_id: int, query: ItemQu
 
 
 async def _by_ids(model: Any, session: AsyncSession, tenant_id: int, ids: Sequence[int]) -> list[Any]:
-    statement = select(model).where(model.tenant_id == tenant_id, model.id.in_(ids))
-    return list((await session.execute(statement)).scalars().all())
+    statement = items_by_ids_statement(model.__tablename__, None, dialect_of(session))
+    return list((await session.execute(statement, {"tenant_id": tenant_id, "ids": list(ids)})).scalars().all())
 
 
 async def list_relations_by_ids(*, session: AsyncSession, tenant_id: int, ids: Sequence[int]) -> list[models.Relation]:
@@ -123,66 +197,6 @@ async def list_documents_by_email_ids(
     *, session: AsyncSession, tenant_id: int, email_ids: Sequence[int]
 ) -> list[tuple[int, models.Document]]:
     """`(email id, document)` pairs for the documents these e-mails carried."""
-    link = models.EmailDocument
-    statement = (
-        select(link.email_id, models.Document)
-        .join(models.Document, models.Document.id == link.document_id)  # type: ignore[arg-type]
-        .where(link.tenant_id == tenant_id, link.email_id.in_(email_ids))  # type: ignore[attr-defined]
-        .order_by(link.email_id, models.Document.id)
-    )
-    return [(email_id, doc) for email_id, doc in (await session.execute(statement)).all()]
-
-
-# -- plain rows for the compiled fast path (gateway.fastpath) -------------------------------------
-
-_MODELS = {"relation": models.Relation, "document": models.Document, "invoice": models.Invoice}
-
-
-async def list_item_rows_by_ids(
-    *, connection: AsyncConnection, kind: str, tenant_id: int, ids: Sequence[int], columns: Sequence[str]
-) -> list[Any]:
-    """Relations, documents or invoices by id as plain rows of `columns` (id first)."""
-    model = _MODELS[kind]
-    statement = select(model.id, *(getattr(model, c) for c in columns if c != "id")).where(
-        model.tenant_id == tenant_id, model.id.in_(ids)
-    )
-    return list((await connection.execute(statement)).all())
-
-
-async def list_item_rows(
-    *,
-    connection: AsyncConnection,
-    kind: str,
-    tenant_id: int,
-    query: ItemQuery,
-    page: PageRequest,
-    columns: Sequence[str],
-) -> tuple[list[Any], bool]:
-    """A page of the Documents or Invoicing screen as plain rows (id first), newest first."""
-    model = _MODELS[kind]
-    bounds, order = _seek(model, page)
-    statement = select(model.id, *(getattr(model, c) for c in columns if c != "id")).where(
-        *_conditions(model, tenant_id, query), *bounds
-    )
-    return page.cut((await connection.execute(statement.order_by(*order).limit(page.first + 1))).all())
-
-
-async def count_item_rows(*, connection: AsyncConnection, kind: str, tenant_id: int, query: ItemQuery) -> int:
-    """`count_documents` / `count_invoices` on a plain connection."""
-    model = _MODELS[kind]
-    statement = select(func.count()).select_from(model).where(*_conditions(model, tenant_id, query))
-    return int((await connection.execute(statement)).scalar_one())
-
-
-async def list_document_rows_by_email_ids(
-    *, connection: AsyncConnection, tenant_id: int, email_ids: Sequence[int], columns: Sequence[str]
-) -> list[Any]:
-    """(email id, document columns...) rows for the documents these e-mails carried."""
-    link, doc = models.EmailDocument, models.Document
-    statement = (
-        select(link.email_id, doc.id, *(getattr(doc, c) for c in columns if c != "id"))
-        .join(doc, doc.id == link.document_id)  # type: ignore[arg-type]
-        .where(link.tenant_id == tenant_id, link.email_id.in_(email_ids))  # type: ignore[attr-defined]
-        .order_by(link.email_id, doc.id)
-    )
-    return list((await connection.execute(statement)).all())
+    statement = documents_by_email_ids_statement(None, dialect_of(session))
+    params = {"tenant_id": tenant_id, "email_ids": list(email_ids)}
+    return [(email_id, doc) for email_id, doc in (await session.execute(statement, params)).all()]
