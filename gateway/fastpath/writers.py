@@ -10,21 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from graphql import FragmentDefinitionNode, SelectionSetNode
 
-from gateway.enums import EmailStatus
+from gateway import rules
 from gateway.ids import encode_id
-from gateway.schema.types.emails import COMPLAINT_NOTICE, OPEN_NOTICE
 
 from .fields import Collected, Unsupported, collect
 
 __all__ = ["Lookups", "Needs", "Writer", "compile_document", "compile_email", "compile_invoice"]
 
 Writer = Callable[[Any, "Lookups"], Any]
-_FAILED = EmailStatus.DELIVERY_FAILED.value
 Fragments = dict[str, FragmentDefinitionNode]
 
 
@@ -161,7 +159,7 @@ def _flat(
 
 
 def compile_failure(selections: list[SelectionSetNode], fragments: Fragments, columns: set[str]) -> Writer:
-    columns.update({"status", "failure_category", "failure_reason", "failure_smtp_code", "failure_occurred_at"})
+    columns.update(rules.FAILURE_COLUMNS)
     names: Columns = {
         "category": ("failure_category", _enum),
         "reason": ("failure_reason", lambda v: v or ""),
@@ -171,7 +169,7 @@ def compile_failure(selections: list[SelectionSetNode], fragments: Fragments, co
     body = _flat("DeliveryFailure", selections, fragments, columns, names)
 
     def write(row: Any, lookups: Lookups) -> Any:
-        if _enum(row["status"]) != _FAILED or row["failure_category"] is None or row["failure_occurred_at"] is None:
+        if not rules.failure_shown(_enum(row["status"]), row["failure_category"], row["failure_occurred_at"]):
             return None
         return body(row, lookups)
 
@@ -185,13 +183,13 @@ def compile_opens(selections: list[SelectionSetNode], fragments: Fragments, colu
         "lastOpenedAt": ("last_opened_at", dt),
         "likelyAutomated": ("opens_likely_automated", None),
     }
-    return _flat("OpenTracking", selections, fragments, columns, names, {"notice": OPEN_NOTICE})
+    return _flat("OpenTracking", selections, fragments, columns, names, {"notice": rules.OPEN_NOTICE})
 
 
 def compile_complaint(selections: list[SelectionSetNode], fragments: Fragments, columns: set[str]) -> Writer:
     columns.add("complained_at")
     names: Columns = {"complainedAt": ("complained_at", dt)}
-    constants = {"addressSuppressed": True, "notice": COMPLAINT_NOTICE}
+    constants = {"addressSuppressed": True, "notice": rules.COMPLAINT_NOTICE}
     body = _flat("SpamComplaint", selections, fragments, columns, names, constants)
 
     def write(row: Any, lookups: Lookups) -> Any:
@@ -224,19 +222,19 @@ def compile_details(selections: list[SelectionSetNode], fragments: Fragments, co
         elif f.name == "complaint":
             parts.append((f.key, compile_complaint(f.selections, fragments, columns)))
         elif f.name in ("historyAvailableUntil", "historyExpired"):
-            columns.update({"sent_at", "history_purged_at"})
+            columns.update(rules.HISTORY_COLUMNS)
             parts.append((f.key, _until if f.name == "historyAvailableUntil" else _expired))
         else:
             raise Unsupported(f.name)  # history: the reference loads it
     return _object(parts)
 
 
-def _until(row: Any, lookups: Lookups) -> str | None:
-    return dt(row["sent_at"] + timedelta(days=lookups.history_days))
+def _until(row: Any, lookups: Lookups) -> datetime | None:
+    return dt(rules.history_available_until(row["sent_at"], lookups.history_days))
 
 
 def _expired(row: Any, lookups: Lookups) -> bool:
-    return row["history_purged_at"] is not None or lookups.now >= row["sent_at"] + timedelta(days=lookups.history_days)
+    return rules.history_expired(row["sent_at"], row["history_purged_at"], lookups.history_days, lookups.now)
 
 
 def compile_relation(selections: list[SelectionSetNode], fragments: Fragments, needs: Needs) -> Writer:

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from strawberry.types import Info
 
-from gateway import models
+from gateway import models, rules
 from gateway.context import Context
-from gateway.enums import EmailStatus as EnumStatus
 from gateway.ids import encode_cursor, encode_id
 from gateway.repositories.pages import Page
 
@@ -22,8 +21,6 @@ if TYPE_CHECKING:
     from .items import Document, Invoice, Relation
 
 __all__ = [
-    "COMPLAINT_NOTICE",
-    "OPEN_NOTICE",
     "DeliveryFailure",
     "Email",
     "EmailConnection",
@@ -37,19 +34,6 @@ __all__ = [
     "email_cursor",
 ]
 
-OPEN_NOTICE = (
-    "An open only means that the tracking image was fetched. Mail clients, privacy "
-    "proxies (such as Apple Mail Privacy Protection), image proxies and security "
-    "scanners fetch it with no person involved, so an open is not proof that anyone "
-    "read the e-mail, and it is no legal evidence."
-)
-
-COMPLAINT_NOTICE = (
-    "The recipient reported this e-mail as spam. That proves it was delivered, so its "
-    "status stays what the delivery gave. The provider now suppresses the address: it "
-    "drops later e-mails to it without trying, until the address is removed from its "
-    "suppression list."
-)
 
 _ITEMS = "gateway.schema.types.items"
 
@@ -176,8 +160,7 @@ class EmailDetails:
     @strawberry.field(description="Why it failed, when the status is DELIVERY_FAILED; null otherwise.")
     def failure(self) -> DeliveryFailure | None:
         m = self.model
-        # The row keeps the latest failure even after a later delivery superseded it.
-        if m.status is not EnumStatus.DELIVERY_FAILED or m.failure_category is None or m.failure_occurred_at is None:
+        if not rules.failure_shown(m.status, m.failure_category, m.failure_occurred_at):
             return None
         return DeliveryFailure(
             category=m.failure_category,
@@ -187,12 +170,17 @@ class EmailDetails:
         )
 
     @strawberry.field(
-        description="The recipient's spam complaint; null when there is none. A complaint is no failure: the status stays what the delivery gave."
+        description=(
+            "The recipient's spam complaint; null when there is none. "
+            "A complaint is no failure: the status stays what the delivery gave."
+        )
     )
     def complaint(self) -> SpamComplaint | None:
         if self.model.complained_at is None:
             return None
-        return SpamComplaint(complained_at=self.model.complained_at, address_suppressed=True, notice=COMPLAINT_NOTICE)
+        return SpamComplaint(
+            complained_at=self.model.complained_at, address_suppressed=True, notice=rules.COMPLAINT_NOTICE
+        )
 
     @strawberry.field(description="Opens of the tracking image, with the caveat that goes with them.")
     def opens(self) -> OpenTracking:
@@ -202,7 +190,7 @@ class EmailDetails:
             first_opened_at=m.first_opened_at,
             last_opened_at=m.last_opened_at,
             likely_automated=m.opens_likely_automated,
-            notice=OPEN_NOTICE,
+            notice=rules.OPEN_NOTICE,
         )
 
     @strawberry.field(description="Detailed event history, oldest first; empty once the retention window has passed.")
@@ -212,12 +200,14 @@ class EmailDetails:
 
     @strawberry.field(description="Until when the detailed history is kept.")
     def history_available_until(self, info: Info[Context, None]) -> datetime:
-        return self.model.sent_at + timedelta(days=info.context.settings.history_days)
+        return rules.history_available_until(self.model.sent_at, info.context.settings.history_days)
 
     @strawberry.field(description="True once the detailed history has been purged or its window has passed.")
     def history_expired(self, info: Info[Context, None]) -> bool:
-        until = self.model.sent_at + timedelta(days=info.context.settings.history_days)
-        return self.model.history_purged_at is not None or datetime.now(UTC) >= until
+        m = self.model
+        return rules.history_expired(
+            m.sent_at, m.history_purged_at, info.context.settings.history_days, datetime.now(UTC)
+        )
 
 
 @strawberry.type(description="A sent e-mail, as the E-mails screen lists it.")
