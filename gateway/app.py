@@ -58,7 +58,6 @@ from gateway.enums import Scope as KeyScope
 from gateway.errors import BadInput
 from gateway.fastpath import FastPath
 from gateway.fastpath.live import LiveFastPath, Outcome
-from gateway.fastpath.plans import UNKNOWN
 from gateway.fastpath.rows import PgRows, RepositoryRows, RowSource
 from gateway.live import ChangeFeed
 from gateway.logs import RequestLog, current_request
@@ -422,9 +421,9 @@ class GatewayGraphQL(GraphQL[Context, None]):
 class GraphQLEndpoint:
     """Authenticates HTTP requests before strawberry sees them; answers 401 without a key.
 
-    A POSTed query document that strawberry (the reference) has answered without
-    errors once is compiled by the fast path; later requests with it run the plan,
-    and fall back to strawberry whenever the plan cannot answer exactly.
+    A POSTed query document is compiled by the fast path the first time it is
+    seen; requests with it run the plan, and fall back to strawberry (the
+    reference) whenever the plan cannot answer exactly.
     """
 
     def __init__(self, view: GatewayGraphQL, fastpath: FastPath | None) -> None:
@@ -432,7 +431,7 @@ class GraphQLEndpoint:
         self.fastpath = fastpath
 
     async def _fast(self, scope: Scope, send: Send, body: bytes, principal: Principal, state: dict[str, Any]) -> bool:
-        """Answer from a plan; False when the reference must answer (and maybe teach the plan)."""
+        """Answer from a plan; False when the reference must answer."""
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -452,13 +451,10 @@ class GraphQLEndpoint:
         _log_operation(resolved.query, name, self.view.max_tokens)
         assert self.fastpath is not None  # noqa: S101  (checked by the caller)
         plan = self.fastpath.plan(resolved.query, name, digest=resolved.sha256)
-        if plan is UNKNOWN:
-            scope.setdefault("state", {})["learn"] = (resolved.query, name, resolved.sha256)
-            return False
         if plan is None or not principal.can(KeyScope.READ):
             return False
         try:
-            answer = await self.fastpath.run(plan, variables, principal.tenant_id, state["rows"])  # type: ignore[arg-type]
+            answer = await self.fastpath.run(plan, variables, principal.tenant_id, state["rows"])
         except Exception as error:  # the reference answers, and reports what went wrong its own way
             if not database_unavailable(error):
                 log.warning("fast path failed; falling back", exc_info=True)
@@ -532,9 +528,6 @@ class GraphQLEndpoint:
             change_counter=state["metrics"],
         )
         state["context"] = context
-        learn = state.pop("learn", None)
-        if learn is not None:
-            send = _learning(send, lambda: self.fastpath.learn(*learn))  # type: ignore[union-attr]
         try:
             await self.view(scope, receive, send)
         finally:
@@ -603,32 +596,6 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 async def _no_receive() -> Message:
     return {"type": "http.disconnect"}
-
-
-def _learning(send: Send, learn: Callable[[], None]) -> Send:
-    """A `send` that calls `learn` when the reference answered 200 without errors."""
-    status = 0
-    body = bytearray()
-
-    async def wrapper(message: Message) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            # Only a JSON answer teaches: a multipart subscription streams for as long as
-            # it lives, and its body must not pile up here.
-            streamed = Headers(raw=message.get("headers", [])).get("content-type", "").startswith("multipart/")
-            status = 0 if streamed else message["status"]
-        elif message["type"] == "http.response.body" and status == 200:
-            body.extend(message.get("body", b""))
-            if not message.get("more_body", False) and status == 200:
-                try:
-                    answer = orjson.loads(bytes(body))
-                except orjson.JSONDecodeError:
-                    answer = None
-                if isinstance(answer, dict) and "errors" not in answer and answer.get("data") is not None:
-                    learn()
-        await send(message)
-
-    return wrapper
 
 
 async def _nothing_to_reset(_connection: asyncpg.Connection) -> None:
@@ -714,7 +681,14 @@ def create_app(settings: Settings | None = None, *, tracer_provider: TracerProvi
     )
     fastpath = None
     if settings.fast_path:
-        fastpath = FastPath(schema._schema, limits=limits_of(settings), history_days=settings.history_days)
+        fastpath = FastPath(
+            schema._schema,
+            limits=limits_of(settings),
+            history_days=settings.history_days,
+            validator=validation_rules(settings),
+            max_tokens=settings.max_tokens,
+            on_unsupported=lambda reason: app_metrics.fast_path_unsupported.labels(reason).inc(),
+        )
         masking = ExpectedErrors(debug=settings.debug, on_error=count_error)
         view.live = LiveFastPath(
             schema._schema,

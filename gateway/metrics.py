@@ -57,6 +57,12 @@ class Metrics:
             ["answered_by"],
             registry=self.registry,
         )
+        self.fast_path_unsupported = Counter(
+            "gateway_fast_path_unsupported",
+            "Query documents the compiled plans do not serve (each counted once, when first seen), by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
         self.websockets = Gauge(
             "gateway_websockets_open",
             "Websocket connections open now.",

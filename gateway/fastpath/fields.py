@@ -17,7 +17,13 @@ __all__ = ["Collected", "Unsupported", "collect"]
 
 
 class Unsupported(Exception):
-    """The fast path cannot serve this document; the reference executor will."""
+    """The fast path cannot serve this document; the reference executor will.
+
+    The message is the reason (a bounded label: a field name or a fixed phrase);
+    `operation` names the operation it was found in, once known.
+    """
+
+    operation: str | None = None
 
 
 @dataclass

@@ -33,6 +33,7 @@ from gateway.ids import decode_cursor, encode_cursor
 from gateway.repositories.pages import PageRequest, check_first
 from gateway.resolvers.emails import email_query
 from gateway.resolvers.items import item_query
+from gateway.schema import Validator
 from gateway.schema.inputs import DocumentFilter, EmailFilter, InvoiceFilter
 from gateway.schema.limits import Limits, check_request
 
@@ -40,13 +41,12 @@ from .fields import Unsupported, collect
 from .rows import Fold, Folded, Rows, RowSource
 from .writers import Lookups, Needs, Writer, compile_document, compile_email, compile_invoice
 
-__all__ = ["UNKNOWN", "FastPath", "Plan"]
+__all__ = ["FastPath", "Plan", "compile_plan"]
 
 log = logging.getLogger(__name__)
 
 _ROOTS = {"emails": "Email", "documents": "Document", "invoices": "Invoice"}
 _CURSOR_KIND = {"emails": "email", "documents": "document", "invoices": "invoice"}
-_UNKNOWN = object()
 _BACKWARD = frozenset({"last", "before"})
 
 
@@ -175,72 +175,122 @@ def _compile_page_info(
     return lambda page, _l: {key: get(page) for key, get in parts}
 
 
-def compile_plan(schema: GraphQLSchema, query: str, operation_name: str | None) -> Plan | None:
-    """The plan of a query document, or None when the fast path cannot serve it."""
-    document = parse(query)
-    if validate(schema, document):
+def compile_plan(
+    schema: GraphQLSchema,
+    query: str,
+    operation_name: str | None,
+    *,
+    validator: Validator | None = None,
+    max_tokens: int | None = None,
+) -> Plan | None:
+    """The plan of a query document, from the document and the schema alone.
+
+    None when the document is not the compiler's to judge (too many tokens, a
+    syntax or validation error by the reference's own `validator`, or no
+    operation by that name: the reference reports those); raises `Unsupported`
+    with the reason when it is a valid document the plans cannot serve.
+    """
+    try:
+        document = parse(query, max_tokens=max_tokens)
+    except GraphQLError:
         return None
-    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+    if (validator or _specified)(schema, document):
+        return None
     # None when the name matches nothing, or when none is given and there are several.
     operation = get_operation_ast(document, operation_name)
-    if operation is None or operation.operation is not OperationType.QUERY or operation.directives:
+    if operation is None:
         return None
+    try:
+        return _compile_operation(document, operation)
+    except Unsupported as unsupported:
+        unsupported.operation = operation.name.value if operation.name else None
+        raise
+
+
+def _compile_operation(document: DocumentNode, operation: OperationDefinitionNode) -> Plan:
+    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+    if operation.operation is not OperationType.QUERY:
+        raise Unsupported(operation.operation.value)
+    if operation.directives:
+        raise Unsupported("operation directives")
     needs = Needs()
     roots: list[_Root] = []
     plan = Plan(document=document, operation=operation, roots=roots, needs=needs)
-    try:
-        for selection in operation.selection_set.selections:
-            if not isinstance(selection, FieldNode) or selection.directives:
-                raise Unsupported("root selection")
-            name = selection.name.value
-            if name not in _ROOTS or selection.selection_set is None:
-                raise Unsupported(name)
-            if any(a.name.value in _BACKWARD for a in selection.arguments or ()):
-                raise Unsupported("backward pagination")  # the compiled pages only go forwards
-            if any(r.key == (selection.alias.value if selection.alias else name) for r in roots):
-                raise Unsupported("repeated root key")
-            columns = needs.email if name == "emails" else plan.item_columns.setdefault(name, {"id"})
-            write, wants_count = _compile_connection(name, [selection.selection_set], fragments, needs, columns)
-            key = selection.alias.value if selection.alias else name
-            roots.append(_Root(key, name, selection, write, wants_count))
-    except Unsupported as reason:
-        log.debug("fast path: not for this document (%s)", reason)
-        return None
+    for selection in operation.selection_set.selections:
+        if not isinstance(selection, FieldNode) or selection.directives:
+            raise Unsupported("root selection")
+        name = selection.name.value
+        if name not in _ROOTS or selection.selection_set is None:
+            raise Unsupported(name)
+        if any(a.name.value in _BACKWARD for a in selection.arguments or ()):
+            raise Unsupported("backward pagination")  # the compiled pages only go forwards
+        if any(r.key == (selection.alias.value if selection.alias else name) for r in roots):
+            raise Unsupported("repeated root key")
+        columns = needs.email if name == "emails" else plan.item_columns.setdefault(name, {"id"})
+        write, wants_count = _compile_connection(name, [selection.selection_set], fragments, needs, columns)
+        key = selection.alias.value if selection.alias else name
+        roots.append(_Root(key, name, selection, write, wants_count))
     plan.folds = {root.name: _folds(plan, root.name) for root in roots}
-    return plan if roots else None
+    return plan
+
+
+def _specified(schema: GraphQLSchema, document: DocumentNode) -> list[GraphQLError]:
+    return validate(schema, document)
 
 
 class FastPath:
-    """Plans by query text or persisted hash; `run` answers a request or returns None for the reference."""
+    """Plans by query text or persisted hash; `run` answers a request or returns None for the reference.
 
-    def __init__(self, schema: GraphQLSchema, *, limits: Limits, history_days: int, size: int = 512) -> None:
+    A document is compiled the first time it is seen. One the plans cannot serve
+    is said so once, by a log line and `on_unsupported(reason)` (a metric), so a
+    screen query left to the reference executor shows.
+    """
+
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        *,
+        limits: Limits,
+        history_days: int,
+        validator: Validator | None = None,
+        max_tokens: int | None = None,
+        on_unsupported: Callable[[str], None] | None = None,
+        size: int = 512,
+    ) -> None:
         self._schema = schema
+        self._validator = validator  # the reference's rules (depth, aliases...): what it refuses, no plan serves
+        self._max_tokens = max_tokens
         self._limits = limits
         self._max_page_size = limits.max_page_size
         self._history_days = history_days
+        self._on_unsupported = on_unsupported
         self._size = size
         self._plans: OrderedDict[tuple[str, str | None], Plan | None] = OrderedDict()
 
-    def plan(self, query: str, operation_name: str | None, digest: str | None = None) -> Plan | None | object:
-        """The plan, None if the document is not for the fast path, or `UNKNOWN` if not learned yet.
+    def plan(self, query: str, operation_name: str | None, digest: str | None = None) -> Plan | None:
+        """The document's plan, compiled on first sight; None when the reference must answer it.
 
         A persisted document is keyed by its SHA-256 (`digest`), the text otherwise.
         """
         key = (digest or query, operation_name)
-        found = self._plans.get(key, _UNKNOWN)
-        if found is not _UNKNOWN:
+        if key in self._plans:
             self._plans.move_to_end(key)
-        return found
-
-    def learn(self, query: str, operation_name: str | None, digest: str | None = None) -> None:
-        """Compile a document the reference executor has just answered without errors."""
+            return self._plans[key]
         try:
-            plan = compile_plan(self._schema, query, operation_name)
-        except GraphQLError:
+            plan = compile_plan(
+                self._schema, query, operation_name, validator=self._validator, max_tokens=self._max_tokens
+            )
+        except Unsupported as unsupported:
+            reason = str(unsupported)
+            name = unsupported.operation or "(anonymous)"
+            log.info("fast path: operation %s left to the reference executor (%s)", name, reason)
+            if self._on_unsupported is not None:
+                self._on_unsupported(reason)
             plan = None
-        self._plans[(digest or query, operation_name)] = plan
+        self._plans[key] = plan
         while len(self._plans) > self._size:
             self._plans.popitem(last=False)
+        return plan
 
     async def run(
         self, plan: Plan, variables: dict[str, Any] | None, tenant_id: int, source: RowSource
@@ -329,6 +379,3 @@ def _input(cls: type, value: dict[str, Any] | None) -> Any:
     if value is None:
         return None
     return cls(**{re.sub(r"(?<!^)(?=[A-Z])", "_", k).lower(): v for k, v in value.items()})
-
-
-UNKNOWN = _UNKNOWN
