@@ -64,10 +64,10 @@ from gateway.logs import RequestLog, current_request
 from gateway.metrics import Metrics, MetricsMiddleware, route_of
 from gateway.pubsub import Broker, BrokerUnavailable
 from gateway.repositories.api_keys import Principal
-from gateway.resolvers.live import connection_resume, resume_point, resuming
 from gateway.retention import purge_periodically
 from gateway.schema import build_schema, limits_of, validation_rules
 from gateway.schema.errors import SERVICE_UNAVAILABLE, ExpectedErrors, report
+from gateway.schema.resolvers.live import connection_resume, resume_point, resuming
 from gateway.tracing import tracing_for
 from gateway.webhooks.providers.ses import CertificateStore
 from gateway.webhooks.routes import webhook_routes

@@ -46,9 +46,9 @@ from gateway.context import Context
 from gateway.errors import DomainError
 from gateway.live import FeedItem, Listener, SlowConsumer
 from gateway.repositories.changes import Position
-from gateway.resolvers.live import ChangeFilter, payload, status_changes
 from gateway.schema import SubscriptionExecutionContext, Validator
 from gateway.schema.limits import Limits, check_request
+from gateway.schema.resolvers.live import ChangeFilter, payload, status_changes
 
 __all__ = ["LiveFastPath", "LivePlan", "Outcome"]
 

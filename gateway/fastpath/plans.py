@@ -27,14 +27,11 @@ from graphql import (
 )
 from graphql.execution.values import get_argument_values
 
-import gateway.schema  # noqa: F401  (the resolvers below import its types: load it first)
 from gateway.errors import BadInput
 from gateway.ids import decode_cursor, encode_cursor
 from gateway.repositories.pages import PageRequest, check_first
-from gateway.resolvers.emails import email_query
-from gateway.resolvers.items import item_query
 from gateway.schema import Validator
-from gateway.schema.inputs import DocumentFilter, EmailFilter, InvoiceFilter
+from gateway.schema.inputs import DocumentFilter, EmailFilter, InvoiceFilter, email_query, item_query
 from gateway.schema.limits import Limits, check_request
 
 from .fields import Unsupported, collect

@@ -27,7 +27,6 @@ from gateway.config import Settings
 
 from .errors import ExpectedErrors, ReportingSchema
 from .limits import Limits, RequestLimits
-from .root import Mutation, Query, Subscription
 from .scalars import DateTime
 
 __all__ = ["SubscriptionExecutionContext", "Validator", "build_schema", "limits_of", "sdl", "validation_rules"]
@@ -87,6 +86,8 @@ def build_schema(
     `extra_extensions` are factories of more extensions (tracing)."""
     # Factories: strawberry builds fresh extensions per request. The parser cache
     # lives at module level and the validator is made once here, so they are shared.
+    from .root import Mutation, Query, Subscription  # the root fields import the resolvers, which import this package
+
     validator = validation_rules(settings)
     limits = limits_of(settings)
     extensions: list[object] = [
@@ -143,6 +144,8 @@ def validation_rules(settings: Settings) -> Validator:
 
 def sdl() -> str:
     """The schema in SDL, as committed in schema.graphql."""
+    from .root import Mutation, Query, Subscription
+
     return (
         strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription, config=_config()).as_str() + "\n"
     )

@@ -1,10 +1,15 @@
-"""Input types of the filters and mutations."""
+"""Input types of the filters and mutations, and the repositories' queries the filters make."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 import strawberry
+
+from gateway import enums
+from gateway.ids import decode_id_of
+from gateway.repositories.emails import EmailQuery
+from gateway.repositories.items import ItemQuery
 
 from .types.enums import EmailStatus, FailureCategory, InvoiceStatus
 
@@ -18,6 +23,8 @@ __all__ = [
     "InvoiceRef",
     "RecordEmailEventInput",
     "RegisterEmailInput",
+    "email_query",
+    "item_query",
     "RelationRef",
 ]
 
@@ -136,4 +143,33 @@ class EmailStatusChangeFilter:
     )
     statuses: list[EmailStatus] | None = strawberry.field(  # type: ignore[valid-type]
         default=None, description="Only changes to one of these statuses."
+    )
+
+
+def email_query(f: EmailFilter | EmailStatsFilter | None) -> EmailQuery:
+    """The repositories' query for an E-mails filter (ids decoded: BadInput on a foreign kind)."""
+    if f is None:
+        return EmailQuery()
+    statuses = getattr(f, "statuses", None)
+    return EmailQuery(
+        statuses=tuple(enums.EmailStatus(s) for s in statuses) if statuses is not None else None,
+        relation_id=decode_id_of(f.relation_id, "Relation") if f.relation_id is not None else None,
+        sent_after=f.sent_after,
+        sent_before=f.sent_before,
+        search=getattr(f, "search", None) or None,
+        complained=getattr(f, "complained", None),
+    )
+
+
+def item_query(f: DocumentFilter | InvoiceFilter | None) -> ItemQuery:
+    """The repositories' query for a Documents or Invoicing filter."""
+    if f is None:
+        return ItemQuery()
+    invoice_statuses = getattr(f, "invoice_statuses", None)
+    return ItemQuery(
+        email_statuses=tuple(enums.EmailStatus(s) for s in f.email_statuses) if f.email_statuses is not None else None,
+        invoice_statuses=tuple(enums.InvoiceStatus(s) for s in invoice_statuses)
+        if invoice_statuses is not None
+        else None,
+        relation_id=decode_id_of(f.relation_id, "Relation") if f.relation_id is not None else None,
     )

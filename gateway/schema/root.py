@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import strawberry
 
-from gateway.resolvers import emails as _emails
-from gateway.resolvers import items as _items
-from gateway.resolvers import live as _live
-from gateway.resolvers import mutations as _mutations
-from gateway.resolvers import nodes as _nodes
+from gateway.schema.resolvers import emails as _emails
+from gateway.schema.resolvers import items as _items
+from gateway.schema.resolvers import live as _live
+from gateway.schema.resolvers import mutations as _mutations
+from gateway.schema.resolvers import nodes as _nodes
 
 from .permissions import CanRead, CanWrite
 from .types.common import Node

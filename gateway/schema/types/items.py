@@ -13,7 +13,7 @@ from gateway import models
 from gateway.context import Context
 from gateway.ids import encode_cursor, encode_id
 from gateway.repositories.pages import Page
-from gateway.resolvers.pages import AFTER, BEFORE, FIRST, LAST, page_request
+from gateway.schema.arguments import AFTER, BEFORE, FIRST, LAST, page_request
 
 from .common import EmailTracked, Node, PageInfo
 from .emails import Email, EmailConnection, EmailDetails, email_cursor

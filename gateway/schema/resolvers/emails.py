@@ -11,26 +11,13 @@ from gateway.context import Context
 from gateway.enums import EmailStatus
 from gateway.ids import decode_id_of
 from gateway.repositories import emails as repo
-from gateway.schema.inputs import EmailFilter, EmailStatsFilter
+from gateway.schema.arguments import AFTER, BEFORE, FIRST, LAST, page_request
+from gateway.schema.inputs import EmailFilter, EmailStatsFilter, email_query
 from gateway.schema.types.emails import Email, EmailConnection, EmailStats, StatusCount
 
-from .pages import AFTER, BEFORE, FIRST, LAST, page_request, paged
+from .pages import paged
 
-__all__ = ["email", "email_stats", "emails", "email_query"]
-
-
-def email_query(f: EmailFilter | EmailStatsFilter | None) -> repo.EmailQuery:
-    if f is None:
-        return repo.EmailQuery()
-    statuses = getattr(f, "statuses", None)
-    return repo.EmailQuery(
-        statuses=tuple(EmailStatus(s) for s in statuses) if statuses is not None else None,
-        relation_id=decode_id_of(f.relation_id, "Relation") if f.relation_id is not None else None,
-        sent_after=f.sent_after,
-        sent_before=f.sent_before,
-        search=getattr(f, "search", None) or None,
-        complained=getattr(f, "complained", None),
-    )
+__all__ = ["email", "email_stats", "emails"]
 
 
 async def emails(

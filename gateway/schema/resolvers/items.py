@@ -8,27 +8,16 @@ import strawberry
 from strawberry.types import Info
 
 from gateway.context import Context
-from gateway.enums import EmailStatus, InvoiceStatus
 from gateway.errors import NotFound
 from gateway.ids import decode_id_of
 from gateway.repositories import items as repo
-from gateway.schema.inputs import DocumentFilter, InvoiceFilter
+from gateway.schema.arguments import AFTER, BEFORE, FIRST, LAST, page_request
+from gateway.schema.inputs import DocumentFilter, InvoiceFilter, item_query
 from gateway.schema.types.items import DocumentConnection, InvoiceConnection, Relation, RelationTimeline
 
-from .pages import AFTER, BEFORE, FIRST, LAST, page_request, paged
+from .pages import paged
 
-__all__ = ["documents", "invoices", "item_query", "relation_timeline"]
-
-
-def item_query(f: DocumentFilter | InvoiceFilter | None) -> repo.ItemQuery:
-    if f is None:
-        return repo.ItemQuery()
-    invoice_statuses = getattr(f, "invoice_statuses", None)
-    return repo.ItemQuery(
-        email_statuses=tuple(EmailStatus(s) for s in f.email_statuses) if f.email_statuses is not None else None,
-        invoice_statuses=tuple(InvoiceStatus(s) for s in invoice_statuses) if invoice_statuses is not None else None,
-        relation_id=decode_id_of(f.relation_id, "Relation") if f.relation_id is not None else None,
-    )
+__all__ = ["documents", "invoices", "relation_timeline"]
 
 
 async def documents(

@@ -1,18 +1,14 @@
-"""Turning Relay's `first`/`after` and `last`/`before` arguments into a page request, with clear errors."""
+"""The connections' arguments: Relay's `first`/`after` and `last`/`before`, their descriptions,
+and the page request they make, with clear errors."""
 
 from __future__ import annotations
-
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
 
 from gateway.context import Context
 from gateway.errors import BadInput
 from gateway.ids import decode_cursor
-from gateway.repositories.pages import Page, PageRequest, check_first, check_size
+from gateway.repositories.pages import PageRequest, check_first, check_size
 
-T = TypeVar("T")
-
-__all__ = ["AFTER", "BEFORE", "FIRST", "LAST", "page_request", "paged"]
+__all__ = ["AFTER", "BEFORE", "FIRST", "LAST", "page_request"]
 
 FIRST = (
     "How many items to return from the top, or after `after` (at most the server's maximum page size, "
@@ -46,22 +42,3 @@ def page_request(
         before=decode_cursor(before, kind) if before is not None else None,
         backward=last is not None,
     )
-
-
-async def paged(
-    context: Context,
-    query: Any,
-    page: PageRequest,
-    list_page: Callable[..., Awaitable[Page[T]]],
-    count: Callable[..., Awaitable[int]],
-) -> tuple[Page[T], Callable[[], Awaitable[int]]]:
-    """A screen's page now, and its total count only if the selection asks for it."""
-    tenant_id = context.tenant_id
-    found = await context.db.run(
-        lambda session: list_page(session=session, tenant_id=tenant_id, query=query, page=page)
-    )
-
-    async def total() -> int:
-        return await context.db.run(lambda session: count(session=session, tenant_id=tenant_id, query=query))
-
-    return found, total
