@@ -65,7 +65,7 @@ from gateway.metrics import Metrics, MetricsMiddleware, route_of
 from gateway.pubsub import Broker, BrokerUnavailable
 from gateway.repositories.api_keys import Principal
 from gateway.retention import purge_periodically
-from gateway.schema import build_schema, limits_of, validation_rules
+from gateway.schema import build_schema, graphql_schema_of, limits_of, validation_rules
 from gateway.schema.errors import SERVICE_UNAVAILABLE, ExpectedErrors, report
 from gateway.schema.resolvers.live import connection_resume, resume_point, resuming
 from gateway.tracing import tracing_for
@@ -682,7 +682,7 @@ def create_app(settings: Settings | None = None, *, tracer_provider: TracerProvi
     fastpath = None
     if settings.fast_path:
         fastpath = FastPath(
-            schema._schema,
+            graphql_schema_of(schema),
             limits=limits_of(settings),
             history_days=settings.history_days,
             validator=validation_rules(settings),

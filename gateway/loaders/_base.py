@@ -25,6 +25,13 @@ class TenantLoader(DataLoader[K, V], Generic[K, V]):
         self.tenant_id = tenant_id
 
     def do_resolve_reject(self, key: K, future: Any) -> None:
+        # aiodataloader dispatches a batch on the loop's next tick (call_soon) and offers
+        # no public hook for when: the request's database access (`RequestDb.schedule`)
+        # dispatches instead, once the request's resolvers have settled, so one request
+        # spanning several screens makes one batch per loader. This overrides the
+        # library's own hook and appends to its private `_queue`, as its `load` does;
+        # pinned to aiodataloader 0.4.x (pyproject), and tests/loaders checks the
+        # attribute is still there on the installed version.
         self._queue.append(Loader(key=key, future=future))
         if len(self._queue) == 1:
             self.db.schedule(self)

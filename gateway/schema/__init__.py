@@ -25,11 +25,20 @@ from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
 from gateway.config import Settings
 
+from .core import graphql_schema_of
 from .errors import ExpectedErrors, ReportingSchema
 from .limits import Limits, RequestLimits
 from .scalars import DateTime
 
-__all__ = ["SubscriptionExecutionContext", "Validator", "build_schema", "limits_of", "sdl", "validation_rules"]
+__all__ = [
+    "SubscriptionExecutionContext",
+    "Validator",
+    "build_schema",
+    "graphql_schema_of",
+    "limits_of",
+    "sdl",
+    "validation_rules",
+]
 
 Validator = Callable[[GraphQLSchema, DocumentNode], list[GraphQLError]]
 
@@ -73,7 +82,7 @@ class _Validation(SchemaExtension):
         context = self.execution_context
         if context.graphql_document is not None:
             # Setting the errors (an empty list included) tells strawberry validation is done.
-            context.pre_execution_errors = self.validator(context.schema._schema, context.graphql_document)
+            context.pre_execution_errors = self.validator(graphql_schema_of(context.schema), context.graphql_document)
         yield
 
 

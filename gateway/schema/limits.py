@@ -62,6 +62,8 @@ from strawberry.extensions import SchemaExtension
 
 from gateway.repositories.pages import DEFAULT_PAGE_SIZE
 
+from .core import graphql_schema_of
+
 __all__ = ["POSITIONAL_ARGUMENTS", "Limits", "RequestLimits", "check_request", "query_cost"]
 
 _NUL = "\x00"
@@ -305,7 +307,7 @@ class RequestLimits(SchemaExtension):
             yield
             return
         # Strawberry's schema has no public accessor for the graphql-core schema it wraps.
-        check_request(context.schema._schema, document, operation, context.variables, self.limits)
+        check_request(graphql_schema_of(context.schema), document, operation, context.variables, self.limits)
         if operation.operation is not OperationType.QUERY:
             yield
             return
