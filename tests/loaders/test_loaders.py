@@ -74,13 +74,13 @@ class Data:
         return [*own.values(), *foreign.values(), MISSING, MISSING + 1]
 
 
-async def _office(factory: SessionFactory, emails: dict[int, Any]) -> Office:
-    tenant = await make_tenant(factory)
+async def _office(factory: SessionFactory, name: str, emails: dict[int, Any]) -> Office:
+    tenant = await make_tenant(factory, name=name)
     office = Office(tenant_id=tenant.id)
     for n, (relation, documents, invoice, statuses) in emails.items():
         email = await register(factory, tenant, n=n, relation=relation, documents=documents, invoice=invoice)
         office.emails[n] = email.id  # type: ignore[assignment]
-        history = [event(status, T0.replace(hour=10 + i)) for i, status in enumerate(statuses)]
+        history = [event(status, T0.replace(hour=10 + i), f"{n}-{i}") for i, status in enumerate(statuses)]
         if history:
             await record(factory, email, *history)
     async with factory() as session:
@@ -107,7 +107,7 @@ async def factory(engine: AsyncEngine) -> SessionFactory:
 
 @pytest.fixture(scope="module")
 async def data(factory: SessionFactory) -> Data:
-    return Data(own=await _office(factory, OWN), foreign=await _office(factory, FOREIGN))
+    return Data(own=await _office(factory, "Own office", OWN), foreign=await _office(factory, "Other office", FOREIGN))
 
 
 @asynccontextmanager
@@ -191,7 +191,8 @@ def _expected(d: Data, name: str, key: Any) -> Any:
     if name == "events_by_email_id":
         return list(OWN[n_of[key]][3])
     if name in {"relation_by_id", "document_by_id", "invoice_by_id"}:
-        return {"id": key}
+        external_ids = {row_id: x for x, row_id in getattr(own, f"{name.split('_')[0]}s").items()}
+        return {"id": key, "external_id": external_ids[key]}
     if name == "documents_by_email_id":
         return sorted(own.documents[x] for x in OWN[n_of[key]][1])
     parent_id, _ = key if isinstance(key, tuple) else (key, None)
@@ -214,7 +215,7 @@ def _seen(name: str, value: Any) -> Any:
         # registration's SENT is not an event: the history holds what was recorded
         return [e.status for e in value]
     if name in {"relation_by_id", "document_by_id", "invoice_by_id"}:
-        return {"id": value.id}
+        return {"id": value.id, "external_id": value.external_id}
     if name == "documents_by_email_id":
         return [doc.id for doc in value]
     if isinstance(value, Page):
