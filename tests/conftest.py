@@ -18,6 +18,7 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import factories
 import pytest
 from asgi_lifespan import LifespanManager
 from httpx import ASGITransport, AsyncClient
@@ -112,6 +113,12 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     upgrade(Settings(database_url=url, data_dir=tmp_path_factory.mktemp("data")))
     yield url
     asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+
+
+@pytest.fixture(autouse=True)
+def _numbering_from_one() -> None:
+    """Factory data is numbered from 1 in every test, run alone or after others."""
+    factories.restart_numbering()
 
 
 def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Settings:

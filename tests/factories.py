@@ -15,7 +15,16 @@ from gateway.repositories.emails import list_emails_by_ids
 from gateway.repositories.registration import DocumentData, InvoiceData, Registration, RelationData
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+# Numbers the data a test makes (names, keys, and sent_at = T0 + n minutes). Restarted
+# before every test (tests/conftest.py), so a test makes the same data whatever ran before.
 _serial = count(1)
+
+
+def restart_numbering() -> None:
+    """Number the next test's data from 1 again."""
+    global _serial  # one counter for the helpers here, restarted per test
+    _serial = count(1)
+
 
 READ_WRITE = frozenset({Scope.READ, Scope.WRITE})
 READ_ONLY = frozenset({Scope.READ})

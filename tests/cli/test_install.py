@@ -12,13 +12,11 @@ dependencies, from its cache when it can).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import PG_HOST, PG_PORT, _pg_admin, need_server
+from waiting import eventually
 
 REPO = Path(__file__).resolve().parents[2]
 # What the wheel is built from: the working tree's files, not its build leftovers.
@@ -163,16 +162,15 @@ async def test_the_installed_command_migrates_postgresql_creates_a_key_and_serve
             )
         address = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(base_url=address, headers={"Authorization": f"Bearer {key}"}) as http:
-            deadline = time.monotonic() + PATIENCE
-            while True:
-                try:
-                    if (await http.get("/readyz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
+
+            async def ready() -> bool:
                 assert server.poll() is None, (tmp_path / "serve.log").read_text()
-                assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
-                await asyncio.sleep(0.1)
+                try:
+                    return (await http.get("/readyz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await eventually(ready, what="the installed gateway answering /readyz", within=PATIENCE, every=0.1)
             registered = await http.post(
                 "/graphql",
                 json={

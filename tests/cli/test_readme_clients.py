@@ -9,6 +9,7 @@ was away arrives exactly once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from waiting import eventually
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 PATIENCE = 30.0  # seconds: generous on a loaded 2-core machine; never a performance claim
@@ -71,13 +73,17 @@ class Server:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        async with asyncio.timeout(PATIENCE), httpx.AsyncClient() as http:
-            while True:
+        async with httpx.AsyncClient() as http:
+
+            async def up() -> bool:
+                assert self.process is not None
+                assert self.process.poll() is None, "gateway serve exited"
                 try:
-                    if (await http.get(f"http://127.0.0.1:{self.port}/healthz")).status_code == 200:
-                        return
+                    return (await http.get(f"http://127.0.0.1:{self.port}/healthz")).status_code == 200
                 except httpx.TransportError:
-                    await asyncio.sleep(0.1)
+                    return False
+
+            await eventually(up, what="gateway serve answering /healthz", within=PATIENCE, every=0.1)
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -124,10 +130,12 @@ async def test_the_readme_gql_client_lists_failures_and_follows_changes_across_a
         return str(email_id)
 
     received: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    arrived = asyncio.Event()
 
     async def consume() -> None:
         async for change in namespace["follow"](server.url, key):
             await received.put(change)
+            arrived.set()
 
     try:
         failed = await new_email("DELIVERY_FAILED")
@@ -135,10 +143,13 @@ async def test_the_readme_gql_client_lists_failures_and_follows_changes_across_a
         listed = await namespace["failed_emails"](server.url, key)
         follower = asyncio.create_task(consume())
         async with asyncio.timeout(PATIENCE):
-            while received.empty():
+            # The follower shows no sign of having subscribed but the changes it gets: make a
+            # change, wait a moment for it to arrive (at once when it does), again until one does.
+            while not arrived.is_set():
                 assert not follower.done(), follower.exception()
                 await new_email()
-                await asyncio.sleep(0.3)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(arrived.wait(), timeout=0.3)
         # the server dies; after its restart a change is made before the follower is back
         server.kill()
         while not received.empty():

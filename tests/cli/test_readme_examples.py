@@ -13,10 +13,10 @@ import re
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
+from waiting import eventually_blocking
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -73,13 +73,15 @@ def test_every_readme_example_answers_data_for_the_demo_office(tmp_path: Path) -
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+
+        def up() -> bool:
+            assert server.poll() is None, "gateway serve exited"
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                    break
+                return httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
             except httpx.TransportError:
-                time.sleep(0.1)
+                return False
+
+        eventually_blocking(up, what="gateway serve answering /healthz", every=0.1)
         examples = _examples()
         # when: each example, as a newcomer pastes it, with `q` pointing at this server
         q = (

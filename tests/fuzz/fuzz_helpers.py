@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ import orjson
 import uvicorn
 from conftest import _empty_tables, make_settings
 from factories import make_tenant
+from waiting import eventually_blocking
 
 from gateway.app import create_app
 from gateway.config import Settings
@@ -109,12 +109,15 @@ def _serving(settings: Settings) -> Iterator[str]:
     )
     thread = threading.Thread(target=server.run, name="fuzzed-gateway", daemon=True)
     thread.start()
-    deadline = time.monotonic() + PATIENCE
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            raise RuntimeError("the gateway did not start")
-        time.sleep(0.01)
+    try:
+        eventually_blocking(
+            lambda: server.started or not thread.is_alive(), what="the gateway started", within=PATIENCE
+        )
+        if not server.started:
+            raise RuntimeError("the gateway's thread ended before it started")
+    except BaseException:
+        server.should_exit = True
+        raise
     try:
         yield f"http://127.0.0.1:{server.config.port}"
     finally:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from asgi_lifespan import LifespanManager
 from conftest import make_settings
@@ -11,6 +9,7 @@ from factories import make_tenant, register
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
+from waiting import eventually
 
 from gateway import models
 from gateway.app import create_app
@@ -271,10 +270,9 @@ async def test_a_failed_root_field_cuts_no_query_of_its_siblings(backend, tmp_pa
                 # then: the error is said, and the siblings that outlive the response hold no connection
                 assert body["data"] is None
                 assert body["errors"][0]["message"] == "`first` must be between 0 and 100, got -1"
-            for _ in range(50):
-                await asyncio.sleep(0.01)
-                if app.state.engine.pool.checkedout() == 0:
-                    break
-            assert app.state.engine.pool.checkedout() == 0
+            await eventually(
+                lambda: app.state.engine.pool.checkedout() == 0,
+                what="every connection back in the pool",
+            )
             # and no connection was cut mid-statement by the siblings' cancellation
             assert invalidated == []

@@ -21,6 +21,7 @@ import pytest
 import uvicorn
 from conftest import IN_CI, make_settings
 from factories import make_tenant
+from waiting import eventually
 
 from gateway.app import create_app
 
@@ -66,9 +67,10 @@ async def _serving(app: object) -> AsyncIterator[str]:
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))  # type: ignore[arg-type]
     task = asyncio.create_task(server.serve())
     try:
-        async with asyncio.timeout(PATIENCE):
-            while not server.started:
-                await asyncio.sleep(0.01)
+        await eventually(lambda: server.started or task.done(), what="uvicorn started", within=PATIENCE)
+        if task.done():
+            task.result()  # the server's own error, if it raised one
+            raise RuntimeError("uvicorn stopped before it started")
         yield f"http://127.0.0.1:{port}/graphql"
     finally:
         server.should_exit = True

@@ -3,7 +3,6 @@ and promtool's verdict on the text."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import subprocess
@@ -17,6 +16,7 @@ from conftest import IN_CI, make_settings
 from factories import make_tenant, register
 from httpx import ASGITransport, AsyncClient
 from prometheus_client.parser import text_string_to_metric_families
+from waiting import eventually
 
 from gateway.app import create_app
 from gateway.metrics import MAX_OPERATION_LABELS, OTHER_OPERATION, Metrics
@@ -206,13 +206,13 @@ async def test_websockets_subscriptions_and_close_codes(backend, tmp_path, sessi
 
 
 async def _settled(app) -> None:  # type: ignore[no-untyped-def]
-    for _ in range(200):
-        if (
+    await eventually(
+        lambda: (
             app.state.feed.listener_count == 0
             and sample(app.state.metrics.render().decode(), "gateway_websockets_open") == 0
-        ):
-            return
-        await asyncio.sleep(0.01)
+        ),
+        what="the closed sockets' listeners and gauges went back to zero",
+    )
 
 
 def _promtool() -> str | None:

@@ -181,7 +181,7 @@ async def test_the_cache_refuses_a_key_at_its_expiry_exactly(session_factory):
     expires_at = (await _stored(session_factory, tenant.key)).expires_at
     authenticate = Authenticator(session_factory, ttl=3600)
     before = await authenticate(f"Bearer {tenant.key}")
-    # when
+    # when: the expiry passes (the wait is what is tested: a clock, no event to await)
     await asyncio.sleep((expires_at - models.utcnow()).total_seconds() + 0.05)
     after = await authenticate(f"Bearer {tenant.key}")
     # then
@@ -198,7 +198,7 @@ async def test_a_revoked_key_is_refused_once_the_cache_period_is_over(session_fa
     # when
     await _revoke(session_factory, tenant.key)
     within = await authenticate(f"Bearer {tenant.key}")
-    await asyncio.sleep(0.35)
+    await asyncio.sleep(0.35)  # the cache period passing is what is tested: no event to await
     after = await authenticate(f"Bearer {tenant.key}")
     # then: the documented bound, no more
     assert within == tenant.principal

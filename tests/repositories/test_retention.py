@@ -9,12 +9,13 @@ of the window.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -22,8 +23,10 @@ import pytest
 from asgi_lifespan import LifespanManager
 from conftest import make_settings
 from factories import event, graphql_data, make_tenant, record, register, reload
+from sqlalchemy import event as sa_event
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from waiting import eventually
 
 from gateway import ingest, models
 from gateway.app import create_app
@@ -94,11 +97,7 @@ async def history(factory: SessionFactory, email: models.Email) -> list[models.E
         return await list_events_by_email_ids(session=session, tenant_id=email.tenant_id, email_ids=ids)
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 60) -> None:
-    """Poll `check` until it holds; fail after a generous `within` seconds (no timing assertion)."""
-    async with asyncio.timeout(within):
-        while not await check():  # noqa: ASYNC110  (the state is in the database: no event to wait on)
-            await asyncio.sleep(0.02)
+DB_POLL = 0.02  # seconds between two looks at the database
 
 
 def purged(factory: SessionFactory, email: models.Email) -> Callable[[], Awaitable[bool]]:
@@ -386,11 +385,31 @@ async def test_expired_pending_events_and_old_nonces_are_deleted(session_factory
 # --- concurrency ------------------------------------------------------------------------------
 
 
-async def _wait_for_a_lock_wait(engine: AsyncEngine) -> None:
-    """Until another session waits on a row lock (PostgreSQL); a moment on SQLite."""
+@contextlib.contextmanager
+def _writes(engine: AsyncEngine) -> Iterator[asyncio.Event]:
+    """An event set when a session sends its first write from now on."""
+    wrote = asyncio.Event()
+
+    def seen(_conn, _cursor, statement: str, *_args) -> None:  # type: ignore[no-untyped-def]
+        if statement.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")):
+            wrote.set()
+
+    sa_event.listen(engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        yield wrote
+    finally:
+        sa_event.remove(engine.sync_engine, "before_cursor_execute", seen)
+
+
+async def _wait_for_a_lock_wait(engine: AsyncEngine, wrote: asyncio.Event) -> None:
+    """Until another session waits on a row lock (PostgreSQL), or asks for the write lock (SQLite).
+
+    SQLite has no row locks and no view of its waiters: the ingestion's first write is
+    where it waits for the purge's write lock. The purge may commit just before that
+    write reaches SQLite, and then the ingestion does not wait: both orders are valid.
+    """
     if engine.dialect.name != "postgresql":
-        # The ingestion may or may not be waiting yet: both orders are valid.
-        await asyncio.sleep(0.2)
+        await asyncio.wait_for(wrote.wait(), timeout=60)
         return
 
     async def waiting() -> bool:
@@ -403,7 +422,7 @@ async def _wait_for_a_lock_wait(engine: AsyncEngine) -> None:
             )
             return int(found.scalar_one()) > 0
 
-    await eventually(waiting)
+    await eventually(waiting, what="the ingestion waiting on the purge's row lock", every=DB_POLL)
 
 
 async def test_an_event_ingested_while_its_email_is_being_purged_is_kept(session_factory, engine, now):
@@ -435,8 +454,9 @@ async def test_an_event_ingested_while_its_email_is_being_purged_is_kept(session
     await asyncio.wait_for(holding.wait(), timeout=60)
     # when: an open arrives for it, and the purge commits while the ingestion waits for the row
     late = event(OPENED, minutes(email, 30))
-    ingesting = asyncio.create_task(record(session_factory, email, late))
-    await _wait_for_a_lock_wait(engine)
+    with _writes(engine) as wrote:  # the purge waits at its commit: any write now is the ingestion's
+        ingesting = asyncio.create_task(record(session_factory, email, late))
+        await _wait_for_a_lock_wait(engine, wrote)
     release.set()
     report = await asyncio.wait_for(purging, timeout=60)
     await asyncio.wait_for(ingesting, timeout=60)
@@ -545,9 +565,9 @@ async def test_purge_periodically_survives_a_failure_runs_again_and_stops_on_can
     # when
     task = asyncio.create_task(purge_periodically(session_factory=flaky_sessions, settings=settings, interval=0.01))
     try:
-        await eventually(purged(session_factory, first))
+        await eventually(purged(session_factory, first), what="the first e-mail purged", every=DB_POLL)
         second = await register(session_factory, tenant, sent_at=now - timedelta(days=settings.history_days + 1))
-        await eventually(purged(session_factory, second))
+        await eventually(purged(session_factory, second), what="the second e-mail purged", every=DB_POLL)
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -575,7 +595,7 @@ async def test_the_app_runs_the_purge_in_the_background_and_stops_it(settings, s
     # when
     async with LifespanManager(app):
         running = _purge_tasks()
-        await eventually(purged(session_factory, email))
+        await eventually(purged(session_factory, email), what="the old e-mail purged", every=DB_POLL)
     # then
     assert len(running) == 1
     assert running[0].cancelled()

@@ -29,6 +29,7 @@ import httpx
 import pytest
 import test_provider_mailgun as mg
 from conftest import IN_CI
+from waiting import eventually
 
 EMAILS = 20
 PATIENCE = 15.0  # seconds: generous on a loaded 2-core machine; never a performance claim
@@ -94,12 +95,14 @@ def cluster() -> Iterator[Cluster]:
 
 
 async def _until_ready(url: str, what: str) -> None:
-    async with asyncio.timeout(PATIENCE * 4), httpx.AsyncClient() as http:
-        while True:
+    async with httpx.AsyncClient() as http:
+
+        async def up() -> bool:
             with contextlib.suppress(httpx.TransportError):
-                if (await http.get(url)).status_code == 200:
-                    return
-            await asyncio.sleep(0.1)
+                return (await http.get(url)).status_code == 200
+            return False
+
+        await eventually(up, what=f"{what} answering {url}", within=PATIENCE * 4, every=0.1)
 
 
 class Gateway:
@@ -143,14 +146,16 @@ class Gateway:
 
 @pytest.fixture
 async def gateway(cluster: Cluster, tmp_path: Path) -> AsyncIterator[Gateway]:
-    async with asyncio.timeout(PATIENCE * 4):
-        while True:
-            try:
-                connection = await asyncpg.connect(host="127.0.0.1", port=cluster.port, user="postgres")
-                await connection.close()
-                break
-            except (OSError, asyncpg.PostgresError):
-                await asyncio.sleep(0.2)
+
+    async def accepting() -> bool:
+        try:
+            connection = await asyncpg.connect(host="127.0.0.1", port=cluster.port, user="postgres")
+        except (OSError, asyncpg.PostgresError):
+            return False
+        await connection.close()
+        return True
+
+    await eventually(accepting, what="the private PostgreSQL accepting connections", within=PATIENCE * 4, every=0.2)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")},
         "GATEWAY_DATABASE_URL": cluster.url,
@@ -194,6 +199,7 @@ async def test_a_webhook_burst_across_a_kill_and_a_database_crash_loses_nothing(
     events = [("delivered", n) for n in range(EMAILS)] + [("opened", n) for n in range(0, EMAILS, 2)]
     statuses: Counter[int | str] = Counter()
     acknowledged = 0
+    progress = asyncio.Condition()  # notified at each acknowledgement and each failed attempt
 
     async def provider(kind: str, n: int) -> None:
         # As providers do: the same request again until it gets a 2xx.
@@ -206,21 +212,38 @@ async def test_a_webhook_burst_across_a_kill_and_a_database_crash_loses_nothing(
                     statuses[answer.status_code] += 1
                     if answer.status_code == 200:
                         acknowledged += 1
+                        async with progress:
+                            progress.notify_all()
                         return
                 except httpx.TransportError:
                     statuses["no answer"] += 1
-                await asyncio.sleep(0.05)
+                async with progress:
+                    progress.notify_all()
+                await asyncio.sleep(0.05)  # the provider's pause before it retries: part of what is simulated
+
+    def outages_met() -> int:
+        return statuses["no answer"] + statuses[503]
+
+    def outage_met_since(met: int) -> bool:
+        return outages_met() > met or acknowledged == len(events)  # (nobody left to meet it)
 
     async def chaos() -> None:
-        while acknowledged < len(events) // 3:
-            await asyncio.sleep(0.01)
+        async with progress:
+            await progress.wait_for(lambda: acknowledged >= len(events) // 3)
+        # the gateway dies and stays down until a provider's request has met the outage
         gateway.kill()
-        await asyncio.sleep(0.3)
+        met = outages_met()
+        async with progress:
+            await progress.wait_for(lambda: outage_met_since(met))
         await gateway.start()
-        while acknowledged < 2 * len(events) // 3:
-            await asyncio.sleep(0.01)
+        async with progress:
+            await progress.wait_for(lambda: acknowledged >= 2 * len(events) // 3)
+        # the database crashes and stays down until a request has been answered "retry later"
+        # (or not at all) for it
         cluster.crash()
-        await asyncio.sleep(0.3)
+        met = outages_met()
+        async with progress:
+            await progress.wait_for(lambda: outage_met_since(met))
         cluster.start()
 
     # when: the burst, four requests at a time, with a kill -9 and a database crash in the middle
