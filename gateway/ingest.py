@@ -441,12 +441,6 @@ async def _apply_pending(session: AsyncSession, email: models.Email) -> list[Cha
     return changes
 
 
-async def _reloaded(session: AsyncSession, email: models.Email) -> models.Email:
-    """The e-mail as committed (the ingestion path updates it with Core statements)."""
-    refreshed = await session.get(models.Email, email.id, populate_existing=True)
-    return refreshed if refreshed is not None else email
-
-
 async def write_first_statuses(*, session: AsyncSession, emails: Sequence[models.Email]) -> list[Change]:
     """Log the SENT status of newly registered e-mails: the first row of their change log."""
     now = models.utcnow()
@@ -489,7 +483,7 @@ async def register(
     await session.commit()
     await publish_changes(publisher, changes, counter)
     # Only pending events change the row after it was read: no reload otherwise.
-    return await _reloaded(session, email) if pending is not None else email
+    return await recorded.reload_email(session=session, email=email) if pending is not None else email
 
 
 async def record(
@@ -504,4 +498,4 @@ async def record(
     changes = await apply_events(session=session, events=[(email, e) for e in events])
     await session.commit()
     await publish_changes(publisher, changes, counter)
-    return await _reloaded(session, email)
+    return await recorded.reload_email(session=session, email=email)

@@ -29,6 +29,7 @@ __all__ = [
     "list_emails_by_message_ids",
     "list_pending_events",
     "lock_emails",
+    "reload_email",
     "update_email_summaries",
 ]
 
@@ -148,3 +149,13 @@ async def delete_pending_events(*, session: AsyncSession, ids: Sequence[int]) ->
     """Forget these pending events (they were applied to their e-mail)."""
     if ids:
         await session.execute(delete(models.PendingEvent).where(col(models.PendingEvent.id).in_(ids)))
+
+
+async def reload_email(*, session: AsyncSession, email: models.Email) -> models.Email:
+    """The e-mail as the database has it now, refreshed in place.
+
+    The ingestion path updates e-mails with Core statements, which the session's
+    copy of the model does not see.
+    """
+    refreshed = await session.get(models.Email, email.id, populate_existing=True)
+    return refreshed if refreshed is not None else email
