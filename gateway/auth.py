@@ -117,7 +117,9 @@ class Authenticator:
                     self._written.pop(key_id, None)
                 log.warning("could not record the last use of API keys %s", sorted(due), exc_info=True)
 
-    async def aclose(self, timeout: float = 5.0) -> None:
+    # The grace period is this method's contract: a caller's asyncio.timeout would cancel
+    # the wait, not the writer, which must be cancelled once the grace period is over.
+    async def aclose(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
         """Let the last-use write in flight finish (for up to `timeout` seconds), then stop it."""
         writer = self._writer
         if writer is None or writer.done():

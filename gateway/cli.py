@@ -8,10 +8,10 @@ import asyncio
 import contextlib
 import gc
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
@@ -20,7 +20,13 @@ from gateway.config import Settings
 from gateway.enums import Scope
 from gateway.errors import DomainError, NotFound
 
+if TYPE_CHECKING:
+    from gateway import models
+    from gateway.db import SessionFactory
+
 __all__ = ["main", "serving_app"]
+
+_T = TypeVar("_T")
 
 
 def _settings() -> Settings:
@@ -156,7 +162,7 @@ def _migrate(_: argparse.Namespace) -> None:
     print("database is up to date")
 
 
-async def _with_sessions(settings: Settings, work):  # type: ignore[no-untyped-def]
+async def _with_sessions(settings: Settings, work: Callable[[SessionFactory], Awaitable[_T]]) -> _T:
     from gateway.db import create_engine, create_session_factory
 
     engine = create_engine(settings)
@@ -171,7 +177,7 @@ def _seed_demo(args: argparse.Namespace) -> None:
 
     settings = _migrated(_settings())
 
-    async def work(factory):  # type: ignore[no-untyped-def]
+    async def work(factory: SessionFactory) -> tuple[int, dict[str, str]]:
         return await seed_demo(factory, emails=args.emails, seed=args.seed), await demo_ids(factory)
 
     written, ids = asyncio.run(_with_sessions(settings, work))
@@ -195,14 +201,15 @@ def _parse_scopes(value: str) -> frozenset[Scope]:
 
 
 def _create_api_key(args: argparse.Namespace) -> None:
+    from gateway.models import stored_id
     from gateway.repositories.api_keys import create_api_key, get_or_create_tenant
 
     settings = _migrated(_settings())
 
-    async def work(factory):  # type: ignore[no-untyped-def]
+    async def work(factory: SessionFactory) -> tuple[models.Tenant, models.ApiKey, str]:
         async with factory() as session:
             tenant = await get_or_create_tenant(session=session, name=args.tenant)
-            key, raw = await create_api_key(session=session, tenant_id=tenant.id, scopes=args.scopes)
+            key, raw = await create_api_key(session=session, tenant_id=stored_id(tenant.id), scopes=args.scopes)
             await session.commit()
             return tenant, key, raw
 
@@ -220,7 +227,7 @@ def _list_api_keys(args: argparse.Namespace) -> None:
 
     settings = _migrated(_settings())
 
-    async def work(factory):  # type: ignore[no-untyped-def]
+    async def work(factory: SessionFactory) -> list[tuple[models.ApiKey, str]]:
         async with factory() as session:
             tenant_id = None
             if args.tenant is not None:
@@ -255,7 +262,7 @@ def _revoke_api_key(args: argparse.Namespace) -> None:
 
     settings = _migrated(_settings())
 
-    async def work(factory):  # type: ignore[no-untyped-def]
+    async def work(factory: SessionFactory) -> tuple[models.ApiKey, bool]:
         async with factory() as session:
             key = await get_api_key_by_prefix(session=session, prefix=args.prefix)
             revoked = await revoke_api_key(session=session, key=key, now=utcnow())
@@ -279,7 +286,7 @@ def _rotate_api_key(args: argparse.Namespace) -> None:
 
     settings = _migrated(_settings())
 
-    async def work(factory):  # type: ignore[no-untyped-def]
+    async def work(factory: SessionFactory) -> tuple[models.ApiKey, models.ApiKey, str]:
         async with factory() as session:
             old = await get_api_key_by_prefix(session=session, prefix=args.prefix)
             new, raw = await rotate_api_key(
@@ -364,7 +371,7 @@ def _register_documents(args: argparse.Namespace) -> None:
         sys.exit(f"gateway: {error}")
     settings = _migrated(_settings())
 
-    async def work(factory):  # type: ignore[no-untyped-def]
+    async def work(factory: SessionFactory) -> int:
         async with factory() as session:
             return await register_documents(session=session, documents=documents)
 

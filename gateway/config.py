@@ -20,7 +20,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 __all__ = ["Settings", "get_settings"]
 
 _PLACEHOLDERS = {"changeme", "change-me", "secret", "password", "default", "test", "xxx"}
-_SECRET_FILE = "secret_key"
+_SECRET_FILE = "secret_key"  # noqa: S105  a file name, not a secret
 _MIN_SECRET = 32
 _ORIGIN = re.compile(r"https?://[a-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9a-f:]+\](:[0-9]{1,5})?")
 

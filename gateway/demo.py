@@ -5,8 +5,6 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
-
 from gateway import models
 from gateway.db import SessionFactory
 from gateway.enums import EmailStatus, FailureCategory, InvoiceStatus
@@ -14,6 +12,7 @@ from gateway.events import IncomingEvent
 from gateway.ids import encode_id
 from gateway.ingest import apply_events, write_first_statuses
 from gateway.repositories.api_keys import get_or_create_tenant
+from gateway.repositories.demo import count_emails, get_newest_email_ids
 from gateway.repositories.registration import DocumentData, InvoiceData, Registration, RelationData, register_email
 
 __all__ = ["DEMO_TENANTS", "demo_ids", "seed_demo"]
@@ -82,7 +81,17 @@ def _events(rng: random.Random, email: models.Email) -> list[IncomingEvent]:
     roll = rng.random()
     out: list[IncomingEvent] = []
 
-    def event(status: EmailStatus, at: datetime, description: str, **extra: object) -> None:
+    def event(
+        status: EmailStatus,
+        at: datetime,
+        description: str,
+        *,
+        failure_category: FailureCategory | None = None,
+        reason: str | None = None,
+        smtp_code: int | None = None,
+        machine_open: bool | None = None,
+        user_agent: str | None = None,
+    ) -> None:
         out.append(
             IncomingEvent(
                 source=source,
@@ -90,9 +99,13 @@ def _events(rng: random.Random, email: models.Email) -> list[IncomingEvent]:
                 status=status,
                 occurred_at=at,
                 description=description,
-                **extra,
+                failure_category=failure_category,
+                reason=reason,
+                smtp_code=smtp_code,
+                machine_open=machine_open,
+                user_agent=user_agent,
             )
-        )  # type: ignore[arg-type]
+        )
 
     if roll < 0.12:
         if rng.random() < 0.4:
@@ -141,11 +154,7 @@ async def seed_demo(session_factory: SessionFactory, *, emails: int = 300, seed:
     async with session_factory() as session:
         tenants = [await get_or_create_tenant(session=session, name=name) for name in DEMO_TENANTS]
         await session.commit()
-        existing = (
-            await session.execute(
-                select(func.count()).select_from(models.Email).where(models.Email.tenant_id == tenants[0].id)
-            )
-        ).scalar_one()
+        existing = await count_emails(session=session, tenant_id=models.stored_id(tenants[0].id))
     if existing:
         return 0
     relations = [
@@ -182,7 +191,9 @@ async def seed_demo(session_factory: SessionFactory, *, emails: int = 300, seed:
                     documents=documents,
                     invoice=invoice,
                 )
-                email, _ = await register_email(session=session, tenant_id=tenant.id, data=registration)  # type: ignore[arg-type]
+                email, _ = await register_email(
+                    session=session, tenant_id=models.stored_id(tenant.id), data=registration
+                )
                 batch.append(email)
             await write_first_statuses(session=session, emails=batch)
             await apply_events(session=session, events=[(e, ev) for e in batch for ev in _events(rng, e)])
@@ -197,18 +208,16 @@ async def demo_ids(session_factory: SessionFactory, *, tenant: str = DEMO_TENANT
     The README's examples read them from the variables that `scripts/demo` prints,
     so a newcomer's first queries answer with data of the office their key reads.
     """
-    E = models.Email
     async with session_factory() as session:
-        office = await get_or_create_tenant(session=session, name=tenant)
-        newest = select(E.id, E.relation_id).where(E.tenant_id == office.id).order_by(E.sent_at.desc(), E.id.desc())  # type: ignore[attr-defined]
-        email = (await session.execute(newest.limit(1))).first()
-        failed = (await session.execute(newest.where(E.status == EmailStatus.DELIVERY_FAILED).limit(1))).first()
-        related = (await session.execute(newest.where(E.relation_id.is_not(None)).limit(1))).first()  # type: ignore[union-attr]
+        office = models.stored_id((await get_or_create_tenant(session=session, name=tenant)).id)
+        email = await get_newest_email_ids(session=session, tenant_id=office)
+        failed = await get_newest_email_ids(session=session, tenant_id=office, status=EmailStatus.DELIVERY_FAILED)
+        related = await get_newest_email_ids(session=session, tenant_id=office, with_relation=True)
     ids = {}
     if email is not None:
-        ids["EMAIL"] = encode_id("Email", email.id)
+        ids["EMAIL"] = encode_id("Email", email[0])
     if failed is not None:
-        ids["FAILED_EMAIL"] = encode_id("Email", failed.id)
-    if related is not None:
-        ids["RELATION"] = encode_id("Relation", related.relation_id)
+        ids["FAILED_EMAIL"] = encode_id("Email", failed[0])
+    if related is not None and related[1] is not None:
+        ids["RELATION"] = encode_id("Relation", related[1])
     return ids

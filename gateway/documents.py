@@ -28,10 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from graphql import GraphQLError, parse, print_ast
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway import models
+from gateway.repositories.trusted_documents import add_trusted_documents, get_trusted_document
 
 __all__ = [
     "DocumentRefused",
@@ -157,9 +156,8 @@ class PersistedDocuments:
         found = self._trusted.get(digest)
         if found is None:
             async with self._session_factory() as session:
-                row = await session.get(models.TrustedDocument, digest)
-            if row is not None:
-                found = row.document
+                found = await get_trusted_document(session=session, sha256=digest)
+            if found is not None:
                 self._trusted.put(digest, found)
         return found
 
@@ -228,16 +226,6 @@ def read_documents(paths: Iterable[Path]) -> dict[str, str]:
 
 async def register_documents(*, session: AsyncSession, documents: Mapping[str, str]) -> int:
     """Store these documents (hash -> text); returns how many were new. Idempotent."""
-    if not documents:
-        return 0
-    known = set(
-        (
-            await session.execute(
-                select(models.TrustedDocument.sha256).where(models.TrustedDocument.sha256.in_(list(documents)))  # type: ignore[attr-defined]
-            )
-        ).scalars()
-    )
-    new = [models.TrustedDocument(sha256=h, document=t) for h, t in documents.items() if h not in known]
-    session.add_all(new)
+    added = await add_trusted_documents(session=session, documents=documents)
     await session.commit()
-    return len(new)
+    return added

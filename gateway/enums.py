@@ -1,18 +1,18 @@
 """The domain's enumerations, shared by the tables, the projection and the schema."""
 
-from enum import Enum
+from enum import StrEnum
 
 __all__ = ["EmailStatus", "FailureCategory", "InvoiceStatus", "Scope"]
 
 
-class EmailStatus(str, Enum):
+class EmailStatus(StrEnum):
     SENT = "SENT"
     DELIVERED = "DELIVERED"
     DELIVERY_FAILED = "DELIVERY_FAILED"
     OPENED = "OPENED"
 
 
-class FailureCategory(str, Enum):
+class FailureCategory(StrEnum):
     HARD_BOUNCE = "HARD_BOUNCE"
     SOFT_BOUNCE = "SOFT_BOUNCE"
     BLOCKED = "BLOCKED"
@@ -22,13 +22,13 @@ class FailureCategory(str, Enum):
     OTHER = "OTHER"
 
 
-class InvoiceStatus(str, Enum):
+class InvoiceStatus(StrEnum):
     DRAFT = "DRAFT"
     ISSUED = "ISSUED"
     PAID = "PAID"
     CANCELLED = "CANCELLED"
 
 
-class Scope(str, Enum):
+class Scope(StrEnum):
     READ = "read"
     WRITE = "write"

@@ -13,7 +13,18 @@ from email.utils import parseaddr
 
 from gateway.enums import EmailStatus, FailureCategory
 
-__all__ = ["METADATA_KEY", "IncomingEvent", "normalize_message_id", "normalize_recipient", "storable_text"]
+__all__ = [
+    "CHANGES_CHANNEL",
+    "METADATA_KEY",
+    "IncomingEvent",
+    "normalize_message_id",
+    "normalize_recipient",
+    "storable_text",
+]
+
+# The broker channel on which the ingestion path announces committed status changes
+# and every process's change feed (`gateway.live`) listens.
+CHANGES_CHANNEL = "gateway.changes"
 
 # The key under which senders put the gateway's e-mail id (the `id` that
 # registerEmail returned) in a provider's custom metadata.

@@ -13,22 +13,23 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import models
 from gateway.enums import EmailStatus, FailureCategory
 from gateway.errors import BadInput
-from gateway.events import METADATA_KEY, IncomingEvent, normalize_message_id, normalize_recipient
+from gateway.events import CHANGES_CHANNEL, METADATA_KEY, IncomingEvent, normalize_message_id, normalize_recipient
 from gateway.ids import decode_id_of
+from gateway.repositories import events as recorded
 from gateway.repositories.emails import list_event_facts
-from gateway.repositories.registration import Registration, register_email, upsert
+from gateway.repositories.events import AnyRow
+from gateway.repositories.registration import Registration, register_email
 from gateway.status import Fact, Projection, project
 
 __all__ = [
@@ -57,13 +58,20 @@ class Publisher(Protocol):
     async def publish(self, channel: str, message: str) -> None: ...
 
 
+class EmailRef(Protocol):
+    """What recording an event needs of its e-mail: the model, or a plain row of these columns."""
+
+    @property
+    def id(self) -> int | None: ...
+
+    @property
+    def tenant_id(self) -> int: ...
+
+
 class ChangeCounter(Protocol):
     """Counts committed status changes (the metrics); called after the commit, never before."""
 
     def count_changes(self, changes: Sequence[Change]) -> None: ...
-
-
-CHANGES_CHANNEL = "gateway.changes"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +108,7 @@ def fact_of(event: Any) -> Fact:
     )
 
 
-def baseline_facts(email: models.Email) -> list[Fact]:
+def baseline_facts(email: models.Email | AnyRow) -> list[Fact]:
     """What the history said, rebuilt from the summary kept on the e-mail row.
 
     Once the history is purged only the row's summary remains; an event that
@@ -187,20 +195,7 @@ def _projection_values(p: Projection) -> dict[str, object]:
     }
 
 
-async def _lock_emails(session: AsyncSession, email_ids: Iterable[int]) -> list[Any]:
-    # Row locks in id order: concurrent ingestions of the same e-mail serialize here,
-    # so each recomputes from every event committed before it. FOR NO KEY UPDATE, as
-    # the events' foreign keys already hold KEY SHARE locks on these rows: FOR UPDATE
-    # would conflict with those of the other writers and deadlock.
-    # Plain rows, not ORM objects: a batch locks a thousand e-mails at a time.
-    table = models.Email.__table__  # type: ignore[attr-defined]
-    statement = (
-        select(table).where(table.c.id.in_(sorted(set(email_ids)))).order_by(table.c.id).with_for_update(key_share=True)
-    )
-    return list((await session.execute(statement)).all())
-
-
-async def apply_events(*, session: AsyncSession, events: Sequence[tuple[models.Email, IncomingEvent]]) -> list[Change]:
+async def apply_events(*, session: AsyncSession, events: Sequence[tuple[EmailRef, IncomingEvent]]) -> list[Change]:
     """Record events for known e-mails and write the statuses they change (no commit).
 
     Set-based: one INSERT for all events (duplicates skipped by the unique key),
@@ -211,46 +206,38 @@ async def apply_events(*, session: AsyncSession, events: Sequence[tuple[models.E
     return changes
 
 
-async def _apply(
-    session: AsyncSession, events: Sequence[tuple[models.Email, IncomingEvent]]
-) -> tuple[list[Change], int]:
+async def _apply(session: AsyncSession, events: Sequence[tuple[EmailRef, IncomingEvent]]) -> tuple[list[Change], int]:
     """`apply_events`, and how many events were new (a replay inserts nothing)."""
     if not events:
         return [], 0
     now = models.utcnow()
-    # Core, not the ORM: one multi-row statement instead of ORM bulk machinery. Rows
-    # in key order: two overlapping batches (a provider retrying) then take their
-    # unique-index locks in the same order and cannot deadlock.
+    # Rows in key order: two overlapping batches (a provider retrying) then take
+    # their unique-index locks in the same order and cannot deadlock.
     rows = sorted(
-        (_event_row(email.tenant_id, email.id, event, now) for email, event in events),  # type: ignore[arg-type]
+        (_event_row(email.tenant_id, models.stored_id(email.id), event, now) for email, event in events),
         key=lambda r: (r["email_id"], r["source"], r["event_key"]),
     )
-    table = models.EmailEvent.__table__  # type: ignore[attr-defined]
-    insert_events = (
-        upsert(session, table)
-        .on_conflict_do_nothing(index_elements=["email_id", "source", "event_key"])
-        .returning(table.c.id)  # only the rows inserted: a replayed event is not counted
-    )
-    inserted = len((await session.execute(insert_events, rows)).all())
+    inserted = await recorded.insert_events(session=session, rows=rows)
 
-    emails = await _lock_emails(session, (email.id for email, _ in events))  # type: ignore[misc]
+    emails = await recorded.lock_emails(session=session, email_ids=(models.stored_id(e.id) for e, _ in events))
     facts: dict[int, list[Fact]] = defaultdict(list)
-    for row in await list_event_facts(session=session, email_ids=[e.id for e in emails]):  # type: ignore[misc]
+    for row in await list_event_facts(session=session, email_ids=[e.id for e in emails]):
         facts[row.email_id].append(fact_of(row))
 
-    updates: list[dict[str, object]] = []
+    updates: dict[int, dict[str, object]] = {}
     log_rows: list[dict[str, object]] = []
     causes: dict[int, tuple[str | None, FailureCategory | None]] = {}
     newest: dict[int, IncomingEvent] = {}
-    for email, event in events:
-        if email.id not in newest or event.occurred_at >= newest[email.id].occurred_at:  # type: ignore[index, operator]
-            newest[email.id] = event  # type: ignore[index]
+    for ref, event in events:
+        email_id = models.stored_id(ref.id)
+        if email_id not in newest or event.occurred_at >= newest[email_id].occurred_at:
+            newest[email_id] = event
     for email in emails:
-        projection = project(email.sent_at, [*baseline_facts(email), *facts[email.id]])  # type: ignore[index]
+        projection = project(email.sent_at, [*baseline_facts(email), *facts[email.id]])
         values = _projection_values(projection)
         if all(getattr(email, name) == value for name, value in values.items()):
             continue
-        updates.append({"b_id": email.id, **values})
+        updates[email.id] = values
         if projection.status != email.status:
             failure = projection.failure if projection.status == EmailStatus.DELIVERY_FAILED else None
             cause = newest.get(email.id)
@@ -265,9 +252,7 @@ async def _apply(
                     "recorded_at": now,
                 }
             )
-    if updates:  # Core executemany: one statement, many rows
-        email_table = models.Email.__table__  # type: ignore[attr-defined]
-        await session.execute(email_table.update().where(email_table.c.id == bindparam("b_id")), updates)
+    await recorded.update_email_summaries(session=session, values=updates)
     return await _log_changes(session, log_rows, causes), inserted
 
 
@@ -276,13 +261,6 @@ async def _log_changes(
     rows: list[dict[str, object]],
     causes: dict[int, tuple[str | None, FailureCategory | None]],
 ) -> list[Change]:
-    if not rows:
-        return []
-    sc = models.StatusChange
-    statement = upsert(session, sc).returning(
-        sc.id, sc.txid, sc.tenant_id, sc.email_id, sc.previous_status, sc.status, sc.changed_at
-    )
-    result = await session.execute(statement, rows)
     return [
         Change(
             position=(r.txid, r.id),
@@ -294,7 +272,7 @@ async def _log_changes(
             source=causes.get(r.email_id, (None, None))[0],
             failure_category=causes.get(r.email_id, (None, None))[1],
         )
-        for r in result.all()
+        for r in await recorded.insert_status_changes(session=session, rows=rows)
     ]
 
 
@@ -344,21 +322,9 @@ def _choose(candidates: Sequence[Any], event: IncomingEvent, *, by_recipient_onl
     return None, f"ambiguous: {len(same) or len(candidates)} e-mails"
 
 
-async def _emails_by_message_id(session: AsyncSession, message_ids: Iterable[str]) -> dict[str, list[Any]]:
-    # Only what matching needs, as plain rows (a batch matches a thousand e-mails at once).
-    E = models.Email
-    statement = select(E.id, E.tenant_id, E.provider_message_id, E.recipient).where(
-        E.provider_message_id.in_(set(message_ids))  # type: ignore[union-attr]
-    )
-    found: dict[str, list[Any]] = defaultdict(list)
-    for row in (await session.execute(statement)).all():
-        found[row.provider_message_id].append(row)
-    return found
-
-
 async def _match(
     session: AsyncSession, events: Sequence[IncomingEvent]
-) -> tuple[list[tuple[models.Email, IncomingEvent]], list[tuple[IncomingEvent, str]]]:
+) -> tuple[list[tuple[EmailRef, IncomingEvent]], list[tuple[IncomingEvent, str]]]:
     """Pair events with e-mails: by the gateway id in the metadata, else by message id
     (and recipient); the others come back with the reason they wait."""
     refs: dict[str, int] = {}
@@ -369,16 +335,14 @@ async def _match(
             except BadInput:
                 log.warning("ignoring malformed %s %r from %s", METADATA_KEY, e.email_ref[:100], e.source)
     message_ids = {m for e in events if (m := normalize_message_id(e.provider_message_id))}
-    E = models.Email
-    by_id: dict[int, Any] = {}
-    if refs:
-        statement = select(E.id, E.tenant_id).where(E.id.in_(set(refs.values())))  # type: ignore[union-attr]
-        by_id = {row.id: row for row in (await session.execute(statement)).all()}
-    by_message = await _emails_by_message_id(session, message_ids) if message_ids else {}
-    matched: list[tuple[models.Email, IncomingEvent]] = []
+    by_id = await recorded.list_email_refs_by_ids(session=session, email_ids=refs.values()) if refs else {}
+    by_message = (
+        await recorded.list_emails_by_message_ids(session=session, message_ids=message_ids) if message_ids else {}
+    )
+    matched: list[tuple[EmailRef, IncomingEvent]] = []
     unmatched: list[tuple[IncomingEvent, str]] = []
     for e in events:
-        email = by_id.get(refs[e.email_ref]) if e.email_ref in refs else None  # type: ignore[index]
+        email = by_id.get(refs[e.email_ref]) if e.email_ref is not None and e.email_ref in refs else None
         reason = "unregistered"
         if email is None:
             email, reason = _choose(by_message.get(normalize_message_id(e.provider_message_id) or "", []), e)
@@ -438,11 +402,10 @@ async def ingest_events(
     changes, applied = await _apply(session, matched)
     if unmatched:
         now = models.utcnow()
-        statement = upsert(session, models.PendingEvent.__table__).on_conflict_do_nothing(
-            index_elements=["source", "event_key"]
-        )
         rows = (_pending_row(e, reason, now, keep_pending) for e, reason in unmatched)
-        await session.execute(statement, sorted(rows, key=lambda r: (r["source"], r["event_key"])))
+        await recorded.insert_pending_events(
+            session=session, rows=sorted(rows, key=lambda r: (str(r["source"]), str(r["event_key"])))
+        )
     await session.commit()
     await publish_changes(publisher, changes, counter)
     ambiguous = sum(1 for _, reason in unmatched if reason != "unregistered")
@@ -459,13 +422,11 @@ async def _apply_pending(session: AsyncSession, email: models.Email) -> list[Cha
     message_id = normalize_message_id(email.provider_message_id)
     if message_id is None:
         return None
-    pe = models.PendingEvent
-    statement = select(pe).where(pe.provider_message_id == message_id, pe.expires_at > models.utcnow())
-    rows = list((await session.execute(statement)).scalars())
+    rows = await recorded.list_pending_events(session=session, provider_message_id=message_id, now=models.utcnow())
     if not rows:
         return None
     waiting = [(row, _event_from_pending(row)) for row in rows]
-    candidates = (await _emails_by_message_id(session, [message_id]))[message_id]
+    candidates = (await recorded.list_emails_by_message_ids(session=session, message_ids=[message_id]))[message_id]
     own = normalize_recipient(email.recipient)
     by_recipient_only = any(normalize_recipient(event.recipient) == own for _, event in waiting)
     chosen = []
@@ -476,22 +437,15 @@ async def _apply_pending(session: AsyncSession, email: models.Email) -> list[Cha
     if not chosen:
         return None
     changes = await apply_events(session=session, events=[(match, event) for _, match, event in chosen])
-    await session.execute(delete(pe).where(pe.id.in_([row.id for row, _, _ in chosen])))  # type: ignore[union-attr]
+    await recorded.delete_pending_events(session=session, ids=[models.stored_id(row.id) for row, _, _ in chosen])
     return changes
-
-
-async def _reloaded(session: AsyncSession, email: models.Email) -> models.Email:
-    """The e-mail as committed (the ingestion path updates it with Core statements)."""
-    refreshed = await session.get(models.Email, email.id, populate_existing=True)
-    return refreshed if refreshed is not None else email
 
 
 async def write_first_statuses(*, session: AsyncSession, emails: Sequence[models.Email]) -> list[Change]:
     """Log the SENT status of newly registered e-mails: the first row of their change log."""
     now = models.utcnow()
     causes: dict[int, tuple[str | None, FailureCategory | None]] = {
-        e.id: (REGISTRATION_SOURCE, None)
-        for e in emails  # type: ignore[misc]
+        models.stored_id(e.id): (REGISTRATION_SOURCE, None) for e in emails
     }
     return await _log_changes(
         session,
@@ -529,7 +483,7 @@ async def register(
     await session.commit()
     await publish_changes(publisher, changes, counter)
     # Only pending events change the row after it was read: no reload otherwise.
-    return await _reloaded(session, email) if pending is not None else email
+    return await recorded.reload_email(session=session, email=email) if pending is not None else email
 
 
 async def record(
@@ -544,4 +498,4 @@ async def record(
     changes = await apply_events(session=session, events=[(email, e) for e in events])
     await session.commit()
     await publish_changes(publisher, changes, counter)
-    return await _reloaded(session, email)
+    return await recorded.reload_email(session=session, email=email)

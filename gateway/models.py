@@ -25,12 +25,33 @@ __all__ = [
     "TrustedDocument",
     "UTCDateTime",
     "WebhookNonce",
+    "stored_id",
+    "table_of",
     "utcnow",
 ]
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def table_of(model: type[SQLModel]) -> sa.Table:
+    """The Core table behind a table model, for set-based statements.
+
+    SQLModel sets `__table__` on every `table=True` class without declaring it to
+    type checkers; this is the one place that reads it.
+    """
+    table = getattr(model, "__table__", None)
+    if not isinstance(table, sa.Table):
+        raise TypeError(f"{model.__name__} is not a table model")
+    return table
+
+
+def stored_id(pk: int | None) -> int:
+    """The primary key of a row read from the database (None only before its INSERT)."""
+    if pk is None:
+        raise ValueError("this row was never stored: it has no primary key yet")
+    return pk
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -47,7 +68,7 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:  # noqa: ARG002  TypeDecorator's signature
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -51,16 +51,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import models
 from gateway.config import Settings
 from gateway.db import SessionFactory
+from gateway.repositories import retention as purged
 
 __all__ = ["NONCE_KEEP", "PurgeReport", "purge_history", "purge_periodically"]
 
@@ -69,12 +69,6 @@ log = logging.getLogger(__name__)
 # Mailgun refuses a signature whose timestamp is more than minutes old, so an
 # older token can never be replayed; a day leaves a wide margin for clock skew.
 NONCE_KEEP = timedelta(days=1)
-
-_email: sa.Table = models.Email.__table__  # type: ignore[attr-defined]
-_event: sa.Table = models.EmailEvent.__table__  # type: ignore[attr-defined]
-_pending: sa.Table = models.PendingEvent.__table__  # type: ignore[attr-defined]
-_nonce: sa.Table = models.WebhookNonce.__table__  # type: ignore[attr-defined]
-_tenant: sa.Table = models.Tenant.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,54 +92,6 @@ class PurgeReport:
         )
 
 
-def _rowcount(result: Any) -> int:
-    return int(result.rowcount or 0)
-
-
-def _mark_batch(
-    *,
-    tenant_id: int,
-    cutoff: datetime,
-    now: datetime,
-    after: tuple[datetime, int] | None,
-    size: int,
-) -> sa.Update:
-    """Lock and mark at most `size` of the tenant's e-mails to purge, oldest first.
-
-    One statement, so the row lock is taken before anything is deleted. The
-    lock clause is dropped by SQLAlchemy on SQLite, where the write lock of the
-    UPDATE covers the whole batch instead.
-    """
-    conditions = [
-        _email.c.tenant_id == tenant_id,
-        _email.c.sent_at < cutoff,
-        _email.c.history_purged_at.is_(None),
-    ]
-    if after is not None:  # keyset: continue past the previous batch in index order
-        sent_at, pk = after
-        conditions.append(sa.or_(_email.c.sent_at > sent_at, sa.and_(_email.c.sent_at == sent_at, _email.c.id > pk)))
-    # MATERIALIZED: the batch is picked and locked once per statement. As a plain
-    # subquery, the planner may put it on the inner side of a nested loop and run it
-    # again for every outer row; each run skips what another purge locked meanwhile
-    # and locks rows further on that this UPDATE then leaves unmarked, but locked,
-    # so the other purge skips them too and they wait for the next run.
-    batch = (
-        sa.select(_email.c.id)
-        .where(*conditions)
-        .order_by(_email.c.sent_at, _email.c.id)
-        .limit(size)
-        .with_for_update(key_share=True, skip_locked=True)
-        .cte("batch")
-        .prefix_with("MATERIALIZED")
-    )
-    return (
-        _email.update()
-        .where(_email.c.id.in_(sa.select(batch.c.id)), _email.c.history_purged_at.is_(None))
-        .values(history_purged_at=now)
-        .returning(_email.c.id, _email.c.sent_at)
-    )
-
-
 async def _purge_tenant(
     session_factory: SessionFactory,
     *,
@@ -158,56 +104,32 @@ async def _purge_tenant(
     after: tuple[datetime, int] | None = None
     while True:
         async with session_factory() as session:
-            marked = (
-                await session.execute(
-                    _mark_batch(tenant_id=tenant_id, cutoff=cutoff, now=now, after=after, size=batch_size)
-                )
-            ).all()
+            marked = await purged.mark_history_purged(
+                session=session, tenant_id=tenant_id, cutoff=cutoff, now=now, after=after, size=batch_size
+            )
             if not marked:
                 return emails, events, batches
-            ids = [row.id for row in marked]
-            deleted = await session.execute(
-                _event.delete().where(_event.c.tenant_id == tenant_id, _event.c.email_id.in_(ids))
-            )
+            ids = [pk for pk, _ in marked]
+            deleted = await purged.delete_email_events(session=session, tenant_id=tenant_id, email_ids=ids)
             await session.commit()
         emails += len(ids)
-        events += _rowcount(deleted)
+        events += deleted
         batches += 1
-        after = max((row.sent_at, row.id) for row in marked)
-
-
-def _delete_in_batches_statement(table: sa.Table, condition: sa.ColumnElement[bool], size: int) -> sa.Delete:
-    batch = (  # MATERIALIZED: locked once per statement, as in `_mark_batch`
-        sa.select(table.c.id)
-        .where(condition)
-        .limit(size)
-        .with_for_update(skip_locked=True)
-        .cte("batch")
-        .prefix_with("MATERIALIZED")
-    )
-    # RETURNING, counted: Python's sqlite3 gives no rowcount for a statement that starts with WITH.
-    return table.delete().where(table.c.id.in_(sa.select(batch.c.id))).returning(table.c.id)
+        after = max((sent_at, pk) for pk, sent_at in marked)
 
 
 async def _delete_in_batches(
-    session_factory: SessionFactory,
-    table: sa.Table,
-    condition: sa.ColumnElement[bool],
-    batch_size: int,
+    session_factory: SessionFactory, delete_batch: Callable[[AsyncSession], Awaitable[int]]
 ) -> int:
-    """Delete matching rows `batch_size` at a time, each batch its own transaction."""
+    """Run `delete_batch` until it deletes nothing, each batch its own transaction."""
     total = 0
     while True:
         async with session_factory() as session:
-            deleted = len((await session.execute(_delete_in_batches_statement(table, condition, batch_size))).all())
+            deleted = await delete_batch(session)
             await session.commit()
         total += deleted
         if deleted == 0:
             return total
-
-
-async def _tenant_ids(session: AsyncSession) -> list[int]:
-    return list((await session.execute(sa.select(_tenant.c.id).order_by(_tenant.c.id))).scalars())
 
 
 async def purge_history(
@@ -229,15 +151,23 @@ async def purge_history(
         raise ValueError(f"now must be an aware UTC datetime, got {now!r}")
     cutoff = now - timedelta(days=history_days)
     async with session_factory() as session:
-        tenant_ids = await _tenant_ids(session)
+        tenant_ids = await purged.list_tenant_ids(session=session)
     emails = events = batches = 0
     for tenant_id in tenant_ids:
         e, ev, b = await _purge_tenant(
             session_factory, tenant_id=tenant_id, cutoff=cutoff, now=now, batch_size=batch_size
         )
         emails, events, batches = emails + e, events + ev, batches + b
-    pending = await _delete_in_batches(session_factory, _pending, _pending.c.expires_at < now, batch_size)
-    nonces = await _delete_in_batches(session_factory, _nonce, _nonce.c.seen_at < now - NONCE_KEEP, batch_size)
+    pending = await _delete_in_batches(
+        session_factory,
+        lambda session: purged.delete_expired_pending_events(session=session, now=now, limit=batch_size),
+    )
+    nonces = await _delete_in_batches(
+        session_factory,
+        lambda session: purged.delete_old_webhook_nonces(
+            session=session, seen_before=now - NONCE_KEEP, limit=batch_size
+        ),
+    )
     return PurgeReport(emails=emails, events=events, pending_events=pending, nonces=nonces, email_batches=batches)
 
 

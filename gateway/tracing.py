@@ -51,7 +51,7 @@ class Tracing:
         if engine.dialect.name == "postgresql":
             from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 
-            instrumentor: Any = AsyncPGInstrumentor()
+            instrumentor: Any = AsyncPGInstrumentor()  # type: ignore[no-untyped-call]  # its __init__ is unannotated
             instrumentor.instrument(tracer_provider=self.provider)
         else:
             from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor

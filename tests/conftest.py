@@ -156,9 +156,9 @@ async def _empty_tables(engine: AsyncEngine) -> None:
 
 
 @pytest.fixture
-async def session_factory(engine: AsyncEngine) -> AsyncIterator[SessionFactory]:
+async def session_factory(engine: AsyncEngine) -> SessionFactory:
     await _empty_tables(engine)
-    yield create_session_factory(engine)
+    return create_session_factory(engine)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from gateway import models
 from gateway.enums import Scope
@@ -86,7 +87,7 @@ async def get_or_create_tenant(*, session: AsyncSession, name: str) -> models.Te
 
 async def get_tenant_by_name(*, session: AsyncSession, name: str) -> models.Tenant | None:
     """The tenant called exactly `name`, or None."""
-    return (await session.execute(select(models.Tenant).where(models.Tenant.name == name))).scalar_one_or_none()
+    return (await session.execute(select(models.Tenant).where(col(models.Tenant.name) == name))).scalar_one_or_none()
 
 
 async def create_api_key(
@@ -102,7 +103,7 @@ async def create_api_key(
     while True:
         raw = _KEY_PREFIX + secrets.token_urlsafe(32)
         taken = await session.execute(
-            select(models.ApiKey.id).where(models.ApiKey.prefix == raw[:PREFIX_LENGTH]).limit(1)
+            select(col(models.ApiKey.id)).where(col(models.ApiKey.prefix) == raw[:PREFIX_LENGTH]).limit(1)
         )
         if taken.first() is None:
             break
@@ -124,10 +125,10 @@ async def find_live_key(*, session: AsyncSession, raw_key: str, now: datetime) -
     key = models.ApiKey
     row = (
         await session.execute(
-            select(key.id, key.tenant_id, key.scopes, key.expires_at, key.last_used_at).where(
-                key.key_hash == hash_key(raw_key),
-                key.revoked_at.is_(None),  # type: ignore[union-attr]
-                or_(key.expires_at.is_(None), key.expires_at > now),  # type: ignore[union-attr,operator]
+            select(col(key.id), col(key.tenant_id), col(key.scopes), col(key.expires_at), col(key.last_used_at)).where(
+                col(key.key_hash) == hash_key(raw_key),
+                col(key.revoked_at).is_(None),
+                or_(col(key.expires_at).is_(None), col(key.expires_at) > now),
             )
         )
     ).first()
@@ -155,7 +156,7 @@ async def record_key_uses(*, session: AsyncSession, uses: Mapping[int, datetime]
     """
     if not uses:
         return
-    table = models.ApiKey.__table__  # type: ignore[attr-defined]
+    table = models.table_of(models.ApiKey)
     statement = (
         table.update()
         .where(
@@ -176,12 +177,12 @@ async def record_key_uses(*, session: AsyncSession, uses: Mapping[int, datetime]
 async def list_api_keys(*, session: AsyncSession, tenant_id: int | None = None) -> list[tuple[models.ApiKey, str]]:
     """Every key (or the tenant's) with its tenant's name, by tenant name then age."""
     query = (
-        select(models.ApiKey, models.Tenant.name)
-        .join(models.Tenant, models.Tenant.id == models.ApiKey.tenant_id)
-        .order_by(models.Tenant.name, models.ApiKey.created_at, models.ApiKey.id)
+        select(models.ApiKey, col(models.Tenant.name))
+        .join(models.Tenant, col(models.Tenant.id) == col(models.ApiKey.tenant_id))
+        .order_by(col(models.Tenant.name), col(models.ApiKey.created_at), col(models.ApiKey.id))
     )
     if tenant_id is not None:
-        query = query.where(models.ApiKey.tenant_id == tenant_id)
+        query = query.where(col(models.ApiKey.tenant_id) == tenant_id)
     return [(key, name) for key, name in await session.execute(query)]
 
 
@@ -192,7 +193,9 @@ async def get_api_key_by_prefix(*, session: AsyncSession, prefix: str) -> models
     before prefixes were kept unique can share one).
     """
     wanted = prefix.strip().removesuffix("...")
-    keys = list((await session.execute(select(models.ApiKey).where(models.ApiKey.prefix == wanted).limit(2))).scalars())
+    keys = list(
+        (await session.execute(select(models.ApiKey).where(col(models.ApiKey.prefix) == wanted).limit(2))).scalars()
+    )
     if not keys:
         raise NotFound(f"no API key has the prefix {wanted!r}")
     if len(keys) > 1:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import ColumnElement, and_, literal_column, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from gateway import models
 
@@ -44,12 +45,12 @@ def _watermark(session: AsyncSession) -> list[ColumnElement[bool]]:
     # row can commit later with a position below what a reader has seen.
     if session.get_bind().dialect.name != "postgresql":
         return []  # SQLite: one writer at a time, ids in commit order
-    return [SC.txid < literal_column(_WATERMARK.text)]  # type: ignore[operator]
+    return [col(SC.txid) < literal_column(_WATERMARK.text)]
 
 
 def _after(position: Position) -> ColumnElement[bool]:
     txid, pk = position
-    return or_(SC.txid > txid, and_(SC.txid == txid, SC.id > pk))  # type: ignore[operator,arg-type]
+    return or_(col(SC.txid) > txid, and_(col(SC.txid) == txid, col(SC.id) > pk))
 
 
 async def list_changes_after(
@@ -58,28 +59,35 @@ async def list_changes_after(
     """Changes after `after` in position order, with their e-mails; one tenant or all."""
     statement = (
         select(SC, models.Email)
-        .join(models.Email, models.Email.id == SC.email_id)  # type: ignore[arg-type]
+        .join(models.Email, col(models.Email.id) == col(SC.email_id))
         .where(_after(after), *_watermark(session))
-        .order_by(SC.txid, SC.id)
+        .order_by(col(SC.txid), col(SC.id))
         .limit(limit)
     )
     if tenant_id is not None:
-        statement = statement.where(SC.tenant_id == tenant_id)
+        statement = statement.where(col(SC.tenant_id) == tenant_id)
     return [(change, email) for change, email in (await session.execute(statement)).all()]
 
 
 async def latest_position(*, session: AsyncSession, tenant_id: int | None = None) -> Position:
     """The newest position below the watermark, of one tenant or all ((0, 0) for an empty log)."""
-    statement = select(SC.txid, SC.id).where(*_watermark(session)).order_by(SC.txid.desc(), SC.id.desc()).limit(1)  # type: ignore[union-attr]
+    statement = (
+        select(col(SC.txid), col(SC.id))
+        .where(*_watermark(session))
+        .order_by(col(SC.txid).desc(), col(SC.id).desc())
+        .limit(1)
+    )
     if tenant_id is not None:
-        statement = statement.where(SC.tenant_id == tenant_id)
+        statement = statement.where(col(SC.tenant_id) == tenant_id)
     row = (await session.execute(statement)).first()
-    return (int(row[0]), int(row[1])) if row else (0, 0)
+    return (models.stored_id(row.txid), models.stored_id(row.id)) if row else (0, 0)
 
 
 async def change_exists(*, session: AsyncSession, tenant_id: int, position: Position) -> bool:
     """Whether `position` is a change of this tenant (a cursor it may resume from)."""
-    statement = select(SC.id).where(SC.tenant_id == tenant_id, SC.txid == position[0], SC.id == position[1])
+    statement = select(col(SC.id)).where(
+        col(SC.tenant_id) == tenant_id, col(SC.txid) == position[0], col(SC.id) == position[1]
+    )
     return (await session.execute(statement)).first() is not None
 
 
@@ -88,7 +96,7 @@ async def list_document_ids_by_email_ids(
 ) -> dict[int, frozenset[int]]:
     """Which documents each e-mail carried, for subscription filters."""
     link = models.EmailDocument
-    statement = select(link.email_id, link.document_id).where(link.email_id.in_(email_ids))  # type: ignore[attr-defined]
+    statement = select(col(link.email_id), col(link.document_id)).where(col(link.email_id).in_(email_ids))
     found: dict[int, set[int]] = defaultdict(set)
     for email_id, document_id in (await session.execute(statement)).all():
         found[email_id].add(document_id)

@@ -9,16 +9,16 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import SQLModel, col
 
 from gateway import models
 from gateway.enums import EmailStatus, InvoiceStatus
 from gateway.events import normalize_message_id
+from gateway.repositories._sql import dialect_insert
 from gateway.repositories.emails import newest_first
 
-__all__ = ["DocumentData", "InvoiceData", "Registration", "RelationData", "register_email", "upsert"]
+__all__ = ["DocumentData", "InvoiceData", "Registration", "RelationData", "register_email"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,28 +54,23 @@ class Registration:
     invoice: InvoiceData | None = None
 
 
-def upsert(session: AsyncSession, model: Any) -> Any:
-    """The dialect's INSERT, which has ON CONFLICT on both PostgreSQL and SQLite."""
-    if session.get_bind().dialect.name == "postgresql":
-        return pg_insert(model)
-    return sqlite_insert(model)
-
-
 async def _upsert_by_external_id(
-    session: AsyncSession, model: Any, tenant_id: int, rows: list[dict[str, Any]], updated: list[str]
+    session: AsyncSession, model: type[SQLModel], tenant_id: int, rows: list[dict[str, Any]], updated: list[str]
 ) -> dict[str, int]:
-    statement = upsert(session, model)
-    statement = statement.on_conflict_do_update(
+    table = models.table_of(model)
+    statement = dialect_insert(session, table)
+    returning = statement.on_conflict_do_update(
         index_elements=["tenant_id", "external_id"],
         set_={name: statement.excluded[name] for name in updated},
-    ).returning(model.external_id, model.id)
+    ).returning(table.c.external_id, table.c.id)
     values = [{"tenant_id": tenant_id, "created_at": models.utcnow(), **row} for row in rows]
-    result = await session.execute(statement, values)
-    return {external_id: pk for external_id, pk in result.all()}
+    result = await session.execute(returning, values)
+    return {row.external_id: row.id for row in result.all()}
 
 
 async def _find(session: AsyncSession, tenant_id: int, external_id: str) -> models.Email | None:
-    statement = select(models.Email).where(models.Email.tenant_id == tenant_id, models.Email.external_id == external_id)
+    email = models.Email
+    statement = select(email).where(col(email.tenant_id) == tenant_id, col(email.external_id) == external_id)
     return (await session.execute(statement)).scalar_one_or_none()
 
 
@@ -121,7 +116,7 @@ async def register_email(*, session: AsyncSession, tenant_id: int, data: Registr
         invoice_id = ids[data.invoice.external_id]
 
     insert_email = (
-        upsert(session, models.Email)
+        dialect_insert(session, models.Email)
         .values(
             tenant_id=tenant_id,
             external_id=data.external_id,
@@ -137,7 +132,7 @@ async def register_email(*, session: AsyncSession, tenant_id: int, data: Registr
             created_at=models.utcnow(),
         )
         .on_conflict_do_nothing(index_elements=["tenant_id", "external_id"])
-        .returning(models.Email.id)
+        .returning(col(models.Email.id))
     )
     email_id = (await session.execute(insert_email)).scalar_one_or_none()
     if email_id is None:  # a concurrent registration of the same external id won
@@ -156,7 +151,7 @@ async def register_email(*, session: AsyncSession, tenant_id: int, data: Registr
             ["title", "relation_id"],
         )
         await session.execute(
-            models.EmailDocument.__table__.insert(),  # type: ignore[attr-defined]
+            models.table_of(models.EmailDocument).insert(),
             [{"email_id": email_id, "document_id": d, "tenant_id": tenant_id} for d in doc_ids.values()],
         )
         await _refresh_latest_document_emails(session, list(doc_ids.values()))
@@ -174,21 +169,19 @@ async def _refresh_latest_document_emails(session: AsyncSession, document_ids: l
     # every other committed link to them: concurrent registrations cannot both win.
     link, email, doc = models.EmailDocument, models.Email, models.Document
     newest = (
-        select(link.email_id)
-        .join(email, email.id == link.email_id)  # type: ignore[arg-type]
-        .where(link.document_id == doc.id)
+        select(col(link.email_id))
+        .join(email, col(email.id) == col(link.email_id))
+        .where(col(link.document_id) == col(doc.id))
         .order_by(*newest_first())
         .limit(1)
         .scalar_subquery()
     )
-    await session.execute(
-        update(doc).where(doc.id.in_(document_ids)).values(latest_email_id=newest)  # type: ignore[union-attr]
-    )
+    await session.execute(update(doc).where(col(doc.id).in_(document_ids)).values(latest_email_id=newest))
 
 
 async def _refresh_latest_invoice_email(session: AsyncSession, invoice_id: int) -> None:
     email, invoice = models.Email, models.Invoice
     newest = (
-        select(email.id).where(email.invoice_id == invoice.id).order_by(*newest_first()).limit(1)
+        select(col(email.id)).where(col(email.invoice_id) == col(invoice.id)).order_by(*newest_first()).limit(1)
     ).scalar_subquery()
-    await session.execute(update(invoice).where(invoice.id == invoice_id).values(latest_email_id=newest))
+    await session.execute(update(invoice).where(col(invoice.id) == invoice_id).values(latest_email_id=newest))

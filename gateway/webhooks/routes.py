@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
 import httpx
-from sqlalchemy import select
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -34,7 +34,7 @@ from gateway.config import Settings
 from gateway.db import database_unavailable
 from gateway.errors import MalformedPayload, WebhookAuthError
 from gateway.events import IncomingEvent
-from gateway.repositories.registration import upsert
+from gateway.repositories.webhook_nonces import record_webhook_nonce
 
 from .providers import mailgun, postmark, resend, sendgrid, ses
 
@@ -98,9 +98,8 @@ async def _ingest(request: Request, events: Sequence[IncomingEvent], before: Che
     return JSONResponse({"received": len(events), "applied": report.applied, "pending": report.pending})
 
 
-def _secret(value: object) -> str | None:
-    getter = getattr(value, "get_secret_value", None)
-    return getter() if getter else value  # type: ignore[return-value]
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
 
 
 def _headers(request: Request) -> dict[str, str]:
@@ -133,15 +132,10 @@ async def _mailgun(request: Request) -> Response:
         if token is None:
             return None
         digest = hashlib.sha256(body).hexdigest()
-        nonce = models.WebhookNonce
-        insert = upsert(session, nonce).on_conflict_do_nothing(index_elements=["source", "token"])
-        await session.execute(
-            insert, [{"source": mailgun.NAME, "token": token, "body_hash": digest, "seen_at": models.utcnow()}]
+        fresh = await record_webhook_nonce(
+            session=session, source=mailgun.NAME, token=token, body_hash=digest, now=models.utcnow()
         )
-        seen = (
-            await session.execute(select(nonce.body_hash).where(nonce.source == mailgun.NAME, nonce.token == token))
-        ).scalar_one()
-        if seen != digest:
+        if not fresh:
             await session.rollback()
             return _error(403, "signature token already used for another payload")
         return None

@@ -40,7 +40,7 @@ def gateway(settings, session_factory, tmp_path, monkeypatch, capsys):
         except SystemExit as exit_:
             # What the interpreter does with sys.exit(...) at the top of the program.
             if isinstance(exit_.code, str):
-                print(exit_.code, file=sys.stderr)
+                sys.stderr.write(f"{exit_.code}\n")
                 returncode = 1
             else:
                 returncode = exit_.code or 0

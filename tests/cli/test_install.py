@@ -18,7 +18,6 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -71,7 +70,7 @@ def _run(*command: str | Path, cwd: Path, env: dict[str, str] | None = None) -> 
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The `bin` folder of a fresh virtualenv holding the wheel built from this repository."""
     # PostgreSQL is checked first: no minute-long install for a test that would skip.
     need_server("PostgreSQL", PG_HOST, PG_PORT)
@@ -94,7 +93,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         wheel,
         cwd=root,
     )
-    yield venv / "bin"
+    return venv / "bin"
 
 
 def _free_port() -> int:

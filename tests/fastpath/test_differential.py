@@ -318,7 +318,6 @@ def test_a_screen_is_one_statement_on_postgresql(dataset: dict[str, Any], screen
     if not dataset["backend"].startswith("postgresql"):
         pytest.skip("the lookups fold into the page on PostgreSQL only")
     import asyncpg
-    from sqlalchemy import make_url
 
     from gateway.app import _fast_pool
     from gateway.fastpath.plans import FastPath
@@ -331,7 +330,6 @@ def test_a_screen_is_one_statement_on_postgresql(dataset: dict[str, Any], screen
         async def log_queries(connection: asyncpg.Connection) -> None:
             connection.add_query_logger(lambda q: statements.append(q.query))
 
-        dsn = make_url(dataset["backend"]).set(drivername="postgresql").render_as_string(hide_password=False)
         pool = await _fast_pool(make_settings(dataset["backend"], Path("unused")))
         assert pool is not None
         async with pool.acquire() as connection:

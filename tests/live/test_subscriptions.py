@@ -219,8 +219,10 @@ async def test_an_unknown_or_foreign_cursor_is_refused(live, office, session_fac
 # Frames of about 150 KiB each (150 aliases of a 1,000-character subject): a burst of
 # 40 is more than a socket's buffers hold on loopback (about 3 MiB) for a client
 # that does not read.
-HEAVY = "subscription { emailStatusChanged { cursor status email { id %s } } }" % " ".join(
-    f"s{n}: subject" for n in range(150)
+HEAVY = (
+    "subscription { emailStatusChanged { cursor status email { id "
+    + " ".join(f"s{n}: subject" for n in range(150))
+    + " } } }"
 )
 BURST = 40
 

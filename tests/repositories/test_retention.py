@@ -502,7 +502,7 @@ async def test_a_purge_batch_is_picked_and_locked_once_per_statement(session_fac
     # given: the statements of a batch, on the tables as the tests leave them
     from sqlalchemy.dialects import postgresql
 
-    from gateway.retention import _delete_in_batches_statement, _mark_batch
+    from gateway.repositories.retention import _delete_in_batches_statement, _mark_batch
 
     statements = [
         _mark_batch(tenant_id=1, cutoff=now, now=now, after=None, size=3),

@@ -71,7 +71,7 @@ async def count(session_factory, model) -> int:  # type: ignore[no-untyped-def]
 
 
 def sendgrid_event(kind: str, event_id: str, at: datetime, **extra: Any) -> dict[str, Any]:
-    event = {
+    return {
         "email": "client@example.com",
         "timestamp": int(at.timestamp()),
         "event": kind,
@@ -79,7 +79,6 @@ def sendgrid_event(kind: str, event_id: str, at: datetime, **extra: Any) -> dict
         "smtp-id": "<14c5d75ce93.dfd.64b469@ismtpd-555>",
         **extra,
     }
-    return event
 
 
 async def post_sendgrid(client, events: list[dict[str, Any]], *, key=None, at=None):  # type: ignore[no-untyped-def]

@@ -48,7 +48,7 @@ _event = sa.table(
     sa.column("smtp_code", sa.Integer),
     sa.column("machine_open", sa.Boolean),
 )
-_SUMMARY = {
+_SUMMARY: dict[str, sa.types.TypeEngine[Any] | type[sa.types.TypeEngine[Any]]] = {
     "status": sa.String,
     "status_changed_at": UTCDateTime(),
     "delivered_at": UTCDateTime(),
