@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Sequence
-from functools import lru_cache
 from typing import Any, NamedTuple, Protocol
 
 import asyncpg
 from sqlalchemy import Select
-from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gateway.repositories.compiled import asyncpg_text
 from gateway.repositories.emails import (
     EmailQuery,
     email_count_statement,
@@ -157,20 +156,6 @@ def _unfold(rows: list[Any], folds: tuple[Fold, ...]) -> Folded:
 
 # -- PostgreSQL: the statements' SQL text on asyncpg ------------------------------------------
 
-_ASYNCPG = PGDialect_asyncpg()
-
-
-@lru_cache(maxsize=1024)
-def _compiled(statement: Select[Any]) -> tuple[str, tuple[str, ...]]:
-    """A statement's SQL text ($1, $2...) and the parameter name of each position.
-
-    The values `email_params` / `item_params` give are the ones asyncpg takes as
-    they are (enum names, aware datetimes, lists for `= ANY`), so no type
-    processing is left to SQLAlchemy.
-    """
-    compiled = statement.compile(dialect=_ASYNCPG)
-    return str(compiled), tuple(compiled.positiontup or ())
-
 
 class _Asyncpg:
     dialect = "postgresql"
@@ -179,7 +164,7 @@ class _Asyncpg:
         self._connection = connection
 
     async def fetch(self, statement: Select[Any], params: dict[str, Any]) -> list[Any]:
-        sql, names = _compiled(statement)
+        sql, names = asyncpg_text(statement)
         return list(await self._connection.fetch(sql, *(params[n] for n in names)))
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
 
-from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy import BindParameter, Select, bindparam, func, select
 from sqlalchemy.orm import aliased
 
 from gateway import models
@@ -40,7 +40,7 @@ class Fold:
 
 
 def _fold(fold: Fold, page: Any) -> Any:
-    tenant = bindparam("tenant_id")
+    tenant: BindParameter[int] = bindparam("tenant_id")
     if fold.lookup == "documents_by_email":
         # In the order of documents_by_email_ids_statement: by document id.
         found, link = aliased(models.Document, name="f"), models.EmailDocument
@@ -48,7 +48,7 @@ def _fold(fold: Fold, page: Any) -> Any:
             select(func.row(*(getattr(found, c) for c in fold.columns)))
             .join(link, link.document_id == found.id)  # type: ignore[arg-type]
             .where(link.tenant_id == tenant, link.email_id == page.c[fold.key])  # type: ignore[arg-type]
-            .order_by(found.id)
+            .order_by(found.id)  # type: ignore[arg-type]  # an aliased column, typed as its value
         )
         return func.array(records.scalar_subquery())
     found = aliased(_TABLES[fold.lookup], name="f")
