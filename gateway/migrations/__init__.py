@@ -16,9 +16,8 @@ from gateway.config import Settings
 
 __all__ = ["SCRIPT_LOCATION", "alembic_config", "upgrade"]
 
-# This package's own folder, wherever it is installed. Not Alembic's package-resource
-# form ("gateway:migrations"): `gateway` is a namespace package, and under an editable
-# install its path holds setuptools' finder hook, which importlib.resources refuses.
+# This package's own folder, wherever it is installed: a plain path works the same from
+# a wheel, an editable install and a checkout, with no package-resource machinery.
 SCRIPT_LOCATION = str(Path(__file__).resolve().parent)
 
 
