@@ -82,8 +82,7 @@ def run_wrk(
         process = subprocess.Popen(  # noqa: S603 (wrk, found on PATH)
             command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
-        assert process.stdout is not None  # noqa: S101 (Popen with stdout=PIPE)
-        output = process.stdout.read().decode(errors="replace")
+        output = process.stdout.read().decode(errors="replace") if process.stdout else ""
         # wait4 rather than Popen.wait: it hands back the child's own resource usage.
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
