@@ -312,13 +312,15 @@ def source_tree(path: Path) -> str:
 
 
 def baseline_env(env: dict[str, str], tree: Path, data_dir: Path) -> dict[str, str]:
-    """The same settings, with `tree`'s gateway package imported first (checked)."""
-    if not (tree / "gateway" / "__init__.py").exists():
-        raise BenchError(f"--baseline {tree}: no gateway package there (expected {tree}/gateway/__init__.py)")
+    """The same settings, with `tree`'s gateway imported first (checked: `gateway` is a
+    namespace package, so a module missing from `tree` would come from this tree)."""
+    if not (tree / "gateway" / "cli.py").exists():
+        raise BenchError(f"--baseline {tree}: no gateway source there (expected {tree}/gateway/cli.py)")
     baseline = {**env, "PYTHONPATH": str(tree), "GATEWAY_DATA_DIR": str(data_dir)}
-    imported = run([sys.executable, "-c", "import gateway; print(gateway.__file__)"], baseline, cwd=tree).strip()
-    if not Path(imported).resolve().is_relative_to(tree.resolve()):
-        raise BenchError(f"--baseline {tree}: the server would import {imported}, not the baseline's gateway")
+    probe = "import gateway.app, gateway.cli; print(gateway.app.__file__); print(gateway.cli.__file__)"
+    for imported in run([sys.executable, "-c", probe], baseline, cwd=tree).split():
+        if not Path(imported).resolve().is_relative_to(tree.resolve()):
+            raise BenchError(f"--baseline {tree}: the server would import {imported}, not the baseline's gateway")
     return baseline
 
 
