@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import warnings
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +47,10 @@ def capture(env: Mapping[str, str], key: str, requests: Mapping[str, bytes]) -> 
     three times (the first compiles the plan); the last one's statements are kept, and
     there must be exactly one: the raw ceiling answers one-statement screens."""
     import asyncpg
-    from starlette.testclient import TestClient
+
+    with warnings.catch_warnings():  # Starlette would have httpx2 for its TestClient: httpx does here
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from starlette.testclient import TestClient
 
     from gateway.app import create_app
     from gateway.config import Settings
