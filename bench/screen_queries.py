@@ -385,7 +385,7 @@ def compare_rows(screen: str, answers: dict[str, tuple[Query, bytes]]) -> str:
             if a != b:
                 raise BenchError(f"{screen}: row {i} differs\n  {first_label}: {a}\n  {label}: {b}")
     ids = [r[0] for r in first]
-    documents = ", documents" if screen in ("emails", "details") else ""
+    documents = ", documents" if screen.startswith(("emails", "details")) else ""
     return (
         f"same {len(first)} rows from {', '.join(rows)} (ids {ids[0]}..{ids[-1]}, "
         f"subjects/titles, statuses, relations{documents})"

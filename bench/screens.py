@@ -349,9 +349,9 @@ def servers(args: argparse.Namespace, database: str, workdir: Path) -> Iterator[
         contestants = []
         if args.gzip:
             gzipped = {**auth, "Accept-Encoding": "gzip"}
-            contestants += [
-                Contestant("identity", "gateway identity", gateway, auth, lambda s: s.gateway),
+            contestants += [  # gzip first: its ratio lines read "gzip / identity"
                 Contestant("gzip", "gateway gzip", gateway, gzipped, lambda s: s.gateway),
+                Contestant("identity", "gateway identity", gateway, auth, lambda s: s.gateway),
             ]
         else:
             contestants.append(Contestant("gateway", "gateway", gateway, auth, lambda s: s.gateway))
@@ -645,11 +645,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def gzip_note(contestants: Sequence[Contestant], key: str) -> str:
-    identity, gzipped = (c.references[key] for c in contestants)
-    if gzipped.encoding != "gzip":
-        return f"  NOTE: the gateway did not compress ({gzipped.encoding}): is GATEWAY_COMPRESSION_MIN_BYTES 0?"
-    share = len(gzipped.body) / len(identity.body)
-    return f"  answer body: {len(identity.body):,} bytes as JSON, {len(gzipped.body):,} gzipped ({share:.0%})"
+    gzipped, identity = contestants
+    if gzipped.references[key].encoding != "gzip":
+        encoding = gzipped.references[key].encoding
+        return f"  NOTE: the gateway did not compress ({encoding}): is GATEWAY_COMPRESSION_MIN_BYTES 0?"
+    lines = []
+    for c in contestants:
+        body = len(c.references[key].body)
+        wire = _median(c.results[key], lambda r: r.load.wire_bytes / r.load.requests)
+        lines.append(f"  {c.label}: {body:,} bytes of body per answer, {wire:,.0f} on the wire with the headers")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
