@@ -97,7 +97,7 @@ class Reference:
     """A checked answer: what wrk compares every answer with."""
 
     body: bytes  # as it came on the wire (compressed when the server compressed it)
-    exact: bool  # the same bytes each time (gzip's header carries a time: then its length)
+    exact: bool  # compared byte for byte; else by length (gzip's header may carry a time)
     encoding: str
 
 
@@ -108,12 +108,8 @@ class Contestant:
     server: Server
     headers: dict[str, str]
     query_of: Callable[[Screen], Query]
-    screens: Sequence[str] | None = None  # None: every screen
     references: dict[str, Reference] = field(default_factory=dict)
     results: dict[str, list[Round]] = field(default_factory=dict)
-
-    def serves(self, screen: Screen) -> bool:
-        return self.screens is None or screen.key in self.screens
 
     @property
     def url(self) -> str:
@@ -141,7 +137,10 @@ def reference(contestant: Contestant, screen: Screen) -> bytes:
     check_answer(content, query)
     if len(first) != len(second):
         raise BenchError(f"{contestant.label}: two answers of {len(first)} and {len(second)} bytes to one request")
-    contestant.references[screen.key] = Reference(first, first == second, encoding)
+    exact = encoding == "identity"
+    if exact and first != second:
+        raise BenchError(f"{contestant.label}: two answers to one request differ:\n{first[:300]!r}\n{second[:300]!r}")
+    contestant.references[screen.key] = Reference(first, exact, encoding)
     return content
 
 
@@ -165,16 +164,14 @@ def run_rounds(
     args: argparse.Namespace, contestants: Sequence[Contestant], screens: Sequence[Screen], database: str
 ) -> None:
     for screen in screens:
-        playing = [c for c in contestants if c.serves(screen)]
-        answers = {c.label: (c.query_of(screen), reference(c, screen)) for c in playing}
+        answers = {c.label: (c.query_of(screen), reference(c, screen)) for c in contestants}
         print(f"  {screen.key}: {compare_rows(screen.key, answers)}", flush=True)
     for screen in screens:
-        playing = [c for c in contestants if c.serves(screen)]
         print(f"\n{screen.title}  [{screen.key}]")
-        for c in playing:
+        for c in contestants:
             measure(c, screen, args.warmup, args, database)
         for number in range(args.rounds):
-            for c in rotation(playing, number):
+            for c in rotation(contestants, number):
                 result = measure(c, screen, args.seconds, args, database)
                 c.results.setdefault(screen.key, []).append(result)
                 print(f"  round {number + 1} {c.label:<16} {round_line(result)}", flush=True)
