@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "CpuUse",
     "CpuWindow",
     "PgBackendCpu",
     "machine_cpu",

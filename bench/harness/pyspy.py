@@ -12,7 +12,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-__all__ = ["PySpy", "read_stacks", "shares"]
+__all__ = ["PySpy", "Stacks", "read_stacks", "shares"]
 
 Stacks = list[tuple[list[str], int]]
 
