@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import contextlib
 import cProfile
 import functools
 import json
@@ -30,12 +29,10 @@ import random
 import secrets
 import shutil
 import signal
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,19 +40,19 @@ from typing import Any
 
 import httpx
 import orjson
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `python bench/ingest.py` puts bench/ on the path, not the project
+if str(ROOT) not in sys.path:  # `python bench/ingest.py` (the profiled servers) puts bench/ on the path
     sys.path.append(str(ROOT))  # last: an installed or PYTHONPATH gateway comes first
 
-from bench._common import free_port, gateway_command, proc_cpu  # noqa: E402  (after the path set-up above)
+# After the path set-up above:
+from bench.harness import databases  # noqa: E402
+from bench.harness.cpu import CpuWindow  # noqa: E402
+from bench.harness.pyspy import PySpy  # noqa: E402
+from bench.harness.sendgrid import FILTER_SUFFIX, key_pair, signed_headers  # noqa: E402
+from bench.harness.servers import BenchError, Server, free_port, gateway_command, gateway_env, run  # noqa: E402
+from bench.harness.stats import Spread, percentile  # noqa: E402
 
-PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
-SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
-TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
-FILTER_SUFFIX = ".filter0001.16648.5515E0B88.0"
 DUPLICATE_SHARE = 0.02  # events SendGrid sends again (retries): same sg_event_id
 UNKNOWN_SHARE = 0.02  # events for messages not registered (yet): kept pending
 REGISTER_BATCH = 1000
@@ -106,10 +103,6 @@ DROPS = [
     ("Unsubscribed Address", "5.0.0"),
     ("Spam Reporting Address", "5.0.0"),
 ]
-
-
-class BenchError(RuntimeError):
-    """The gateway answered something other than what was sent calls for."""
 
 
 # --- what is sent -------------------------------------------------------------
@@ -268,79 +261,6 @@ class EventFactory:
         self.unacknowledged.clear()
 
 
-def key_pair() -> tuple[ec.EllipticCurvePrivateKey, str]:
-    """A P-256 key pair; the public half as SendGrid shows it (base64 DER SubjectPublicKeyInfo)."""
-    private = ec.generate_private_key(ec.SECP256R1())
-    der = private.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return private, base64.b64encode(der).decode()
-
-
-def signed_headers(key: ec.EllipticCurvePrivateKey, body: bytes) -> dict[str, str]:
-    """Sign like SendGrid: ECDSA P-256/SHA-256 over timestamp + raw body, base64 DER.
-
-    The timestamp is now: call it just before sending."""
-    timestamp = str(int(time.time()))
-    signature = key.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
-    return {
-        SIGNATURE_HEADER: base64.b64encode(signature).decode(),
-        TIMESTAMP_HEADER: timestamp,
-        "Content-Type": "application/json",
-        "User-Agent": "SendGrid Event API",
-    }
-
-
-# --- the database -------------------------------------------------------------
-
-
-async def _pg_admin(sql: str) -> None:
-    import asyncpg
-
-    connection = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres")
-    try:
-        await connection.execute(sql)
-    finally:
-        await connection.close()
-
-
-async def pg_analyze(database: str) -> None:
-    """What autovacuum's auto-analyze does on a production server (it is off on some test servers):
-    without statistics the planner picks ix_email_tenant_status_newest for a lookup by
-    external id and reads every e-mail of the tenant, which makes registration quadratic."""
-    import asyncpg
-
-    connection = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database=database)
-    try:
-        await connection.execute("ANALYZE")
-    finally:
-        await connection.close()
-
-
-async def pg_setting(name: str) -> str:
-    import asyncpg
-
-    connection = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres")
-    try:
-        return str(await connection.fetchval(f"SHOW {name}"))
-    finally:
-        await connection.close()
-
-
-def gateway_env(database_url: str, data_dir: Path, verification_key: str) -> dict[str, str]:
-    """The server's environment: ours only among GATEWAY_* (nothing inherited from the shell)."""
-    from gateway.config import Settings
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env.update(
-        GATEWAY_DATABASE_URL=database_url,
-        GATEWAY_DATA_DIR=str(data_dir),
-        GATEWAY_SECRET_KEY=secrets.token_urlsafe(48),
-        GATEWAY_SENDGRID_VERIFICATION_KEY=verification_key,
-    )
-    if "purge_interval_seconds" in Settings.model_fields:
-        env["GATEWAY_PURGE_INTERVAL_SECONDS"] = "0"
-    return env
-
-
 def settings_from(env: dict[str, str]) -> Any:
     from gateway.config import Settings
 
@@ -467,85 +387,6 @@ async def check_database(settings: Any, ledger: Ledger) -> list[str]:
     return problems
 
 
-# --- the server ---------------------------------------------------------------
-
-
-class Server:
-    """`gateway serve` as a child process; stopped with SIGTERM (then SIGKILL after 20 s)."""
-
-    def __init__(
-        self,
-        env: dict[str, str],
-        port: int,
-        log_path: Path,
-        profile_path: Path | None,
-        mode: str | None = None,
-    ) -> None:
-        self.port = port
-        self.log_path = log_path
-        if profile_path is None:
-            command = [*gateway_command(), "serve", "--port", str(port)]
-        else:
-            hidden = _PHASED_SERVE if mode == "phases" else _PROFILED_SERVE
-            command = [
-                sys.executable,
-                str(Path(__file__).resolve()),
-                hidden,
-                str(profile_path),
-                str(port),
-            ]
-        self.log = log_path.open("wb")
-        self.process = subprocess.Popen(  # noqa: S603 (our own command line)
-            command, env=env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise BenchError(f"gateway serve exited with {self.process.returncode}:\n{self.tail()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/healthz", timeout=1, trust_env=False).status_code == 200:
-                    return
-            time.sleep(0.1)
-        raise BenchError(f"gateway serve not healthy after {timeout} s:\n{self.tail()}")
-
-    def cpu_seconds(self) -> float:
-        return proc_cpu(self.process.pid)
-
-    def tail(self, lines: int = 60) -> str:
-        text = self.log_path.read_text(errors="replace").splitlines()
-        return "\n".join(text[-lines:])
-
-    def stop(self) -> None:
-        if self.log.closed:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                print("  server did not stop within 20 s after SIGTERM: killing it", file=sys.stderr)
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
-
-
-async def pg_backend_pids(database: str) -> list[int]:
-    import asyncpg
-
-    connection = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres")
-    try:
-        rows = await connection.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", database)
-    finally:
-        await connection.close()
-    return [r["pid"] for r in rows]
-
-
 # --- posting ------------------------------------------------------------------
 
 
@@ -563,9 +404,7 @@ class RoundResult:
         return self.events / self.seconds
 
 
-async def post_batches(
-    url: str, key: ec.EllipticCurvePrivateKey, batches: Sequence[Batch], concurrency: int
-) -> tuple[float, list[float]]:
+async def post_batches(url: str, key: Any, batches: Sequence[Batch], concurrency: int) -> tuple[float, list[float]]:
     """Post the batches from `concurrency` workers over keep-alive connections.
 
     Every answer is checked: 200 with the expected counts, or BenchError."""
@@ -606,36 +445,30 @@ async def post_batches(
     return elapsed, latencies
 
 
+def server_command(port: int, profile_path: Path | None, mode: str | None) -> list[str]:
+    """`gateway serve`, or the same under cProfile or with phase timers (hidden commands of
+    this script, run by path so that an installed or PYTHONPATH gateway comes first)."""
+    if profile_path is None:
+        return [*gateway_command(), "serve", "--port", str(port)]
+    hidden = _PHASED_SERVE if mode == "phases" else _PROFILED_SERVE
+    return [sys.executable, str(Path(__file__).resolve()), hidden, str(profile_path), str(port)]
+
+
 async def run_round(
     server: Server,
-    key: ec.EllipticCurvePrivateKey,
+    key: Any,
     batches: Sequence[Batch],
     concurrency: int,
     pg_database: str | None,
 ) -> RoundResult:
-    pg_pids = await pg_backend_pids(pg_database) if pg_database else []
-    pg_before = {pid: proc_cpu(pid) for pid in pg_pids}
-    server_before, client_before = server.cpu_seconds(), time.process_time()
+    window = CpuWindow([server.pid], pg_database)
     elapsed, latencies = await post_batches(server.url, key, batches, concurrency)
-    server_cpu, client_cpu = (
-        server.cpu_seconds() - server_before,
-        time.process_time() - client_before,
-    )
-    pg_cpu = None
-    if pg_database:
-        pids = await pg_backend_pids(pg_database)
-        pg_cpu = sum(proc_cpu(pid) - pg_before.get(pid, 0.0) for pid in pids)
-    return RoundResult(sum(b.events for b in batches), elapsed, latencies, server_cpu, client_cpu, pg_cpu)
+    cpu = window.stop()
+    pg_cpu = cpu.postgres if pg_database else None
+    return RoundResult(sum(b.events for b in batches), elapsed, latencies, cpu.server, cpu.here, pg_cpu)
 
 
 # --- one database -------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100)."""
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * q // 100))
-    return ordered[int(rank) - 1]
 
 
 def _ms(seconds: float) -> str:
@@ -652,14 +485,14 @@ class DatabaseResult:
     def summary(self) -> dict[str, Any]:
         rates = [r.rate for r in self.rounds]
         latencies = [x for r in self.rounds for x in r.latencies]
-        median = statistics.median(rates)
+        spread = Spread.of(rates)
         return {
             "database": self.database,
             "events_per_second": {
-                "median": median,
-                "min": min(rates),
-                "max": max(rates),
-                "spread_percent": (max(rates) - min(rates)) / median * 100,
+                "median": spread.median,
+                "min": spread.low,
+                "max": spread.high,
+                "spread_percent": spread.relative * 100,
                 "rounds": rates,
             },
             "batch_latency_seconds": {
@@ -682,24 +515,6 @@ class DatabaseResult:
         }
 
 
-@contextlib.contextmanager
-def database(kind: str, workdir: Path) -> Iterator[tuple[str, str | None]]:
-    """A fresh database: (SQLAlchemy URL, PostgreSQL database name or None); dropped afterwards."""
-    if kind == "sqlite":
-        yield f"sqlite+aiosqlite:///{workdir / 'bench.db'}", None
-        return
-    name = f"gateway_bench_{os.getpid()}"
-    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}", name
-    finally:
-        try:
-            asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        except Exception as error:  # report, but do not hide the run's own outcome
-            print(f"  could not drop database {name}: {error}", file=sys.stderr)
-
-
 def run_database(kind: str, args: argparse.Namespace, profile_dir: Path | None) -> DatabaseResult:
     rng = random.Random(args.seed)
     print(
@@ -709,26 +524,22 @@ def run_database(kind: str, args: argparse.Namespace, profile_dir: Path | None) 
     )
     with (
         tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp,
-        database(kind, Path(tmp)) as (url, pg_name),
+        databases.fresh_database(kind, Path(tmp), f"gateway_bench_{os.getpid()}") as db,
     ):
-        workdir = Path(tmp)
+        workdir, pg_name = Path(tmp), db.name
         private_key, public_key = key_pair()
-        env = gateway_env(url, workdir / "data", public_key)
+        env = gateway_env(db.url, workdir / "data", {"GATEWAY_SENDGRID_VERIFICATION_KEY": public_key})
         setup: dict[str, float] = {}
 
         started = time.perf_counter()
-        migrate = subprocess.run(  # noqa: S603 (our own command line)
-            [*gateway_command(), "migrate"], env=env, cwd=ROOT, capture_output=True, text=True
-        )
-        if migrate.returncode != 0:
-            raise BenchError(f"gateway migrate failed:\n{migrate.stdout}{migrate.stderr}")
+        run([*gateway_command(), "migrate"], env)
         setup["migrate"] = time.perf_counter() - started
 
         started = time.perf_counter()
         settings = settings_from(env)
         analyze = None
         if pg_name is not None and args.analyze:
-            analyze = functools.partial(pg_analyze, pg_name)
+            analyze = functools.partial(asyncio.to_thread, databases.analyze, pg_name)
         emails = asyncio.run(
             register_emails(
                 settings,
@@ -751,11 +562,12 @@ def run_database(kind: str, args: argparse.Namespace, profile_dir: Path | None) 
         elif profile_dir and args.profile == "phases":
             profile_path = profile_dir / f"phases-{kind}.json"
         started = time.perf_counter()
-        server = Server(env, port, workdir / "server.log", profile_path, args.profile)
+        command = server_command(port, profile_path, args.profile)
+        server = Server("gateway serve", command, env, port, workdir / "server.log")
         rounds: list[RoundResult] = []
         spy = None
         try:
-            server.wait_ready()
+            server.wait_ready("/healthz")
             setup["server_start"] = time.perf_counter() - started
             print(
                 f"  setup: migrate {setup['migrate']:.1f} s, registered {len(emails):,} e-mails in "
@@ -767,7 +579,7 @@ def run_database(kind: str, args: argparse.Namespace, profile_dir: Path | None) 
                 factory.acknowledge()
             snapshots = [phase_snapshot(server, profile_path)] if args.profile == "phases" and profile_path else []
             if args.profile == "py-spy" and profile_dir is not None:
-                spy = PySpy(args.py_spy, server.process.pid, profile_dir / f"py-spy-{kind}.txt")
+                spy = PySpy(args.py_spy, server.pid, profile_dir / f"py-spy-{kind}.txt", rate=PY_SPY_RATE, threads=True)
             for number in range(1, args.rounds + 1):
                 batches = [factory.batch(args.batch) for _ in range(args.batches)]  # built outside the timing
                 if analyze is not None:  # outside the timing, as autovacuum would between rounds
@@ -788,13 +600,13 @@ def run_database(kind: str, args: argparse.Namespace, profile_dir: Path | None) 
                     flush=True,
                 )
             if spy is not None:
-                spy.stop(busy_seconds=sum(r.seconds for r in rounds))
+                report_py_spy(spy, busy_seconds=sum(r.seconds for r in rounds))
                 spy = None
             if len(snapshots) > 2:
                 print(phase_rounds_table(snapshots))
         except BaseException:
             if spy is not None:
-                spy.process.kill()
+                spy.kill()
             server.stop()  # first, so that the log has the server's side of the failure
             print(f"  server log (last lines):\n{server.tail()}", file=sys.stderr)
             raise
@@ -845,50 +657,17 @@ def serve_under_cprofile(out: str, port: str) -> None:
         profiler.dump_stats(out)
 
 
-class PySpy:
-    """py-spy sampling the server during the timed rounds (no instrumentation overhead)."""
+PY_SPY_RATE = 200
 
-    RATE = 200
 
-    def __init__(self, binary: str, pid: int, out: Path) -> None:
-        self.out = out
-        self.process = subprocess.Popen(  # noqa: S603 (the py-spy the user named)
-            [
-                binary,
-                "record",
-                "--pid",
-                str(pid),
-                "--format",
-                "raw",
-                "--output",
-                str(out),
-                "--rate",
-                str(self.RATE),
-                "--threads",
-                "--function",
-                "--nonblocking",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-
-    def stop(self, busy_seconds: float) -> None:
-        """Write the samples and summarize them against the time spent in timed rounds."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if not self.out.exists():
-            error = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
-            print(f"  py-spy wrote nothing: {error[-2000:]}", file=sys.stderr)
-            return
-        summary = summarize_py_spy(self.out, busy_seconds * self.RATE)
-        self.out.with_suffix(".summary.txt").write_text(summary)
-        print(f"  py-spy samples: {self.out} (collapsed stacks), summary in {self.out.with_suffix('.summary.txt')}")
-        print(summary)
+def report_py_spy(spy: PySpy, busy_seconds: float) -> None:
+    """Write the samples and summarize them against the time spent in timed rounds."""
+    if spy.stop() is None:
+        return
+    summary = summarize_py_spy(spy.out, busy_seconds * PY_SPY_RATE)
+    spy.out.with_suffix(".summary.txt").write_text(summary)
+    print(f"  py-spy samples: {spy.out} (collapsed stacks), summary in {spy.out.with_suffix('.summary.txt')}")
+    print(summary)
 
 
 def summarize_py_spy(path: Path, possible: float, top: int = 30) -> str:
@@ -1045,7 +824,7 @@ def serve_with_phase_timers(out: str, port: str) -> None:
 def phase_snapshot(server: Server, path: Path) -> dict[str, list[float]]:
     """The phase timer totals so far (the server writes them on SIGUSR1)."""
     before = path.stat().st_mtime_ns if path.exists() else 0
-    server.process.send_signal(signal.SIGUSR1)
+    server.signal(signal.SIGUSR1)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if path.exists() and path.stat().st_mtime_ns != before:
@@ -1192,7 +971,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         profile_dir = args.profile_dir
         profile_dir.mkdir(parents=True, exist_ok=True)
     kinds = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
-    if "postgresql" in kinds and args.analyze and asyncio.run(pg_setting("autovacuum")) == "off":
+    if "postgresql" in kinds and args.analyze and databases.pg_setting("autovacuum") == "off":
         print(
             "note: autovacuum is off on this PostgreSQL server; the benchmark runs ANALYZE after "
             "registering and between rounds (untimed), as autovacuum would (--no-analyze: don't)"

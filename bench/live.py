@@ -39,12 +39,11 @@ import os
 import resource
 import secrets
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -56,73 +55,32 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `python bench/live.py` puts bench/ first, not the project
     sys.path.insert(0, str(ROOT))
 
-from bench._common import free_port, gateway_command, machine_cpu, proc_cpu  # noqa: E402  (after the path set-up above)
+# After the path set-up above:
+from bench.harness import databases  # noqa: E402
+from bench.harness.cpu import machine_cpu, proc_cpu, proc_status_kib  # noqa: E402
+from bench.harness.pyspy import PySpy, shares  # noqa: E402
+from bench.harness.sendgrid import FILTER_SUFFIX, key_pair, signed_headers  # noqa: E402
+from bench.harness.servers import (  # noqa: E402  # noqa: E402
+    BenchError,
+    Server,
+    create_api_key,
+    free_port,
+    gateway_command,
+    gateway_env,
+    run,
+    settings_from_args,
+)
+from bench.harness.stats import ms as _ms  # noqa: E402
+from bench.harness.stats import percentile  # noqa: E402
 
-PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 PROTOCOL = "graphql-transport-ws"
-SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
-TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
-FILTER_SUFFIX = ".filter0001.16648.5515E0B88.0"
 GOALS = {1_000: 0.100, 10_000: 1.0}  # p99 delivery latency promised at these sizes (seconds)
 MEMORY_GOAL_KIB = 50.0
 _INSTRUMENTED_SERVE = "_serve-instrumented"
 
 SUBSCRIPTION = "subscription { emailStatusChanged { cursor status email { id } } }"
 REGISTER = "mutation($i: RegisterEmailInput!) { registerEmail(input: $i) { email { id } } }"
-
-
-class BenchError(RuntimeError):
-    """Something the benchmark cannot go on from (no server, a webhook refused...)."""
-
-
-# --- small helpers -------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of sorted `values` (q in 0..100)."""
-    rank = max(1, math.ceil(len(values) * q / 100))
-    return values[rank - 1]
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:,.1f} ms" if abs(seconds) < 1 else f"{seconds:,.2f} s"
-
-
-def proc_status_kib(pid: int, name: str) -> int:
-    """A `kB` line of /proc/<pid>/status (VmRSS, VmHWM), in KiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(name + ":"):
-            return int(line.split()[1])
-    raise BenchError(f"no {name} in /proc/{pid}/status")
-
-
-# --- SendGrid --------------------------------------------------------------------
-
-
-def key_pair() -> tuple[Any, str]:
-    """A P-256 key pair; the public half as SendGrid shows it (base64 DER SubjectPublicKeyInfo)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    private = ec.generate_private_key(ec.SECP256R1())
-    der = private.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return private, base64.b64encode(der).decode()
-
-
-def signed_headers(key: Any, body: bytes) -> dict[str, str]:
-    """Sign like SendGrid: ECDSA P-256/SHA-256 over timestamp + raw body, base64 DER."""
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    timestamp = str(int(time.time()))
-    signature = key.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
-    return {
-        SIGNATURE_HEADER: base64.b64encode(signature).decode(),
-        TIMESTAMP_HEADER: timestamp,
-        "Content-Type": "application/json",
-        "User-Agent": "SendGrid Event API",
-    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,133 +118,29 @@ class Change:
         return json.dumps([event]).encode()
 
 
-# --- the database and the server ---------------------------------------------------
+# --- the server ----------------------------------------------------------------------
 
 
-async def _pg_admin(sql: str) -> None:
-    import asyncpg
-
-    connection = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres")
-    try:
-        await connection.execute(sql)
-    finally:
-        await connection.close()
-
-
-@contextlib.contextmanager
-def database(kind: str, workdir: Path) -> Iterator[str]:
-    """A fresh database's SQLAlchemy URL; dropped afterwards."""
-    if kind == "sqlite":
-        yield f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
-        return
-    name = f"gateway_bench_live_{os.getpid()}"
-    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
-    finally:
-        try:
-            asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        except Exception as error:  # report, but do not hide the run's own outcome
-            print(f"  could not drop database {name}: {error}", file=sys.stderr)
+def server_command(
+    port: int, instruments: Path | None, tracemalloc_on: bool, gc_on: bool, what_if: Sequence[str]
+) -> list[str]:
+    """`gateway serve`, or the same through this script's instrumented wrapper."""
+    if instruments is None:
+        return [*gateway_command(), "serve", "--port", str(port)]
+    return [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        _INSTRUMENTED_SERVE,
+        str(instruments),
+        str(port),
+        str(int(tracemalloc_on)),
+        str(int(gc_on)),
+        ",".join(what_if),
+    ]
 
 
-def gateway_env(
-    database_url: str, data_dir: Path, verification_key: str, broker_url: str, extra: Sequence[str]
-) -> dict[str, str]:
-    """The server's environment: ours only among GATEWAY_* (nothing inherited from the shell)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env.update(
-        GATEWAY_DATABASE_URL=database_url,
-        GATEWAY_DATA_DIR=str(data_dir),
-        GATEWAY_SECRET_KEY=secrets.token_urlsafe(48),
-        GATEWAY_SENDGRID_VERIFICATION_KEY=verification_key,
-        GATEWAY_BROKER_URL=broker_url,
-        GATEWAY_PURGE_INTERVAL_SECONDS="0",  # no background purge in the middle of a measurement
-    )
-    for item in extra:
-        name, sep, value = item.partition("=")
-        if not sep or not name.startswith("GATEWAY_"):
-            raise BenchError(f"--set takes GATEWAY_NAME=VALUE, got {item!r}")
-        env[name] = value
-    return env
-
-
-class Server:
-    """`gateway serve` as a child process; stopped with SIGTERM (then SIGKILL after 30 s)."""
-
-    def __init__(
-        self,
-        env: dict[str, str],
-        port: int,
-        log_path: Path,
-        instruments: Path | None = None,
-        tracemalloc_on: bool = False,
-        gc_on: bool = False,
-        what_if: Sequence[str] = (),
-    ) -> None:
-        self.port = port
-        self.log_path = log_path
-        if instruments is None:
-            command = [*gateway_command(), "serve", "--port", str(port)]
-        else:
-            command = [
-                sys.executable,
-                str(Path(__file__).resolve()),
-                _INSTRUMENTED_SERVE,
-                str(instruments),
-                str(port),
-                str(int(tracemalloc_on)),
-                str(int(gc_on)),
-                ",".join(what_if),
-            ]
-        self.log = log_path.open("wb")
-        self.process = subprocess.Popen(  # noqa: S603
-            command, env=env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        import httpx
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise BenchError(f"gateway serve exited with {self.process.returncode}:\n{self.tail()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            time.sleep(0.1)
-        raise BenchError(f"gateway serve not ready after {timeout} s:\n{self.tail()}")
-
-    def rss_kib(self) -> int:
-        return proc_status_kib(self.pid, "VmRSS")
-
-    def tail(self, lines: int = 40) -> str:
-        text = self.log_path.read_text(errors="replace").splitlines()
-        return "\n".join(text[-lines:])
-
-    def stop(self) -> float:
-        """Seconds it took to stop."""
-        started = time.monotonic()
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                print("  server did not stop within 30 s after SIGTERM: killing it", file=sys.stderr)
-                self.process.kill()
-                self.process.wait()
-        if not self.log.closed:
-            self.log.close()
-        return time.monotonic() - started
+def rss_kib(server: Server) -> int:
+    return proc_status_kib(server.pid, "VmRSS")
 
 
 WHAT_IF = {
@@ -385,7 +239,7 @@ def serve_instrumented(out: str, port: str, tracemalloc_on: str, gc_on: str, wha
 
 def _ask(server: Server, directory: Path, stem: str, number: int, sig: int, timeout: float = 180) -> Path:
     path = directory / f"{stem}-{number}"
-    server.process.send_signal(sig)
+    server.signal(sig)
     deadline = time.monotonic() + timeout
     while not path.with_suffix(".done").exists():
         if time.monotonic() > deadline:
@@ -460,69 +314,18 @@ def report_tracemalloc(before: Path, after: Path, subscribers: int, what: str, t
             )
 
 
-class PySpy:
-    """py-spy sampling the server while the changes are delivered."""
+PY_SPY_RATE = 250
 
-    RATE = 250
 
-    def __init__(self, binary: str, pid: int, out: Path) -> None:
-        self.out = out
-        self.process = subprocess.Popen(  # noqa: S603
-            [
-                binary,
-                "record",
-                "--pid",
-                str(pid),
-                "--format",
-                "raw",
-                "--output",
-                str(out),
-                "--rate",
-                str(self.RATE),
-                "--nonblocking",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-
-    def stop(self, top: int = 30) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if not self.out.exists():
-            error = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
-            print(f"  py-spy wrote nothing: {error[-2000:]}", file=sys.stderr)
-            return
-        stacks: list[tuple[list[str], int]] = []
-        for line in self.out.read_text().splitlines():
-            stack, _, samples = line.rpartition(" ")
-            if stack and samples.isdigit():
-                stacks.append((stack.split(";"), int(samples)))
-        total = sum(c for _, c in stacks)
-        if not total:
-            print("  py-spy: no samples")
-            return
-        inclusive: Counter[str] = Counter()
-        own: Counter[str] = Counter()
-        for frames, count in stacks:
-            for frame in set(frames):
-                inclusive[frame] += count
-            own[frames[-1]] += count
-
-        def short(frame: str) -> str:
-            return frame.replace(str(ROOT) + "/", "").replace(sys.prefix + "/lib/python3.11/site-packages/", "")
-
-        print(f"  py-spy: {total:,} busy samples at {self.RATE}/s (raw stacks in {self.out})")
-        print("  inclusive share of busy samples:")
-        for frame, count in inclusive.most_common(top):
-            print(f"    {count / total:6.1%}  {short(frame)}")
-        print("  self time (leaf frames):")
-        for frame, count in own.most_common(top):
-            print(f"    {count / total:6.1%}  {short(frame)}")
+def report_py_spy(spy: PySpy, top: int = 30) -> None:
+    stacks = spy.stop()
+    if stacks is None:
+        return
+    total = sum(c for _, c in stacks)
+    print(f"  py-spy: {total:,} busy samples at {PY_SPY_RATE}/s (raw stacks in {spy.out})")
+    site = sys.prefix + "/lib/python3.11/site-packages/"
+    for line in shares(stacks, top, keep=str(ROOT) + "/"):
+        print(line.replace(site, ""))
 
 
 class WriterWatch:
@@ -551,7 +354,9 @@ class WriterWatch:
     async def _run(self) -> None:
         import asyncpg
 
-        connection = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres")
+        connection = await asyncpg.connect(
+            host=databases.PG_HOST, port=databases.PG_PORT, user=databases.PG_USER, database="postgres"
+        )
         try:
             while not self._stop.is_set():
                 age, count = await connection.fetchrow(self.SQL, self.database)
@@ -581,13 +386,8 @@ class WriterWatch:
 
 
 def create_key(env: dict[str, str], workdir: Path) -> str:
-    for command in (["migrate"], ["create-api-key", "--tenant", "Live Bench"]):
-        done = subprocess.run(  # noqa: S603
-            [*gateway_command(), *command], env=env, cwd=workdir, capture_output=True, text=True
-        )
-        if done.returncode != 0:
-            raise BenchError(f"gateway {' '.join(command)} failed:\n{done.stdout}{done.stderr}")
-    return done.stdout.strip().splitlines()[-1]
+    run([*gateway_command(), "migrate"], env, cwd=workdir)
+    return create_api_key(env, "Live Bench", cwd=workdir)
 
 
 def register_emails(url: str, key: str, count: int) -> list[tuple[str, str]]:
@@ -1056,31 +856,27 @@ def run_size(n: int, args: argparse.Namespace) -> RunResult:
     )
     with (
         tempfile.TemporaryDirectory(prefix="gateway-bench-live-") as tmp,
-        database(args.database, Path(tmp)) as url,
+        databases.fresh_database(args.database, Path(tmp), f"gateway_bench_live_{os.getpid()}") as db,
     ):
         workdir = Path(tmp)
         private_key, public_key = key_pair()
-        env = gateway_env(url, workdir / "data", public_key, broker, args.set)
+        settings = {"GATEWAY_SENDGRID_VERIFICATION_KEY": public_key, "GATEWAY_BROKER_URL": broker}
+        env = gateway_env(db.url, workdir / "data", {**settings, **settings_from_args(args.set, "--set")})
         started = time.monotonic()
         key = create_key(env, workdir)
         port = free_port()
         instruments = workdir / "instruments"  # the instrumented server's files
         instruments.mkdir()
         instrumented = args.tracemalloc or args.gc_stats or bool(args.what_if)
-        server = Server(
-            env,
-            port,
-            workdir / "server.log",
-            instruments if instrumented else None,
-            args.tracemalloc,
-            args.gc_stats,
-            args.what_if,
+        command = server_command(
+            port, instruments if instrumented else None, args.tracemalloc, args.gc_stats, args.what_if
         )
+        server = Server("gateway serve", command, env, port, workdir / "server.log", stop_timeout=30)
         for patch in args.what_if:
             print(f"  WHAT-IF (not the product as it is): {patch}: {WHAT_IF[patch]}")
         clients: Clients | None = None
         try:
-            server.wait_ready()
+            server.wait_ready("/readyz", timeout=60)
             emails = register_emails(server.url, key, args.changes + 1)
             warmup_email, emails = emails[0], emails[1:]
             changes = plan_changes(emails, args.changes)
@@ -1099,7 +895,7 @@ def run_size(n: int, args: argparse.Namespace) -> RunResult:
             primer.receive("closed", 60)
             primer.stop()
             time.sleep(args.settle)
-            result.rss_before_kib = server.rss_kib()
+            result.rss_before_kib = rss_kib(server)
             before_snapshot = take_snapshot(server, instruments, 1) if args.tracemalloc else None
 
             clients = Clients(processes, f"127.0.0.1:{port}", key, n, args.parallel, client_kind(args))
@@ -1121,7 +917,7 @@ def run_size(n: int, args: argparse.Namespace) -> RunResult:
                 for reason, count in failures.most_common(5):
                     print(f"    {count:,} failed: {reason}")
             time.sleep(args.settle)
-            result.rss_idle_kib = server.rss_kib()
+            result.rss_idle_kib = rss_kib(server)
             kib = result.kib_per_subscription
             print(
                 f"  server RSS: {result.rss_before_kib / 1024:,.1f} MiB before, "
@@ -1161,8 +957,8 @@ def run_size(n: int, args: argparse.Namespace) -> RunResult:
                 if not complete:
                     result.problems.append("the warm-up change did not reach every subscriber within 120 s")
 
-                spy = PySpy(args.py_spy, server.pid, workdir / "py-spy.txt") if args.py_spy else None
-                watch = WriterWatch(url.rsplit("/", 1)[1]) if args.database == "postgresql" else None
+                spy = PySpy(args.py_spy, server.pid, workdir / "py-spy.txt", PY_SPY_RATE) if args.py_spy else None
+                watch = WriterWatch(db.name) if db.name is not None else None
                 gc_before = gc_stats(server, instruments, 1) if args.gc_stats else None
                 server_cpu, client_cpu, all_cpu = proc_cpu(server.pid), clients.cpu(), machine_cpu()
                 # Open loop: each webhook leaves at its time, whether or not the earlier ones
@@ -1184,7 +980,7 @@ def run_size(n: int, args: argparse.Namespace) -> RunResult:
             result.client_cpu = clients.cpu() - client_cpu
             result.machine_cpu = machine_cpu() - all_cpu
             if spy is not None:
-                spy.stop()
+                report_py_spy(spy)
             if watch is not None:
                 result.notes.append(watch.stop())
             gc_after = gc_stats(server, instruments, 2) if args.gc_stats else None
@@ -1192,7 +988,7 @@ def run_size(n: int, args: argparse.Namespace) -> RunResult:
             clients.send("collect", [*keys, warmup.key])
             collected = clients.receive("collected", 120)
             result.rss_peak_kib = proc_status_kib(server.pid, "VmHWM")
-            result.rss_delivered_kib = server.rss_kib()
+            result.rss_delivered_kib = rss_kib(server)
 
             answered = {p.change.key: p.answered for p in posts}
             sent_at = {p.change.key: p.sent for p in posts}
@@ -1278,7 +1074,7 @@ def run_size(n: int, args: argparse.Namespace) -> RunResult:
             clients.stop()
             clients = None
             time.sleep(args.settle)
-            result.rss_after_close_kib = server.rss_kib()
+            result.rss_after_close_kib = rss_kib(server)
             if before_snapshot is not None:
                 closed_snapshot = take_snapshot(server, instruments, 4)
                 report_tracemalloc(
@@ -1427,8 +1223,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--database",
         choices=["postgresql", "sqlite"],
         default="postgresql",
-        help=f"postgresql: a fresh database on {PG_HOST}:{PG_PORT} (user {PG_USER}), dropped "
-        "afterwards; sqlite: a temporary file (default postgresql)",
+        help=f"postgresql: a fresh database on {databases.PG_HOST}:{databases.PG_PORT} (user "
+        f"{databases.PG_USER}), dropped afterwards; sqlite: a temporary file (default postgresql)",
     )
     parser.add_argument(
         "--broker",

