@@ -47,10 +47,10 @@ log = logging.getLogger(__name__)
 _ROOTS = {"emails": "Email", "documents": "Document", "invoices": "Invoice"}
 _CURSOR_KIND = {"emails": "email", "documents": "document", "invoices": "invoice"}
 _ITEM_KINDS: dict[str, ItemKind] = {"documents": "document", "invoices": "invoice"}
+_BACKWARD = frozenset({"last", "before"})
 
 # A node's compiler: its selections in, its writer out (the columns and lookups it needs noted).
 Compiler = Callable[[list[SelectionSetNode], Fragments, Needs, set[str]], Writer]
-_BACKWARD = frozenset({"last", "before"})
 
 
 @dataclass
