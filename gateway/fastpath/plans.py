@@ -25,10 +25,12 @@ from graphql import (
     parse,
     validate,
 )
-from graphql.execution.values import get_argument_values
+from graphql.execution.values import VariableValues, get_argument_values
 
 from gateway.errors import BadInput
 from gateway.ids import decode_cursor, encode_cursor
+from gateway.repositories.items import ItemKind
+from gateway.repositories.lookups import Lookup
 from gateway.repositories.pages import PageRequest, check_first
 from gateway.schema import Validator
 from gateway.schema.inputs import DocumentFilter, EmailFilter, InvoiceFilter, email_query, item_query
@@ -36,7 +38,7 @@ from gateway.schema.limits import Limits, check_request
 
 from .fields import Unsupported, collect
 from .rows import Fold, Folded, Rows, RowSource
-from .writers import Lookups, Needs, Writer, compile_document, compile_email, compile_invoice
+from .writers import Fragments, Lookups, Needs, Writer, compile_document, compile_email, compile_invoice
 
 __all__ = ["FastPath", "Plan", "compile_plan"]
 
@@ -44,7 +46,11 @@ log = logging.getLogger(__name__)
 
 _ROOTS = {"emails": "Email", "documents": "Document", "invoices": "Invoice"}
 _CURSOR_KIND = {"emails": "email", "documents": "document", "invoices": "invoice"}
+_ITEM_KINDS: dict[str, ItemKind] = {"documents": "document", "invoices": "invoice"}
 _BACKWARD = frozenset({"last", "before"})
+
+# A node's compiler: its selections in, its writer out (the columns and lookups it needs noted).
+Compiler = Callable[[list[SelectionSetNode], Fragments, Needs, set[str]], Writer]
 
 
 @dataclass
@@ -76,7 +82,7 @@ class Plan:
 
 
 # The lookups a page of each root can carry: (lookup, the page column it needs, its Needs field).
-_FOLDABLE = {
+_FOLDABLE: dict[str, tuple[tuple[Lookup, str, str], ...]] = {
     "emails": (
         ("relations", "relation_id", "relation"),
         ("invoices", "invoice_id", "invoice"),
@@ -114,7 +120,7 @@ def _compile_connection(
     type_name = _ROOTS[name]
     cursor = _cursor_of(name)
     if name == "emails":
-        node: Writer = compile_email
+        node: Compiler = compile_email
     else:
         node = compile_document if name == "documents" else compile_invoice
     parts: list[tuple[str, Callable[[_Page, Lookups], Any]]] = []
@@ -123,7 +129,7 @@ def _compile_connection(
         if f.arguments:
             raise Unsupported("arguments")
         if f.name == "__typename":
-            parts.append((f.key, lambda _p, _l, t=f"{type_name}Connection": t))
+            parts.append((f.key, _constant(f"{type_name}Connection")))
         elif f.name == "totalCount":
             wants_count = True
             parts.append((f.key, lambda p, _l: p.count))
@@ -135,17 +141,25 @@ def _compile_connection(
                 if e.arguments:
                     raise Unsupported("arguments")
                 if e.name == "__typename":
-                    edge_parts.append((e.key, lambda _r, _l, t=f"{type_name}Edge": t))
+                    edge_parts.append((e.key, _constant(f"{type_name}Edge")))
                 elif e.name == "cursor":
                     edge_parts.append((e.key, lambda r, _l: cursor(r)))
                 elif e.name == "node":
-                    edge_parts.append((e.key, node(e.selections, fragments, needs, columns)))  # type: ignore[call-arg]
+                    edge_parts.append((e.key, node(e.selections, fragments, needs, columns)))
                 else:
                     raise Unsupported(e.name)
-            parts.append((f.key, lambda p, lk, ep=edge_parts: [{k: w(r, lk) for k, w in ep} for r in p.rows]))
+            parts.append((f.key, _edges(edge_parts)))
         else:
             raise Unsupported(f.name)
     return (lambda page, lookups: {key: part(page, lookups) for key, part in parts}), wants_count
+
+
+def _constant(value: str) -> Callable[[Any, Lookups], str]:
+    return lambda _source, _lookups: value
+
+
+def _edges(parts: list[tuple[str, Writer]]) -> Callable[[_Page, Lookups], list[dict[str, Any]]]:
+    return lambda page, lookups: [{key: write(row, lookups) for key, write in parts} for row in page.rows]
 
 
 def _compile_page_info(
@@ -313,18 +327,17 @@ class FastPath:
         data = {root.key: root.write(page, lookups) for root, page in zip(plan.roots, pages, strict=True)}
         return orjson.dumps({"data": data})
 
-    def _page_request(self, root: _Root, variables: dict[str, Any]) -> tuple[Any, PageRequest]:
-        field_def = self._schema.query_type.fields[root.name]  # type: ignore[union-attr]
+    def _page_request(self, root: _Root, variables: VariableValues) -> tuple[Any, PageRequest]:
+        field_def = self._schema.query_type.fields[root.name]  # type: ignore[union-attr]  # a schema has a Query
         arguments = get_argument_values(field_def, root.node, variables)
         first = check_first(arguments.get("first"), self._max_page_size)
         after = arguments.get("after")
         position = decode_cursor(after, _CURSOR_KIND[root.name]) if after is not None else None
         raw_filter = arguments.get("filter")
+        page = PageRequest(first=first, after=position)
         if root.name == "emails":
-            query = email_query(_input(EmailFilter, raw_filter))
-        else:
-            query = item_query(_input(DocumentFilter if root.name == "documents" else InvoiceFilter, raw_filter))
-        return query, PageRequest(first=first, after=position)
+            return email_query(_input(EmailFilter, raw_filter)), page
+        return item_query(_input(DocumentFilter if root.name == "documents" else InvoiceFilter, raw_filter)), page
 
     async def _fetch(self, rows: Rows, plan: Plan, root: _Root, request: tuple[Any, PageRequest]) -> _Page:
         query, page = request
@@ -333,7 +346,7 @@ class FastPath:
             found = await rows.email_page(query, page, sorted(plan.needs.email), folds)
             count = await rows.email_count(query) if root.wants_count else None
         else:
-            kind = root.name[:-1]
+            kind = _ITEM_KINDS[root.name]
             found = await rows.item_page(kind, query, page, sorted(plan.item_columns[root.name]), folds)
             count = await rows.item_count(kind, query) if root.wants_count else None
         return _Page(found.rows, found.has_next, page.after is not None, count, found.folded)
@@ -362,13 +375,13 @@ class FastPath:
         if needs.latest_email is not None:
             ids = {r.get("latest_email_id") for r in carried} - {None} - lookups.latest_emails.keys()
             if ids:
-                found = await rows.emails_by_ids(sorted(ids), sorted(needs.latest_email))  # type: ignore[type-var]
-                lookups.latest_emails.update({r["id"]: r for r in found})
+                latest = await rows.emails_by_ids(sorted(ids), sorted(needs.latest_email))
+                lookups.latest_emails.update({r["id"]: r for r in latest})
         if needs.relation is not None:
             ids = {r.get("relation_id") for r in (*emails, *carried)} - {None} - lookups.relations.keys()
             if ids:
-                found = await rows.items_by_ids("relation", sorted(ids), sorted(needs.relation))  # type: ignore[type-var]
-                lookups.relations.update({r["id"]: r for r in found})
+                relations = await rows.items_by_ids("relation", sorted(ids), sorted(needs.relation))
+                lookups.relations.update({r["id"]: r for r in relations})
 
 
 def _input(cls: type, value: dict[str, Any] | None) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from graphql import FragmentDefinitionNode, SelectionSetNode
@@ -115,7 +116,8 @@ def _object(parts: list[tuple[str, Writer]]) -> Writer:
             items.append(f"k{n}: w{n}(row, lookups)")
     source = f"def write(row, lookups):\n    return {{{', '.join(items)}}}\n"
     exec(source, names)  # noqa: S102  (generated from the names above only: no text from the request)
-    return names["write"]  # type: ignore[no-any-return]
+    write: Writer = names["write"]
+    return write
 
 
 def _column(columns: set[str], name: str, convert: Callable[[Any], Any] | None = None) -> Writer:
@@ -125,7 +127,8 @@ def _column(columns: set[str], name: str, convert: Callable[[Any], Any] | None =
 
 def _enum(value: Any) -> str | None:
     # An enum member from SQLAlchemy, its name as text from asyncpg: the same here.
-    return getattr(value, "value", value)
+    text: str | None = getattr(value, "value", value)
+    return text
 
 
 def _constant(value: Any) -> Writer:
@@ -214,7 +217,7 @@ def compile_details(selections: list[SelectionSetNode], fragments: Fragments, co
         elif f.name == "emailId":
             parts.append((f.key, _column(columns, "id", lambda v: encode_id("Email", v))))
         elif f.name in simple:
-            parts.append((f.key, _column(columns, *simple[f.name])))  # type: ignore[arg-type]
+            parts.append((f.key, _column(columns, *simple[f.name])))
         elif f.name == "failure":
             parts.append((f.key, compile_failure(f.selections, fragments, columns)))
         elif f.name == "opens":
@@ -275,7 +278,7 @@ def compile_email(selections: list[SelectionSetNode], fragments: Fragments, need
         elif f.name == "id":
             parts.append((f.key, _column(columns, "id", lambda v: encode_id("Email", v))))
         elif f.name in simple:
-            parts.append((f.key, _column(columns, *simple[f.name])))  # type: ignore[arg-type]
+            parts.append((f.key, _column(columns, *simple[f.name])))
         elif f.name == "details":
             parts.append((f.key, compile_details(f.selections, fragments, columns)))
         elif f.name == "relation":
@@ -284,9 +287,11 @@ def compile_email(selections: list[SelectionSetNode], fragments: Fragments, need
             if needs.document is None:
                 needs.document = {"id"}
             document = compile_document(f.selections, fragments, needs, needs.document)
-            parts.append(
-                (f.key, lambda row, lk, w=document: [w(d, lk) for d in lk.documents_by_email.get(row["id"], ())])
-            )
+
+            def write_documents(row: Any, lk: Lookups, w: Writer = document) -> list[Any]:
+                return [w(d, lk) for d in lk.documents_by_email.get(row["id"], ())]
+
+            parts.append((f.key, write_documents))
         elif f.name == "invoice":
             columns.add("invoice_id")
             if needs.invoice is None:
@@ -309,7 +314,7 @@ def _item(
     fragments: Fragments,
     needs: Needs,
     columns: set[str],
-    simple: dict[str, tuple[str, Callable[[Any], Any] | None]],
+    simple: Columns,
 ) -> Writer:
     type_name = kind.capitalize()
     parts: list[tuple[str, Writer]] = []
@@ -317,9 +322,9 @@ def _item(
         if f.name == "__typename":
             parts.append((f.key, _constant(type_name)))
         elif f.name == "id":
-            parts.append((f.key, _column(columns, "id", lambda v, t=type_name: encode_id(t, v))))
+            parts.append((f.key, _column(columns, "id", partial(encode_id, type_name))))
         elif f.name in simple:
-            parts.append((f.key, _column(columns, *simple[f.name])))  # type: ignore[arg-type]
+            parts.append((f.key, _column(columns, *simple[f.name])))
         elif f.name == "relation":
             parts.append((f.key, _relation_of(columns, f.selections, fragments, needs)))
         elif f.name in ("emailStatus", "details"):
@@ -346,14 +351,14 @@ def _item(
 def compile_document(
     selections: list[SelectionSetNode], fragments: Fragments, needs: Needs, columns: set[str]
 ) -> Writer:
-    simple = {"externalId": ("external_id", None), "title": ("title", None)}
+    simple: Columns = {"externalId": ("external_id", None), "title": ("title", None)}
     return _item("document", selections, fragments, needs, columns, simple)
 
 
 def compile_invoice(
     selections: list[SelectionSetNode], fragments: Fragments, needs: Needs, columns: set[str]
 ) -> Writer:
-    simple = {
+    simple: Columns = {
         "externalId": ("external_id", None),
         "number": ("number", None),
         "invoiceStatus": ("invoice_status", _enum),

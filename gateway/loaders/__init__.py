@@ -30,17 +30,16 @@ class Loaders:
 
     @classmethod
     def create(cls, *, db: RequestDb, tenant_id: int) -> Loaders:
-        scope = {"db": db, "tenant_id": tenant_id}
         return cls(
-            email_by_id=EmailByIdLoader(**scope),  # type: ignore[arg-type]
-            events_by_email_id=EventsByEmailIdLoader(**scope),  # type: ignore[arg-type]
-            relation_by_id=RelationByIdLoader(**scope),  # type: ignore[arg-type]
-            document_by_id=DocumentByIdLoader(**scope),  # type: ignore[arg-type]
-            invoice_by_id=InvoiceByIdLoader(**scope),  # type: ignore[arg-type]
-            documents_by_email_id=DocumentsByEmailIdLoader(**scope),  # type: ignore[arg-type]
-            emails_by_document_id=EmailsByParentIdLoader(parent="document", **scope),
-            emails_by_invoice_id=EmailsByParentIdLoader(parent="invoice", **scope),
-            emails_by_relation_id=EmailsByParentIdLoader(parent="relation", **scope),
-            email_count_by_document_id=EmailCountByParentIdLoader(parent="document", **scope),
-            email_count_by_invoice_id=EmailCountByParentIdLoader(parent="invoice", **scope),
+            email_by_id=EmailByIdLoader(db=db, tenant_id=tenant_id),
+            events_by_email_id=EventsByEmailIdLoader(db=db, tenant_id=tenant_id),
+            relation_by_id=RelationByIdLoader(db=db, tenant_id=tenant_id),
+            document_by_id=DocumentByIdLoader(db=db, tenant_id=tenant_id),
+            invoice_by_id=InvoiceByIdLoader(db=db, tenant_id=tenant_id),
+            documents_by_email_id=DocumentsByEmailIdLoader(db=db, tenant_id=tenant_id),
+            emails_by_document_id=EmailsByParentIdLoader(parent="document", db=db, tenant_id=tenant_id),
+            emails_by_invoice_id=EmailsByParentIdLoader(parent="invoice", db=db, tenant_id=tenant_id),
+            emails_by_relation_id=EmailsByParentIdLoader(parent="relation", db=db, tenant_id=tenant_id),
+            email_count_by_document_id=EmailCountByParentIdLoader(parent="document", db=db, tenant_id=tenant_id),
+            email_count_by_invoice_id=EmailCountByParentIdLoader(parent="invoice", db=db, tenant_id=tenant_id),
         )

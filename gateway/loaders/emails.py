@@ -7,6 +7,7 @@ from collections import defaultdict
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import models
+from gateway.db import RequestDb
 from gateway.repositories import emails as repo
 from gateway.repositories.pages import Page, PageRequest
 
@@ -41,8 +42,8 @@ class EventsByEmailIdLoader(TenantLoader[int, list[models.EmailEvent]]):
 class EmailsByParentIdLoader(TenantLoader[tuple[int, PageRequest], Page[models.Email]]):
     """A page of e-mails per parent; keys sharing a page request go out as one statement."""
 
-    def __init__(self, *, parent: repo.EmailParent, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, *, parent: repo.EmailParent, db: RequestDb, tenant_id: int) -> None:
+        super().__init__(db=db, tenant_id=tenant_id)
         self.parent: repo.EmailParent = parent
 
     async def load_batch(self, session: AsyncSession, keys: list[tuple[int, PageRequest]]) -> list[Page[models.Email]]:
@@ -66,8 +67,8 @@ class EmailsByParentIdLoader(TenantLoader[tuple[int, PageRequest], Page[models.E
 class EmailCountByParentIdLoader(TenantLoader[int, int]):
     """How many e-mails each parent has (a nested connection's totalCount)."""
 
-    def __init__(self, *, parent: repo.EmailParent, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, *, parent: repo.EmailParent, db: RequestDb, tenant_id: int) -> None:
+        super().__init__(db=db, tenant_id=tenant_id)
         self.parent: repo.EmailParent = parent
 
     async def load_batch(self, session: AsyncSession, keys: list[int]) -> list[int]:

@@ -7,10 +7,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, TypeVarTuple
 
-from sqlalchemy import ColumnElement, Select, String, bindparam, func, or_, select
+from sqlalchemy import ColumnElement, Select, String, UnaryExpression, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute, Mapped
+from sqlmodel import col
 
 from gateway import models
 from gateway.enums import EmailStatus
@@ -49,6 +51,7 @@ __all__ = [
 
 EmailParent = Literal["document", "invoice", "relation"]
 E = models.Email
+_SENT_AT_TYPE = models.table_of(E).c.sent_at.type  # UTCDateTime: the bounds bind as the column does
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +66,8 @@ class EmailQuery:
     complained: bool | None = None
 
 
-def newest_first() -> tuple[Any, ...]:
-    return (E.sent_at.desc(), E.id.desc())  # type: ignore[union-attr]
+def newest_first() -> tuple[UnaryExpression[datetime], UnaryExpression[int | None]]:
+    return (col(E.sent_at).desc(), col(E.id).desc())
 
 
 # Which parts of an EmailQuery are given (and `complained` itself): a statement's
@@ -104,24 +107,25 @@ def email_params(tenant_id: int, query: EmailQuery, page: PageRequest | None = N
 
 def _conditions(shape: EmailShape, dialect: str) -> list[ColumnElement[bool]]:
     statuses, relation, sent_after, sent_before, search, complained = shape
-    conditions: list[ColumnElement[bool]] = [E.tenant_id == bindparam("tenant_id")]  # type: ignore[list-item]
+    conditions: list[ColumnElement[bool]] = [col(E.tenant_id) == bindparam("tenant_id")]
     if statuses:
-        conditions.append(one_of(E.status, "statuses", dialect))
+        conditions.append(one_of(col(E.status), "statuses", dialect))
     if relation:
-        conditions.append(E.relation_id == bindparam("relation_id"))  # type: ignore[arg-type]
+        conditions.append(col(E.relation_id) == bindparam("relation_id"))
+    sent_at = col(E.sent_at)
     if sent_after:
-        conditions.append(E.sent_at >= bindparam("sent_after", type_=E.sent_at.type))  # type: ignore[arg-type,attr-defined]
+        conditions.append(sent_at >= bindparam("sent_after", type_=_SENT_AT_TYPE))
     if sent_before:
-        conditions.append(E.sent_at < bindparam("sent_before", type_=E.sent_at.type))  # type: ignore[arg-type,attr-defined]
+        conditions.append(sent_at < bindparam("sent_before", type_=_SENT_AT_TYPE))
     if complained is not None:
-        column = E.complained_at
-        conditions.append(column.is_not(None) if complained else column.is_(None))  # type: ignore[union-attr]
+        column = col(E.complained_at)
+        conditions.append(column.is_not(None) if complained else column.is_(None))
     if search:
         pattern = bindparam("search", type_=String())
         conditions.append(
             or_(
-                E.subject.icontains(pattern, escape="/"),  # type: ignore[attr-defined]
-                E.recipient.icontains(pattern, escape="/"),  # type: ignore[attr-defined]
+                col(E.subject).icontains(pattern, escape="/"),
+                col(E.recipient).icontains(pattern, escape="/"),
             )
         )
     return conditions
@@ -133,8 +137,8 @@ def email_page_statement(
 ) -> Select[Any]:
     """One page of the E-mails screen, newest sent first: whole e-mails (`columns` None) or
     those columns, `id` and `sent_at` first. Built once per shape; `email_params` gives the values."""
-    wanted: list[Any] = [E] if columns is None else [E.id, E.sent_at, *_columns(columns, "id", "sent_at")]
-    bounds, order = seek((E.sent_at, E.id), page)
+    wanted: list[Any] = [E] if columns is None else [col(E.id), col(E.sent_at), *_columns(columns, "id", "sent_at")]
+    bounds, order = seek((col(E.sent_at), col(E.id)), page)
     return select(*wanted).where(*_conditions(shape, dialect), *bounds).order_by(*order).limit(bindparam("limit"))
 
 
@@ -145,19 +149,21 @@ def email_count_statement(shape: EmailShape, dialect: str) -> Select[Any]:
 
 
 @lru_cache(maxsize=256)
-def email_count_by_status_statement(shape: EmailShape, dialect: str) -> Select[Any]:
+def email_count_by_status_statement(shape: EmailShape, dialect: str) -> Select[EmailStatus, int]:
     """How many e-mails match, per status (the statistics' byStatus)."""
-    return select(E.status, func.count()).where(*_conditions(shape, dialect)).group_by(E.status)
+    status = col(E.status)
+    return select(status, func.count()).where(*_conditions(shape, dialect)).group_by(status)
 
 
 @lru_cache(maxsize=256)
 def emails_by_ids_statement(columns: tuple[str, ...] | None, dialect: str) -> Select[Any]:
     """E-mails among the list parameter `ids` within the tenant: whole, or `columns` (id first)."""
-    wanted: list[Any] = [E] if columns is None else [E.id, *_columns(columns, "id")]
-    return select(*wanted).where(E.tenant_id == bindparam("tenant_id"), one_of(E.id, "ids", dialect))  # type: ignore[arg-type]
+    wanted: list[Any] = [E] if columns is None else [col(E.id), *_columns(columns, "id")]
+    return select(*wanted).where(col(E.tenant_id) == bindparam("tenant_id"), one_of(col(E.id), "ids", dialect))
 
 
-def _columns(columns: Sequence[str], *skip: str) -> list[Any]:
+def _columns(columns: Sequence[str], *skip: str) -> list[InstrumentedAttribute[Any]]:
+    # Columns named at run time (the fast path's selections): looked up, so typed by their class.
     return [getattr(E, c) for c in columns if c not in skip]
 
 
@@ -191,17 +197,21 @@ async def list_emails_by_ids(*, session: AsyncSession, tenant_id: int, ids: Sequ
     return list((await session.execute(statement, {"tenant_id": tenant_id, "ids": list(ids)})).scalars().all())
 
 
-def _parent_column(parent: EmailParent) -> Any:
+def _parent_column(parent: EmailParent) -> Mapped[int | None]:
     if parent == "document":
-        return models.EmailDocument.document_id
+        return col(models.EmailDocument.document_id)
     if parent == "invoice":
-        return E.invoice_id
-    return E.relation_id
+        return col(E.invoice_id)
+    return col(E.relation_id)
 
 
-def _from_parent(parent: EmailParent, statement: Any) -> Any:
+_Row = TypeVarTuple("_Row")
+
+
+def _from_parent(parent: EmailParent, statement: Select[*_Row]) -> Select[*_Row]:
     if parent == "document":
-        return statement.select_from(E).join(models.EmailDocument, models.EmailDocument.email_id == E.id)  # type: ignore[arg-type]
+        link = models.EmailDocument
+        return statement.select_from(E).join(link, col(link.email_id) == col(E.id))
     return statement
 
 
@@ -219,16 +229,17 @@ async def list_emails_by_parent(
     100 documents with their e-mails costs one query, not 100.
     """
     column = _parent_column(parent)
-    bounds, order = seek((E.sent_at, E.id), page.shape)
+    email_id = col(E.id)
+    bounds, order = seek((col(E.sent_at), email_id), page.shape)
     number = func.row_number().over(partition_by=column, order_by=order)
     ranked = (
-        _from_parent(parent, select(column.label("parent_id"), E.id.label("email_id"), number.label("rn")))  # type: ignore[union-attr]
-        .where(column.in_(parent_ids), E.tenant_id == tenant_id, *bounds)
+        _from_parent(parent, select(column.label("parent_id"), email_id.label("email_id"), number.label("rn")))
+        .where(column.in_(parent_ids), col(E.tenant_id) == tenant_id, *bounds)
         .subquery()
     )
     statement = (
         select(ranked.c.parent_id, E)
-        .join(E, E.id == ranked.c.email_id)  # type: ignore[arg-type]
+        .join(E, email_id == ranked.c.email_id)
         .where(ranked.c.rn <= page.first + 1)
         .order_by(ranked.c.parent_id, ranked.c.rn)
     )
@@ -246,12 +257,13 @@ async def count_emails_by_parent(
     column = _parent_column(parent)
     statement = (
         _from_parent(parent, select(column, func.count()))
-        .where(column.in_(parent_ids), E.tenant_id == tenant_id)
+        .where(column.in_(parent_ids), col(E.tenant_id) == tenant_id)
         .group_by(column)
     )
     counts = dict.fromkeys(parent_ids, 0)
     for parent_id, count in (await session.execute(statement)).all():
-        counts[parent_id] = int(count)
+        if parent_id is not None:  # never: the WHERE keeps only the parents asked for
+            counts[parent_id] = int(count)
     return counts
 
 
@@ -262,8 +274,8 @@ async def list_events_by_email_ids(
     ev = models.EmailEvent
     statement = (
         select(ev)
-        .where(ev.tenant_id == tenant_id, ev.email_id.in_(email_ids))  # type: ignore[attr-defined]
-        .order_by(ev.email_id, ev.occurred_at, ev.id)
+        .where(col(ev.tenant_id) == tenant_id, col(ev.email_id).in_(email_ids))
+        .order_by(col(ev.email_id), col(ev.occurred_at), col(ev.id))
     )
     return list((await session.execute(statement)).scalars().all())
 
@@ -276,20 +288,20 @@ async def list_event_facts(*, session: AsyncSession, email_ids: Sequence[int]) -
     """
     ev = models.EmailEvent
     statement = select(
-        ev.email_id,
-        ev.source,
-        ev.event_key,
-        ev.status,
-        ev.occurred_at,
-        ev.failure_category,
-        ev.reason,
-        ev.smtp_code,
-        ev.machine_open,
-    ).where(ev.email_id.in_(email_ids))  # type: ignore[attr-defined]
+        col(ev.email_id),
+        col(ev.source),
+        col(ev.event_key),
+        col(ev.status),
+        col(ev.occurred_at),
+        col(ev.failure_category),
+        col(ev.reason),
+        col(ev.smtp_code),
+        col(ev.machine_open),
+    ).where(col(ev.email_id).in_(email_ids))
     return (await session.execute(statement)).all()
 
 
 async def get_email_by_tracking_id(*, session: AsyncSession, tracking_id: str) -> models.Email | None:
     """The e-mail a tracking-image token points at (any tenant: the token is the proof)."""
-    statement = select(E).where(E.tracking_id == tracking_id)
+    statement = select(E).where(col(E.tracking_id) == tracking_id)
     return (await session.execute(statement)).scalar_one_or_none()

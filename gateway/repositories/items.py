@@ -9,6 +9,7 @@ from typing import Any, Literal, TypeVar
 
 from sqlalchemy import ColumnElement, Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from gateway import models
 from gateway.enums import EmailStatus, InvoiceStatus
@@ -34,11 +35,15 @@ __all__ = [
     "list_relations_by_ids",
 ]
 
-Item = TypeVar("Item", models.Document, models.Invoice)
+Item = TypeVar("Item", models.Relation, models.Document, models.Invoice)
 
 # The tables of items, by kind (the table's name).
 ItemKind = Literal["relation", "document", "invoice"]
-_MODELS: dict[str, Any] = {"relation": models.Relation, "document": models.Document, "invoice": models.Invoice}
+# Typed Any: the statements below read columns that only some kinds have (invoice_status).
+_MODELS: dict[ItemKind, Any] = {"relation": models.Relation, "document": models.Document, "invoice": models.Invoice}
+_KINDS: dict[type[models.Relation | models.Document | models.Invoice], ItemKind] = {
+    model: kind for kind, model in _MODELS.items()
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +87,8 @@ def _conditions(model: Any, shape: ItemShape, dialect: str) -> list[ColumnElemen
         conditions.append(one_of(model.invoice_status, "invoice_statuses", dialect))
     if email_statuses:
         # The status of an item is the status of the newest e-mail that carried it.
-        latest = select(models.Email.status).where(models.Email.id == model.latest_email_id).scalar_subquery()
+        email = models.Email
+        latest = select(col(email.status)).where(col(email.id) == model.latest_email_id).scalar_subquery()
         conditions.append(one_of(latest, "email_statuses", dialect))
     return conditions
 
@@ -128,24 +134,29 @@ def documents_by_email_ids_statement(columns: tuple[str, ...] | None, dialect: s
     """`(email id, document)` rows for the documents the e-mails among `email_ids` carried,
     by e-mail then document id: whole documents or those columns (`id` first)."""
     link, doc = models.EmailDocument, models.Document
+    email_id = col(link.email_id)
     return (
-        select(link.email_id, *_wanted(doc, columns))
-        .join(doc, doc.id == link.document_id)  # type: ignore[arg-type]
-        .where(link.tenant_id == bindparam("tenant_id"), one_of(link.email_id, "email_ids", dialect))
-        .order_by(link.email_id, doc.id)
+        select(email_id, *_wanted(doc, columns))
+        .join(doc, col(doc.id) == col(link.document_id))
+        .where(col(link.tenant_id) == bindparam("tenant_id"), one_of(email_id, "email_ids", dialect))
+        .order_by(email_id, col(doc.id))
     )
 
 
 async def _list(
     model: type[Item], *, session: AsyncSession, tenant_id: int, query: ItemQuery, page: PageRequest
 ) -> Page[Item]:
-    statement = item_page_statement(model.__tablename__, item_shape(query), page.shape, None, dialect_of(session))  # type: ignore[arg-type]
+    statement = item_page_statement(_kind(model), item_shape(query), page.shape, None, dialect_of(session))
     rows = (await session.execute(statement, item_params(tenant_id, query, page))).scalars().all()
     return Page.from_rows(rows, page)
 
 
-async def _count(model: Any, *, session: AsyncSession, tenant_id: int, query: ItemQuery) -> int:
-    statement = item_count_statement(model.__tablename__, item_shape(query), dialect_of(session))
+def _kind(model: type[Item]) -> ItemKind:
+    return _KINDS[model]
+
+
+async def _count(model: type[Item], *, session: AsyncSession, tenant_id: int, query: ItemQuery) -> int:
+    statement = item_count_statement(_kind(model), item_shape(query), dialect_of(session))
     return int((await session.execute(statement, item_params(tenant_id, query))).scalar_one())
 
 
@@ -173,8 +184,8 @@ async def count_invoices(*, session: AsyncSession, tenant_id: int, query: ItemQu
     return await _count(models.Invoice, session=session, tenant_id=tenant_id, query=query)
 
 
-async def _by_ids(model: Any, session: AsyncSession, tenant_id: int, ids: Sequence[int]) -> list[Any]:
-    statement = items_by_ids_statement(model.__tablename__, None, dialect_of(session))
+async def _by_ids(model: type[Item], session: AsyncSession, tenant_id: int, ids: Sequence[int]) -> list[Item]:
+    statement = items_by_ids_statement(_kind(model), None, dialect_of(session))
     return list((await session.execute(statement, {"tenant_id": tenant_id, "ids": list(ids)})).scalars().all())
 
 

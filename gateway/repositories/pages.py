@@ -132,15 +132,19 @@ def one_of(column: Any, name: str, dialect: str) -> ColumnElement[bool]:
     On PostgreSQL one array parameter (`= ANY($n)`), so a statement has one text
     and one plan whatever the list's length; elsewhere an expanding IN.
     """
+    # `column` is an ORM attribute (typed as its value) or a scalar subquery: Any to mypy.
+    condition: ColumnElement[bool]
     if dialect == "postgresql":
-        return column == any_(bindparam(name, type_=ARRAY(column.type)))  # type: ignore[no-any-return]
-    return column.in_(bindparam(name, expanding=True))  # type: ignore[no-any-return]
+        condition = column == any_(bindparam(name, type_=ARRAY(column.type)))
+    else:
+        condition = column.in_(bindparam(name, expanding=True))
+    return condition
 
 
 def dialect_of(connection: AsyncSession | AsyncConnection) -> str:
     """The name of the database a session or connection talks to ("postgresql", "sqlite")."""
     bind = connection.bind if isinstance(connection, AsyncSession) else connection
-    return str(bind.dialect.name)  # type: ignore[union-attr]
+    return str(bind.dialect.name)  # type: ignore[union-attr]  # the gateway's sessions are always bound
 
 
 def escape_like(text: str) -> str:

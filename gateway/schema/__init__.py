@@ -99,7 +99,7 @@ def build_schema(
 
     validator = validation_rules(settings)
     limits = limits_of(settings)
-    extensions: list[object] = [
+    extensions: list[Callable[[], SchemaExtension]] = [
         lambda: ExpectedErrors(debug=settings.debug, on_error=on_error),
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
         lambda: ParserCache(maxsize=512),
@@ -111,7 +111,7 @@ def build_schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        extensions=extensions,  # type: ignore[arg-type]
+        extensions=extensions,
         config=_config(),
         execution_context_class=SubscriptionExecutionContext if settings.suggestions else _WithoutSuggestions,
     )

@@ -31,7 +31,7 @@ __all__ = [
 
 @strawberry.input(description="The E-mails screen's filter; the parts given combine with AND.")
 class EmailFilter:
-    statuses: list[EmailStatus] | None = strawberry.field(  # type: ignore[valid-type]
+    statuses: list[EmailStatus] | None = strawberry.field(
         default=None, description="Only e-mails whose status is one of these."
     )
     relation_id: strawberry.ID | None = strawberry.field(
@@ -48,7 +48,7 @@ class EmailFilter:
 
 @strawberry.input(description="The Documents screen's filter; the parts given combine with AND.")
 class DocumentFilter:
-    email_statuses: list[EmailStatus] | None = strawberry.field(  # type: ignore[valid-type]
+    email_statuses: list[EmailStatus] | None = strawberry.field(
         default=None, description="Only documents whose latest e-mail has one of these statuses."
     )
     relation_id: strawberry.ID | None = strawberry.field(
@@ -58,10 +58,10 @@ class DocumentFilter:
 
 @strawberry.input(description="The Invoicing screen's filter; the parts given combine with AND.")
 class InvoiceFilter:
-    email_statuses: list[EmailStatus] | None = strawberry.field(  # type: ignore[valid-type]
+    email_statuses: list[EmailStatus] | None = strawberry.field(
         default=None, description="Only invoices whose latest e-mail has one of these statuses."
     )
-    invoice_statuses: list[InvoiceStatus] | None = strawberry.field(  # type: ignore[valid-type]
+    invoice_statuses: list[InvoiceStatus] | None = strawberry.field(
         default=None, description="Only invoices in one of these states."
     )
     relation_id: strawberry.ID | None = strawberry.field(
@@ -94,9 +94,9 @@ class DocumentRef:
 class InvoiceRef:
     external_id: str = strawberry.field(description="The sending application's id for the invoice.")
     number: str = strawberry.field(description="The invoice number.")
-    invoice_status: InvoiceStatus | None = strawberry.field(  # type: ignore[valid-type]
+    invoice_status: InvoiceStatus | None = strawberry.field(
         default=InvoiceStatus.ISSUED,
-        description="Where the invoice stands (updated when it changed).",  # type: ignore[attr-defined]
+        description="Where the invoice stands (updated when it changed).",
     )
 
 
@@ -119,11 +119,11 @@ class RegisterEmailInput:
 @strawberry.input(description="An event from a source that has no webhook of its own.")
 class RecordEmailEventInput:
     email_id: strawberry.ID = strawberry.field(description="The global id of the e-mail.")
-    status: EmailStatus = strawberry.field(description="The status the event reports.")  # type: ignore[valid-type]
+    status: EmailStatus = strawberry.field(description="The status the event reports.")
     occurred_at: datetime = strawberry.field(description="When it happened.")
     event_key: str = strawberry.field(description="Idempotency key: the same key twice records one event.")
     description: str | None = strawberry.field(default=None, description="What happened, in words.")
-    failure_category: FailureCategory | None = strawberry.field(  # type: ignore[valid-type]
+    failure_category: FailureCategory | None = strawberry.field(
         default=None, description="For DELIVERY_FAILED: the kind of failure (OTHER if omitted)."
     )
     smtp_code: int | None = strawberry.field(default=None, description="For DELIVERY_FAILED: the SMTP reply code.")
@@ -141,7 +141,7 @@ class EmailStatusChangeFilter:
     invoice_id: strawberry.ID | None = strawberry.field(
         default=None, description="Only e-mails that carried this invoice."
     )
-    statuses: list[EmailStatus] | None = strawberry.field(  # type: ignore[valid-type]
+    statuses: list[EmailStatus] | None = strawberry.field(
         default=None, description="Only changes to one of these statuses."
     )
 

@@ -239,8 +239,8 @@ def _check_literal(node: ValueNode, where: str, path: str, max_list_size: int, *
         for i, item in enumerate(node.values):
             _check_literal(item, where, f"{path}[{i}]", max_list_size)
     elif isinstance(node, ObjectValueNode):
-        for item in node.fields:
-            _check_literal(item.value, where, f"{path}.{item.name.value}", max_list_size)
+        for field in node.fields:
+            _check_literal(field.value, where, f"{path}.{field.name.value}", max_list_size)
 
 
 def _arguments(document: DocumentNode) -> Iterator[tuple[FieldNode, ArgumentNode]]:
@@ -272,9 +272,10 @@ def check_request(
         for field, argument in _arguments(document)
         if (field.name.value, argument.name.value) in POSITIONAL_ARGUMENTS and isinstance(argument.value, VariableNode)
     }
-    for name in list(variables or {}):
-        variables[name] = _check_value(  # type: ignore[index]
-            variables[name], f'Variable "${name}"', name, limits.max_list_size, positional=name in positional
+    given = variables if variables is not None else {}
+    for name in list(given):
+        given[name] = _check_value(
+            given[name], f'Variable "${name}"', name, limits.max_list_size, positional=name in positional
         )
     for field, argument in _arguments(document):
         _check_literal(

@@ -17,7 +17,7 @@ class CanRead(BasePermission):
     message = "this API key lacks the 'read' scope"
     error_extensions = {"code": "FORBIDDEN"}
 
-    def has_permission(self, _source: Any, info: Info[Context, None], **_kwargs: Any) -> bool:
+    def has_permission(self, source: Any, info: Info[Context, None], **kwargs: Any) -> bool:
         principal = info.context.principal
         return principal is not None and principal.can(Scope.READ)
 
@@ -26,6 +26,6 @@ class CanWrite(BasePermission):
     message = "this API key lacks the 'write' scope"
     error_extensions = {"code": "FORBIDDEN"}
 
-    def has_permission(self, _source: Any, info: Info[Context, None], **_kwargs: Any) -> bool:
+    def has_permission(self, source: Any, info: Info[Context, None], **kwargs: Any) -> bool:
         principal = info.context.principal
         return principal is not None and principal.can(Scope.WRITE)

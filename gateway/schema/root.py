@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import strawberry
 
 from gateway.schema.resolvers import emails as _emails
@@ -71,7 +73,7 @@ class Mutation:
 
 @strawberry.type(description="Live status changes.")
 class Subscription:
-    email_status_changed: EmailStatusChange = strawberry.subscription(
+    email_status_changed: AsyncIterator[EmailStatusChange] = strawberry.subscription(
         resolver=_live.email_status_changed,
         permission_classes=[CanRead],
         description=(

@@ -7,6 +7,7 @@ from typing import Annotated
 import strawberry
 from strawberry.types import Info
 
+from gateway import models
 from gateway.context import Context
 from gateway.errors import NotFound
 from gateway.ids import decode_id_of
@@ -65,5 +66,5 @@ async def relation_timeline(
     relation = await ctx.loaders.relation_by_id.load(decode_id_of(relation_id, "Relation"))
     if relation is None:  # missing and foreign read the same
         raise NotFound(f"Relation {relation_id!r} not found")
-    found = await ctx.loaders.emails_by_relation_id.load((relation.id, page))  # type: ignore[arg-type]
+    found = await ctx.loaders.emails_by_relation_id.load((models.stored_id(relation.id), page))
     return RelationTimeline.of(Relation(model=relation), found)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 
@@ -16,19 +16,27 @@ if TYPE_CHECKING:
 __all__ = ["EmailTracked", "Node", "PageInfo"]
 
 
+# The interfaces declare their fields as resolvers, as their implementations are: a
+# declared attribute would be a dataclass field, which mypy would then ask every
+# implementation's constructor for, and forbid a method to override.
+
+
 @strawberry.interface(description="An object with a global id, fetchable with `node(id)`.")
 class Node:
-    id: strawberry.ID = strawberry.field(description="The global id: opaque, stable, tenant-safe.")
+    @strawberry.field(description="The global id: opaque, stable, tenant-safe.")
+    def id(self) -> strawberry.ID:
+        raise NotImplementedError  # every implementation resolves it
 
 
 @strawberry.interface(description="Anything a screen shows with an e-mail status: one fragment serves every screen.")
 class EmailTracked:
-    email_status: EmailStatus | None = strawberry.field(  # type: ignore[valid-type]
-        description="Status of the latest e-mail that carried this item; null if never e-mailed."
-    )
-    details: Annotated[EmailDetails, strawberry.lazy("gateway.schema.types.emails")] | None = strawberry.field(
-        description="What a click on the line shows; null if never e-mailed."
-    )
+    @strawberry.field(description="Status of the latest e-mail that carried this item; null if never e-mailed.")
+    def email_status(self) -> EmailStatus | None:
+        raise NotImplementedError  # every implementation resolves it
+
+    @strawberry.field(description="What a click on the line shows; null if never e-mailed.")
+    def details(self) -> Annotated[EmailDetails, strawberry.lazy("gateway.schema.types.emails")] | None:
+        raise NotImplementedError  # every implementation resolves it
 
 
 @strawberry.type(description="Where a page stands in the whole list (Relay cursor connections).")
@@ -47,7 +55,7 @@ class PageInfo:
     )
 
     @classmethod
-    def of(cls, page: Page[object], cursors: list[str]) -> PageInfo:
+    def of(cls, page: Page[Any], cursors: list[str]) -> PageInfo:
         return cls(
             has_next_page=page.has_next,
             has_previous_page=page.has_previous,

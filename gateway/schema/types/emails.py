@@ -39,12 +39,12 @@ _ITEMS = "gateway.schema.types.items"
 
 
 def email_cursor(email: models.Email) -> str:
-    return encode_cursor("email", email.sent_at, email.id)  # type: ignore[arg-type]
+    return encode_cursor("email", email.sent_at, models.stored_id(email.id))
 
 
 @strawberry.type(description="Why an e-mail could not be delivered.")
 class DeliveryFailure:
-    category: FailureCategory = strawberry.field(description="The kind of failure.")  # type: ignore[valid-type]
+    category: FailureCategory = strawberry.field(description="The kind of failure.")
     reason: str = strawberry.field(description="Human-readable reason, as the provider or receiving server gave it.")
     smtp_code: int | None = strawberry.field(description="The SMTP reply code, when one was given.")
     occurred_at: datetime = strawberry.field(description="When the failure happened.")
@@ -88,10 +88,10 @@ class EmailEvent:
 
     @strawberry.field(description="The global id of the event.")
     def id(self) -> strawberry.ID:
-        return strawberry.ID(encode_id("EmailEvent", self.model.id))  # type: ignore[arg-type]
+        return strawberry.ID(encode_id("EmailEvent", models.stored_id(self.model.id)))
 
     @strawberry.field(description="The status this event points to.")
-    def status(self) -> EmailStatus:  # type: ignore[valid-type]
+    def status(self) -> EmailStatus:
         return self.model.status
 
     @strawberry.field(description="When it happened, as the source reported it.")
@@ -113,7 +113,7 @@ class EmailEvent:
     @strawberry.field(
         description="For a failure or a deferral: its category; SPAM_COMPLAINT for a spam complaint (a delivery)."
     )
-    def failure_category(self) -> FailureCategory | None:  # type: ignore[valid-type]
+    def failure_category(self) -> FailureCategory | None:
         return self.model.failure_category
 
     @strawberry.field(description="For a failure or a deferral: the SMTP reply code, when given.")
@@ -131,10 +131,10 @@ class EmailDetails:
 
     @strawberry.field(description="The global id of the e-mail.")
     def email_id(self) -> strawberry.ID:
-        return strawberry.ID(encode_id("Email", self.model.id))  # type: ignore[arg-type]
+        return strawberry.ID(encode_id("Email", models.stored_id(self.model.id)))
 
     @strawberry.field(description="The last known status.")
-    def status(self) -> EmailStatus:  # type: ignore[valid-type]
+    def status(self) -> EmailStatus:
         return self.model.status
 
     @strawberry.field(description="When the e-mail reached its current status.")
@@ -160,13 +160,16 @@ class EmailDetails:
     @strawberry.field(description="Why it failed, when the status is DELIVERY_FAILED; null otherwise.")
     def failure(self) -> DeliveryFailure | None:
         m = self.model
-        if not rules.failure_shown(m.status, m.failure_category, m.failure_occurred_at):
+        category, occurred_at = m.failure_category, m.failure_occurred_at
+        if not rules.failure_shown(m.status, category, occurred_at):
+            return None
+        if category is None or occurred_at is None:  # never, once shown: the rule requires both
             return None
         return DeliveryFailure(
-            category=m.failure_category,
+            category=category,
             reason=m.failure_reason or "",
             smtp_code=m.failure_smtp_code,
-            occurred_at=m.failure_occurred_at,
+            occurred_at=occurred_at,
         )
 
     @strawberry.field(
@@ -195,7 +198,7 @@ class EmailDetails:
 
     @strawberry.field(description="Detailed event history, oldest first; empty once the retention window has passed.")
     async def history(self, info: Info[Context, None]) -> list[EmailEvent]:
-        events = await info.context.loaders.events_by_email_id.load(self.model.id)  # type: ignore[arg-type]
+        events = await info.context.loaders.events_by_email_id.load(models.stored_id(self.model.id))
         return [EmailEvent(model=e) for e in events]
 
     @strawberry.field(description="Until when the detailed history is kept.")
@@ -216,7 +219,7 @@ class Email(Node, EmailTracked):
 
     @strawberry.field(description="The global id of the e-mail.")
     def id(self) -> strawberry.ID:
-        return strawberry.ID(encode_id("Email", self.model.id))  # type: ignore[arg-type]
+        return strawberry.ID(encode_id("Email", models.stored_id(self.model.id)))
 
     @strawberry.field(description="The sending application's own id for it.")
     def external_id(self) -> str | None:
@@ -235,7 +238,7 @@ class Email(Node, EmailTracked):
         return self.model.sent_at
 
     @strawberry.field(description="The last known status.")
-    def email_status(self) -> EmailStatus:  # type: ignore[valid-type]
+    def email_status(self) -> EmailStatus:
         return self.model.status
 
     @strawberry.field(description="What a click on the line shows.")
@@ -256,7 +259,10 @@ class Email(Node, EmailTracked):
     async def documents(self, info: Info[Context, None]) -> list[Annotated[Document, strawberry.lazy(_ITEMS)]]:
         from .items import Document
 
-        return [Document(model=d) for d in await info.context.loaders.documents_by_email_id.load(self.model.id)]  # type: ignore[arg-type]
+        return [
+            Document(model=d)
+            for d in await info.context.loaders.documents_by_email_id.load(models.stored_id(self.model.id))
+        ]
 
     @strawberry.field(description="The invoice it carried; null if none.")
     async def invoice(self, info: Info[Context, None]) -> Annotated[Invoice, strawberry.lazy(_ITEMS)] | None:
@@ -292,12 +298,12 @@ class EmailConnection:
     @classmethod
     def of(cls, page: Page[models.Email], count: Callable[[], Awaitable[int]]) -> EmailConnection:
         edges = [EmailEdge(cursor=email_cursor(e), node=Email(model=e)) for e in page.items]
-        return cls(edges=edges, page_info=PageInfo.of(page, [e.cursor for e in edges]), count=count)  # type: ignore[arg-type]
+        return cls(edges=edges, page_info=PageInfo.of(page, [e.cursor for e in edges]), count=count)
 
 
 @strawberry.type(description="How many e-mails have one status.")
 class StatusCount:
-    status: EmailStatus = strawberry.field(description="The status.")  # type: ignore[valid-type]
+    status: EmailStatus = strawberry.field(description="The status.")
     count: int = strawberry.field(description="How many e-mails have it.")
 
 

@@ -11,16 +11,21 @@ from gateway import enums
 __all__ = ["EmailStatus", "FailureCategory", "InvoiceStatus"]
 
 
-def _describe(enum: type[Enum], description: str, values: dict[str, str]) -> type[Enum]:
+# The domain enums themselves, described for GraphQL: one class, so mypy sees each name as the type.
+EmailStatus = enums.EmailStatus
+FailureCategory = enums.FailureCategory
+InvoiceStatus = enums.InvoiceStatus
+
+
+def _describe(enum: type[Enum], description: str, values: dict[str, str]) -> None:
     strawberry.enum(enum, description=description)
-    definition = enum.__strawberry_definition__  # type: ignore[attr-defined]
+    definition = enum.__strawberry_definition__  # type: ignore[attr-defined]  # set by strawberry.enum
     for value in definition.values:
         value.description = values[value.name]
-    return enum
 
 
-EmailStatus = _describe(
-    enums.EmailStatus,
+_describe(
+    EmailStatus,
     "The last known delivery status of an e-mail.",
     {
         "SENT": "Handed to the mail provider.",
@@ -29,8 +34,8 @@ EmailStatus = _describe(
         "OPENED": "The tracking image was fetched. Not proof that a person read it.",
     },
 )
-FailureCategory = _describe(
-    enums.FailureCategory,
+_describe(
+    FailureCategory,
     "Why an e-mail could not be delivered.",
     {
         "HARD_BOUNCE": "The receiving server refused it for good (no such mailbox or domain).",
@@ -46,8 +51,8 @@ FailureCategory = _describe(
         "OTHER": "Any other failure; the reason says more.",
     },
 )
-InvoiceStatus = _describe(
-    enums.InvoiceStatus,
+_describe(
+    InvoiceStatus,
     "Where an invoice stands in the accounting application.",
     {
         "DRAFT": "Not issued yet.",

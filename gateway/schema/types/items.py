@@ -44,7 +44,7 @@ class Relation(Node):
 
     @strawberry.field(description="The global id of the relation.")
     def id(self) -> strawberry.ID:
-        return strawberry.ID(encode_id("Relation", self.model.id))  # type: ignore[arg-type]
+        return strawberry.ID(encode_id("Relation", models.stored_id(self.model.id)))
 
     @strawberry.field(description="The sending application's own id for the relation.")
     def external_id(self) -> str:
@@ -64,7 +64,7 @@ class Relation(Node):
         before: Annotated[str | None, strawberry.argument(description=BEFORE)] = None,
     ) -> RelationTimeline:
         page = page_request(info.context, first, after, "email", last=last, before=before)
-        found = await info.context.loaders.emails_by_relation_id.load((self.model.id, page))  # type: ignore[arg-type]
+        found = await info.context.loaders.emails_by_relation_id.load((models.stored_id(self.model.id), page))
         return RelationTimeline.of(self, found)
 
     @classmethod
@@ -78,7 +78,7 @@ class Document(Node, EmailTracked):
 
     @strawberry.field(description="The global id of the document.")
     def id(self) -> strawberry.ID:
-        return strawberry.ID(encode_id("Document", self.model.id))  # type: ignore[arg-type]
+        return strawberry.ID(encode_id("Document", models.stored_id(self.model.id)))
 
     @strawberry.field(description="The sending application's own id for the document.")
     def external_id(self) -> str:
@@ -95,7 +95,7 @@ class Document(Node, EmailTracked):
         return Relation.maybe(await info.context.loaders.relation_by_id.load(self.model.relation_id))
 
     @strawberry.field(description="Status of the latest e-mail that carried this document; null if never e-mailed.")
-    async def email_status(self, info: Info[Context, None]) -> EmailStatus | None:  # type: ignore[valid-type]
+    async def email_status(self, info: Info[Context, None]) -> EmailStatus | None:
         email = await _latest_email(info, self.model.latest_email_id)
         return email.status if email else None
 
@@ -115,8 +115,9 @@ class Document(Node, EmailTracked):
     ) -> EmailConnection:
         loaders = info.context.loaders
         page = page_request(info.context, first, after, "email", last=last, before=before)
-        found = await loaders.emails_by_document_id.load((self.model.id, page))  # type: ignore[arg-type]
-        return EmailConnection.of(found, lambda: loaders.email_count_by_document_id.load(self.model.id))  # type: ignore[arg-type]
+        document_id = models.stored_id(self.model.id)
+        found = await loaders.emails_by_document_id.load((document_id, page))
+        return EmailConnection.of(found, lambda: loaders.email_count_by_document_id.load(document_id))
 
     @classmethod
     def maybe(cls, model: models.Document | None) -> Document | None:
@@ -129,7 +130,7 @@ class Invoice(Node, EmailTracked):
 
     @strawberry.field(description="The global id of the invoice.")
     def id(self) -> strawberry.ID:
-        return strawberry.ID(encode_id("Invoice", self.model.id))  # type: ignore[arg-type]
+        return strawberry.ID(encode_id("Invoice", models.stored_id(self.model.id)))
 
     @strawberry.field(description="The sending application's own id for the invoice.")
     def external_id(self) -> str:
@@ -140,7 +141,7 @@ class Invoice(Node, EmailTracked):
         return self.model.number
 
     @strawberry.field(description="Where the invoice stands in the accounting application.")
-    def invoice_status(self) -> InvoiceStatus:  # type: ignore[valid-type]
+    def invoice_status(self) -> InvoiceStatus:
         return self.model.invoice_status
 
     @strawberry.field(description="The relation the invoice is addressed to; null if none.")
@@ -150,7 +151,7 @@ class Invoice(Node, EmailTracked):
         return Relation.maybe(await info.context.loaders.relation_by_id.load(self.model.relation_id))
 
     @strawberry.field(description="Status of the latest e-mail that carried this invoice; null if never e-mailed.")
-    async def email_status(self, info: Info[Context, None]) -> EmailStatus | None:  # type: ignore[valid-type]
+    async def email_status(self, info: Info[Context, None]) -> EmailStatus | None:
         email = await _latest_email(info, self.model.latest_email_id)
         return email.status if email else None
 
@@ -170,8 +171,9 @@ class Invoice(Node, EmailTracked):
     ) -> EmailConnection:
         loaders = info.context.loaders
         page = page_request(info.context, first, after, "email", last=last, before=before)
-        found = await loaders.emails_by_invoice_id.load((self.model.id, page))  # type: ignore[arg-type]
-        return EmailConnection.of(found, lambda: loaders.email_count_by_invoice_id.load(self.model.id))  # type: ignore[arg-type]
+        invoice_id = models.stored_id(self.model.id)
+        found = await loaders.emails_by_invoice_id.load((invoice_id, page))
+        return EmailConnection.of(found, lambda: loaders.email_count_by_invoice_id.load(invoice_id))
 
     @classmethod
     def maybe(cls, model: models.Invoice | None) -> Invoice | None:
@@ -184,7 +186,7 @@ class EmailInteraction(Node, EmailTracked):
 
     @strawberry.field(description="The global id of the interaction.")
     def id(self) -> strawberry.ID:
-        return strawberry.ID(encode_id("EmailInteraction", self.model.id))  # type: ignore[arg-type]
+        return strawberry.ID(encode_id("EmailInteraction", models.stored_id(self.model.id)))
 
     @strawberry.field(description="When the interaction happened (the e-mail was sent).")
     def occurred_at(self) -> datetime:
@@ -195,7 +197,7 @@ class EmailInteraction(Node, EmailTracked):
         return Email(model=self.model)
 
     @strawberry.field(description="The e-mail's last known status.")
-    def email_status(self) -> EmailStatus:  # type: ignore[valid-type]
+    def email_status(self) -> EmailStatus:
         return self.model.status
 
     @strawberry.field(description="What a click on the line shows.")
@@ -224,7 +226,7 @@ class RelationTimeline:
     @classmethod
     def of(cls, relation: Relation, page: Page[models.Email]) -> RelationTimeline:
         edges = [TimelineEdge(cursor=email_cursor(e), node=EmailInteraction(model=e)) for e in page.items]
-        return cls(relation=relation, edges=edges, page_info=PageInfo.of(page, [e.cursor for e in edges]))  # type: ignore[arg-type]
+        return cls(relation=relation, edges=edges, page_info=PageInfo.of(page, [e.cursor for e in edges]))
 
 
 @strawberry.type(description="A document in a list, with its cursor.")
@@ -245,8 +247,11 @@ class DocumentConnection:
 
     @classmethod
     def of(cls, page: Page[models.Document], count: Callable[[], Awaitable[int]]) -> DocumentConnection:
-        edges = [DocumentEdge(cursor=encode_cursor("document", None, d.id), node=Document(model=d)) for d in page.items]  # type: ignore[arg-type]
-        return cls(edges=edges, page_info=PageInfo.of(page, [e.cursor for e in edges]), count=count)  # type: ignore[arg-type]
+        edges = [
+            DocumentEdge(cursor=encode_cursor("document", None, models.stored_id(d.id)), node=Document(model=d))
+            for d in page.items
+        ]
+        return cls(edges=edges, page_info=PageInfo.of(page, [e.cursor for e in edges]), count=count)
 
 
 @strawberry.type(description="An invoice in a list, with its cursor.")
@@ -267,5 +272,8 @@ class InvoiceConnection:
 
     @classmethod
     def of(cls, page: Page[models.Invoice], count: Callable[[], Awaitable[int]]) -> InvoiceConnection:
-        edges = [InvoiceEdge(cursor=encode_cursor("invoice", None, i.id), node=Invoice(model=i)) for i in page.items]  # type: ignore[arg-type]
-        return cls(edges=edges, page_info=PageInfo.of(page, [e.cursor for e in edges]), count=count)  # type: ignore[arg-type]
+        edges = [
+            InvoiceEdge(cursor=encode_cursor("invoice", None, models.stored_id(i.id)), node=Invoice(model=i))
+            for i in page.items
+        ]
+        return cls(edges=edges, page_info=PageInfo.of(page, [e.cursor for e in edges]), count=count)

@@ -16,8 +16,8 @@ __all__ = ["EmailStatusChange"]
 class EmailStatusChange:
     cursor: str = strawberry.field(description="Opaque position in the change log; pass it as `since` to resume.")
     email: Email = strawberry.field(description="The e-mail, as it is now.")
-    previous_status: EmailStatus | None = strawberry.field(  # type: ignore[valid-type]
+    previous_status: EmailStatus | None = strawberry.field(
         description="The status before the change; null when the e-mail was just registered."
     )
-    status: EmailStatus = strawberry.field(description="The new status.")  # type: ignore[valid-type]
+    status: EmailStatus = strawberry.field(description="The new status.")
     changed_at: datetime = strawberry.field(description="When the e-mail reached the new status.")
