@@ -414,4 +414,4 @@ async def test_a_change_reaches_many_listeners_once_even_when_fanned_out_in_chun
                 first, second = await listener.__anext__(), await listener.__anext__()
                 assert (first.change.status, second.change.status) == ("SENT", "DELIVERED")
                 assert first.position < second.position
-        assert all(not li._items for li in listeners)
+        assert all(not li.pending for li in listeners)
