@@ -160,9 +160,10 @@ class Listener:
 
     def stalled(self, item: FeedItem) -> None:
         """`send(item)` was cancelled while it waited for the socket, before writing:
-        the listener's own task sends it, then whatever queues meanwhile."""
-        self._queue.put(item)
-        self._drainer = asyncio.create_task(self._drain())
+        the listener's own task sends it, then whatever queues meanwhile (unless the
+        subscription ended while it waited: its queue is closed then)."""
+        if self._queue.put(item):
+            self._drainer = asyncio.create_task(self._drain())
 
     def start(self, position: Position) -> None:
         """For a listener read by iteration: deliver what comes after `position`."""
