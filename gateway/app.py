@@ -32,6 +32,7 @@ from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.extensions import MaskErrors
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions import (
@@ -561,10 +562,11 @@ class RequestIds:
         await self.app(scope, receive, send_with_id)
 
 
-def _reported(errors: list[GraphQLError]) -> list[GraphQLError]:
-    """The live fast path's errors, logged as strawberry's are (it runs no schema of its own)."""
+def _masked(masking: MaskErrors, errors: list[GraphQLError]) -> list[GraphQLError]:
+    """The live fast path's errors, logged and masked as strawberry's are (it runs no schema
+    of its own), through MaskErrors' public `should_mask_error` and `anonymise_error`."""
     report(errors)
-    return errors
+    return [masking.anonymise_error(e) if masking.should_mask_error(e) else e for e in errors]
 
 
 async def _read_body(receive: Receive) -> bytes | None:
@@ -695,7 +697,7 @@ def create_app(settings: Settings | None = None, *, tracer_provider: TracerProvi
             validator=validation_rules(settings),
             limits=limits_of(settings),
             max_tokens=settings.max_tokens,
-            mask=lambda errors: masking._process_errors(_reported(errors)),
+            mask=functools.partial(_masked, masking),
         )
     endpoint = GraphQLEndpoint(view, fastpath)
 
@@ -726,9 +728,9 @@ def create_app(settings: Settings | None = None, *, tracer_provider: TracerProvi
             queue_size=settings.subscriber_queue_size,
             poll_interval=settings.feed_poll_seconds,
             observer=app_metrics,
+            # Each change rendered once per shared selection, before it goes out.
+            prepare=view.live.prepare if view.live is not None else None,
         )
-        if view.live is not None:
-            feed.prepare = view.live.prepare  # each change rendered once, before it goes out
         await feed.start()
         # Also on app.state, for operators' introspection and the tests' clean-up checks.
         app.state.feed, app.state.broker, app.state.engine = feed, broker, engine

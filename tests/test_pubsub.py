@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gateway.pubsub import (
+    BoundedQueue,
     Broker,
     BrokerUnavailable,
     Gap,
@@ -382,6 +383,41 @@ async def test_unconnected_broker_refuses_to_work(url: str, channel: str) -> Non
 def test_unknown_url_scheme_is_named() -> None:
     with pytest.raises(ValueError, match="'kafka'"):
         Broker("kafka://127.0.0.1:9092")
+
+
+async def test_a_bounded_queue_drops_everything_on_overflow_and_says_so_once_read() -> None:
+    # given: a queue of two, with a reader waiting
+    queue: BoundedQueue[int] = BoundedQueue(2, lambda: SubscriberOverflow("c", 2))
+    reader = asyncio.ensure_future(queue.get())
+    # when: an item arrives, then two more while nobody reads
+    assert queue.put(1) is True
+    assert await reader == 1
+    kept = [queue.put(2), queue.put(3)]
+    # then: the reader was woken for the first; the other two fit
+    assert kept == [True, True]
+    assert queue.pending == 2
+    # when: one more arrives than fits
+    assert queue.put(4) is False
+    # then: what waited is freed at once, and every read says to resume
+    assert queue.pending == 0
+    assert queue.overflowed
+    with pytest.raises(SubscriberOverflow):
+        queue.get_nowait()
+    with pytest.raises(SubscriberOverflow):
+        await queue.get()
+    assert queue.put(5) is False
+
+
+async def test_a_closed_bounded_queue_is_drained_then_ends() -> None:
+    # given: a queue with an item
+    queue: BoundedQueue[str] = BoundedQueue(5, lambda: SubscriberOverflow("c", 5))
+    queue.put("a")
+    # when: it is closed
+    queue.close()
+    # then: the item is still read, later ones are refused, then iteration ends
+    assert queue.put("b") is False
+    assert [item async for item in queue] == ["a"]
+    assert queue.get_nowait() is None
 
 
 def test_queue_size_must_be_positive() -> None:

@@ -44,7 +44,7 @@ from graphql.execution.values import get_argument_values
 
 from gateway.context import Context
 from gateway.errors import DomainError
-from gateway.live import FeedItem, Listener, SlowConsumer
+from gateway.live import FeedItem, SlowConsumer
 from gateway.repositories.changes import Position
 from gateway.schema import SubscriptionExecutionContext, Validator
 from gateway.schema.limits import Limits, check_request
@@ -100,63 +100,27 @@ class _Group:
 
 
 class _Member:
-    """One subscription of a group: where it is, and its synchronous delivery.
+    """One subscription of a group, and its sink: the group's text behind its operation id.
 
-    The feed calls `deliver` for each change (Listener.direct). When the change's
-    text is rendered and the socket takes the frame at once (the ASGI send does
-    not suspend unless the socket's buffer is full), the change is delivered right
-    there, without waking the subscription's task. Otherwise it returns False and
-    the change is queued for the task, which goes the awaiting way; `busy` and
-    `pending` keep the frames in order between the two ways.
+    The feed awaits it for each change the member's filter admits, in the feed's
+    task while the socket keeps up, else in the listener's (`gateway.live.Listener`).
     """
 
-    __slots__ = ("busy", "group", "pending", "position", "prefix", "send_text")
+    __slots__ = ("fast", "group", "prefix", "send_text")
 
-    def __init__(self, group: _Group, prefix: str, send_text: Callable[[str], Awaitable[None]]) -> None:
+    def __init__(
+        self, fast: LiveFastPath, group: _Group, prefix: str, send_text: Callable[[str], Awaitable[None]]
+    ) -> None:
+        self.fast = fast
         self.group = group
         self.prefix = prefix
         self.send_text = send_text
-        self.position: Position = (0, 0)
-        self.busy = False  # the task is handling a queued change
-        self.pending: asyncio.Future[None] | None = None  # a direct send still finishing
 
-    def deliver(self, item: FeedItem) -> bool:
-        if self.busy or self.pending is not None:
-            return False
-        if item.position <= self.position:
-            return True  # already sent (the replay's seam)
-        if not self.group.wanted.admits(item.change, item.email, item.document_ids):
-            self.position = item.position
-            return True
+    async def __call__(self, item: FeedItem) -> None:
         text = self.group.rendered(item.position)
-        if text is None:
-            return False
-        sending = self.send_text(self.prefix + text + "}")
-        try:
-            waiting = sending.send(None)  # type: ignore[attr-defined]
-        except StopIteration:
-            self.position = item.position
-            return True
-        except Exception:  # a closed socket: the task's way meets it and says so properly
-            return False
-        # The socket is full: the send finishes in a task; later changes queue.
-        self.position = item.position
-        self.pending = asyncio.ensure_future(_finish(sending, waiting))
-        self.pending.add_done_callback(_retrieved)  # a socket that closed meanwhile: the task sees it
-        return True
-
-
-async def _finish(coroutine: Any, waiting: Any) -> None:
-    """Drive a coroutine that suspended on `waiting` to its end, as a task would."""
-    while True:
-        if waiting is None:
-            await asyncio.sleep(0)
-        else:
-            await asyncio.wait([waiting])
-        try:
-            waiting = coroutine.send(None)
-        except StopIteration:
-            return
+        if text is None:  # not rendered before it went out (slow, or failed): here, or raise
+            text = await self.fast.rendered(self.group, item.position, item.change, item.email)
+        await self.send_text(self.prefix + text + "}")
 
 
 class LiveFastPath:
@@ -236,33 +200,17 @@ class LiveFastPath:
             group = self._groups[key] = _Group(executor, wanted, context)
             self._by_tenant.setdefault(tenant_id, set()).add(group)
         group.members += 1
-        member = _Member(group, f'{{"id":{orjson.dumps(operation_id).decode()},"type":"next","payload":', send_text)
-        listening: list[Listener] = []
-
-        def live(listener: Listener, position: Position) -> None:
-            # From where the stream is: older changes are not news (live from now)
-            # or were sent by the replay.
-            member.position = max(member.position, position)
-            listener.direct = member.deliver
-            listening.append(listener)
-
+        member = _Member(
+            self, group, f'{{"id":{orjson.dumps(operation_id).decode()},"type":"next","payload":', send_text
+        )
         sent = False
         try:
-            async with aclosing(status_changes(context, wanted, arguments.get("since"), live)) as changes:
-                async for position, change, email in changes:
-                    member.busy = True
-                    try:
-                        if member.pending is not None:
-                            pending, member.pending = member.pending, None
-                            await pending  # the frame before this one, sent directly, first
-                        if position <= member.position:
-                            continue
-                        text = await self._rendered(group, position, change, email)
-                        await send_text(member.prefix + text + "}")
-                        member.position = position
-                        sent = True
-                    finally:
-                        member.busy = False
+            # The replay comes out of the generator; the live changes go through the member.
+            async with aclosing(status_changes(context, wanted, arguments.get("since"), member)) as replayed:
+                async for position, change, email in replayed:
+                    text = await self.rendered(group, position, change, email)
+                    await send_text(member.prefix + text + "}")
+                    sent = True
         except DomainError:
             if sent:
                 raise
@@ -270,10 +218,6 @@ class LiveFastPath:
         except SlowConsumer:
             return Outcome.CLOSED
         finally:
-            for listener in listening:
-                listener.direct = None
-            if member.pending is not None:
-                member.pending.cancel()
             group.members -= 1
             if not group.members and self._groups.get(key) is group:
                 del self._groups[key]
@@ -307,10 +251,10 @@ class LiveFastPath:
                 group.renders.popitem(last=False)
         return future
 
-    async def _rendered(self, group: _Group, position: Position, change: Any, email: Any) -> str:
+    async def rendered(self, group: _Group, position: Position, change: Any, email: Any) -> str:
         future = self._render_of(group, position, change, email)
         if future.done():
-            return future.result()  # the common case: rendered before it went out
+            return future.result()
         # Shielded: a subscriber that leaves does not cancel the others' render.
         return await asyncio.shield(future)
 

@@ -15,8 +15,10 @@ from gateway.pubsub._base import (
     SubscriberOverflow,
     Subscription,
 )
+from gateway.pubsub.queue import BoundedQueue
 
 __all__ = [
+    "BoundedQueue",
     "Broker",
     "BrokerBackend",
     "BrokerError",

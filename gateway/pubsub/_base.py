@@ -9,15 +9,15 @@ cost one Redis subscription (encode/broadcaster opens one per subscriber).
 from __future__ import annotations
 
 import abc
-import asyncio
 import contextlib
 import importlib
-from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, Self
 from urllib.parse import urlsplit
+
+from gateway.pubsub.queue import BoundedQueue
 
 __all__ = [
     "Broker",
@@ -79,74 +79,45 @@ OnGap = Callable[[str], None]
 
 
 class Subscription:
-    """One local subscriber's bounded queue: an async iterator of `Message | Gap`.
+    """One local subscriber of a channel: an async iterator of `Message | Gap`.
 
-    Overflow semantics: when a message arrives and the queue already holds
-    `queue_size` items, the queued items are dropped at once and the next
-    `__anext__` raises `SubscriberOverflow`. Draining them first would only make a
-    reader that is already too slow spend longer before resuming from its cursor,
-    while keeping the memory the bound is there to cap. Iteration ends
-    (`StopAsyncIteration`) after the queue is drained once the broker disconnects.
+    Its items wait in a `BoundedQueue` of `queue_size`: past it, the queued items
+    are dropped at once and the next `__anext__` raises `SubscriberOverflow` (see
+    `gateway.pubsub.queue` for why). Iteration ends (`StopAsyncIteration`) after
+    the queue is drained once the broker disconnects.
     """
 
-    __slots__ = ("_closed", "_items", "_overflowed", "_queue_size", "_waiter", "channel")
+    __slots__ = ("_queue", "channel")
 
     def __init__(self, channel: str, queue_size: int) -> None:
         self.channel = channel
-        self._queue_size = queue_size
-        self._items: deque[Message | Gap] = deque()
-        self._waiter: asyncio.Future[None] | None = None
-        self._overflowed = False
-        self._closed = False
+        self._queue: BoundedQueue[Message | Gap] = BoundedQueue(
+            queue_size, lambda: SubscriberOverflow(channel, queue_size)
+        )
 
     @property
     def overflowed(self) -> bool:
-        return self._overflowed
+        return self._queue.overflowed
 
     @property
     def pending(self) -> int:
         """Items queued and not yet read: how far behind this reader is."""
-        return len(self._items)
+        return self._queue.pending
 
     def __aiter__(self) -> Self:
         return self
 
     async def __anext__(self) -> Message | Gap:
-        while True:
-            if self._overflowed:
-                raise SubscriberOverflow(self.channel, self._queue_size)
-            if self._items:
-                return self._items.popleft()
-            if self._closed:
-                raise StopAsyncIteration
-            if self._waiter is not None:
-                raise RuntimeError(f"subscription to channel {self.channel!r} is already iterated by another task")
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+        return await self._queue.get()
 
     def _put(self, item: Message | Gap) -> None:
-        if self._overflowed or self._closed:
-            return
         # Back-to-back outages owe one catch-up, not two.
-        if isinstance(item, Gap) and self._items and self._items[-1] == item:
+        if isinstance(item, Gap) and self._queue.newest == item:
             return
-        if len(self._items) >= self._queue_size:
-            self._overflowed = True
-            self._items.clear()
-        else:
-            self._items.append(item)
-        self._wake()
+        self._queue.put(item)
 
     def _close(self) -> None:
-        self._closed = True
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        self._queue.close()
 
 
 class BrokerBackend(abc.ABC):

@@ -316,8 +316,30 @@ async def test_a_client_that_falls_behind_and_catches_up_gets_everything_in_orde
             # when: the client reads again
             # then: every change once, in the log's order, nothing more
             got = await _the_burst(client, emails)
+        # The server's sends for this client waited for its socket: the feed handed
+        # them to the subscription's own task (a send cancelled before it wrote: a
+        # server whose send writes before it waits would show up here as duplicates).
+        assert app.state.feed.stalls > 0
     positions = [decode_position(c["cursor"]) for c in got]
     assert positions == sorted(positions) and len(set(positions)) == BURST
+
+
+async def test_a_subscriber_that_does_not_read_holds_nobody_else_back(backend, tmp_path, session_factory):  # type: ignore[no-untyped-def]
+    async with _heavy_server(backend, tmp_path, session_factory, 1000) as (address, app, tenant, emails):
+        # given: a client that reads nothing, and one that reads, on the same selection
+        async with _not_reading(address, tenant.key, app) as stuck, Client.connect(address, tenant.key) as reader:
+            await reader.subscribe("1", HEAVY)
+            await listening(app, 2)
+            # when: a burst larger than the stuck socket's buffers
+            await _burst(session_factory, emails, "h")
+            app.state.feed.poke()
+            # then: the reader gets all of it while the other socket is still full
+            got = await _the_burst(reader, emails)
+            assert app.state.feed.stalls > 0
+            assert {c["status"] for c in got} == {"DELIVERED"}
+            # and the stuck one gets it too, in order, once it reads
+            late = await _the_burst(stuck, emails)
+        assert [c["cursor"] for c in late] == [c["cursor"] for c in got]
 
 
 async def test_nothing_is_left_behind_after_many_connections(live, office):  # type: ignore[no-untyped-def]
@@ -416,4 +438,4 @@ async def test_a_change_reaches_many_listeners_once_even_when_fanned_out_in_chun
                 first, second = await listener.__anext__(), await listener.__anext__()
                 assert (first.change.status, second.change.status) == ("SENT", "DELIVERED")
                 assert first.position < second.position
-        assert all(not li._items for li in listeners)
+        assert all(not li.pending for li in listeners)

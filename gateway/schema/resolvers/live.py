@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from contextlib import aclosing
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -34,7 +34,7 @@ from gateway.context import Context
 from gateway.enums import EmailStatus
 from gateway.errors import BadInput
 from gateway.ids import decode_id_of, decode_position, encode_position
-from gateway.live import Listener, SlowConsumer
+from gateway.live import Sink, SlowConsumer
 from gateway.repositories import changes as repo
 from gateway.schema.inputs import EmailStatusChangeFilter
 from gateway.schema.types.emails import Email
@@ -145,6 +145,10 @@ class ChangeFilter:
             statuses=frozenset(EmailStatus(s) for s in statuses) if statuses is not None else None,
         )
 
+    @property
+    def wants_documents(self) -> bool:
+        return self.document_id is not None
+
     def admits(self, change: models.StatusChange, email: models.Email, documents: frozenset[int] | None) -> bool:
         return (
             (self.email_ids is None or email.id in self.email_ids)
@@ -194,14 +198,14 @@ async def status_changes(
     ctx: Context,
     wanted: ChangeFilter,
     since: str | None,
-    on_live: Callable[[Listener, repo.Position], None] | None = None,
+    sink: Sink | None = None,
 ) -> AsyncGenerator[tuple[repo.Position, models.StatusChange, models.Email], None]:
     """The subscriber's changes: the replay after `since`, then the live feed, each once.
 
     Setup errors (no feed, an unknown cursor) are raised before anything is
-    yielded. Both the reference resolver and the live fast path stream from here;
-    `on_live(listener, position)` is called once the replay is over, with the
-    position reached (the fast path then delivers from the feed directly).
+    yielded. Both the reference resolver and the live fast path stream from here.
+    With a `sink` (the fast path), only the replay is yielded: the live changes
+    go through the sink, and the generator waits until the subscription ends.
     """
     feed = ctx.feed
     if feed is None:
@@ -214,7 +218,7 @@ async def status_changes(
             known = await repo.change_exists(session=session, tenant_id=ctx.tenant_id, position=start)
         if not known:
             raise BadInput(f"unknown or expired cursor {since[:100]!r}: subscribe without `since`")  # type: ignore[index]
-    async with feed.listen(ctx.tenant_id, wants_documents=wanted.document_id is not None) as listener:
+    async with feed.listen(ctx.tenant_id, wanted, sink=sink) as listener:
         if start is None:
             # Live from now: what was committed before subscribing is not news,
             # even if this process's feed has not read it yet.
@@ -226,18 +230,15 @@ async def status_changes(
                 position = replayed
                 if admitted is not None:
                     yield replayed, admitted, email
-        listener.ready = True
-        if on_live is not None:
-            on_live(listener, position)
         try:
-            async for item in listener:
-                if item.position <= position:
-                    continue  # already sent by the replay
-                position = item.position
-                if wanted.admits(item.change, item.email, item.document_ids):
-                    yield position, item.change, item.email
+            if sink is not None:
+                await listener.live(position)  # the feed filters; the listener skips the seam
+            else:
+                listener.start(position)
+                async for item in listener:
+                    yield item.position, item.change, item.email
         except SlowConsumer:
-            log.info("closing a slow subscriber of tenant %s at %s", ctx.tenant_id, position)
+            log.info("closing a slow subscriber of tenant %s at %s", ctx.tenant_id, listener.position)
             await ctx.close_connection(SLOW_CONSUMER_CLOSE_CODE, "slow consumer: resume with since")
             raise
 
