@@ -693,7 +693,7 @@ def create_app(settings: Settings | None = None, *, tracer_provider: TracerProvi
         )
         masking = ExpectedErrors(debug=settings.debug, on_error=count_error)
         view.live = LiveFastPath(
-            schema._schema,
+            graphql_schema_of(schema),
             validator=validation_rules(settings),
             limits=limits_of(settings),
             max_tokens=settings.max_tokens,

@@ -33,7 +33,7 @@ import orjson
 
 from gateway import models
 from gateway.db import SessionFactory
-from gateway.ingest import CHANGES_CHANNEL
+from gateway.events import CHANGES_CHANNEL
 from gateway.pubsub import BoundedQueue, Broker, Message
 from gateway.repositories.changes import (
     Position,
