@@ -17,6 +17,7 @@ from test_webhook_routes import count, hooks, now, post_sendgrid, sendgrid_event
 
 from gateway import models
 from gateway.enums import EmailStatus
+from gateway.ids import encode_id
 
 MESSAGE_ID = "shared-14c5d75ce93"
 SG_MESSAGE_ID = f"{MESSAGE_ID}.filter0001.16648.5515E0B88.0"
@@ -93,6 +94,28 @@ async def test_a_replayed_event_is_not_counted_as_applied(hooks, session_factory
     assert again.status_code == 200
     assert again.json() == {"received": 1, "applied": 0, "pending": 0}
     assert await count(session_factory, models.EmailEvent) == 1
+
+
+async def test_a_batch_mixing_retries_and_new_events_counts_only_the_new_as_applied(hooks, session_factory):  # type: ignore[no-untyped-def]
+    # given: one event recorded and one kept pending, from an earlier batch
+    tenant = await make_tenant(session_factory)
+    email = await register(session_factory, tenant, provider_message_id=MESSAGE_ID)
+    t = now() - timedelta(minutes=5)
+    recorded = sendgrid_event("processed", "r-1", t, sg_message_id=SG_MESSAGE_ID)
+    unknown = sendgrid_event("delivered", "u-1", t, sg_message_id="nobody.filter1")
+    assert (await post_sendgrid(hooks, [recorded, unknown])).json() == {"received": 2, "applied": 1, "pending": 1}
+    # when: SendGrid's next batch retries both, amid new events (one matched by the custom
+    # argument, one by message id and twice in the batch)
+    by_ref = sendgrid_event("delivered", "n-1", t + timedelta(minutes=1), gateway_email_id=encode_id("Email", email.id))
+    twice = sendgrid_event("open", "n-2", t + timedelta(minutes=2), sg_message_id=SG_MESSAGE_ID)
+    response = await post_sendgrid(hooks, [recorded, by_ref, unknown, twice, twice])
+    # then: `applied` is the events recorded for the first time; a retry of a pending event
+    # is kept pending again (once), and counted as pending
+    assert response.status_code == 200, response.text
+    assert response.json() == {"received": 5, "applied": 2, "pending": 1}
+    assert await count(session_factory, models.EmailEvent) == 3
+    assert await count(session_factory, models.PendingEvent) == 1
+    assert (await reload(session_factory, email)).status is EmailStatus.OPENED
 
 
 async def test_pending_events_of_a_multi_recipient_send_go_to_their_recipients_on_registration(
