@@ -157,8 +157,11 @@ class Listener:
         if item.position <= self.position:
             return
         self._idle = False
+        sink = self._sink  # checked here, not in a helper: this runs once per subscriber and change
         try:
-            await self._write(item)
+            if sink is None:  # only a listener with a sink is idle
+                raise RuntimeError("a listener read by iteration has nothing to send through")
+            await sink(item)
         except Exception as error:  # the socket is gone: nothing more goes out
             self._end(error)
             return
