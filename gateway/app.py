@@ -11,7 +11,7 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -28,12 +28,13 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.extensions import MaskErrors
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.http.base import BaseRequestProtocol
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions import (
     GRAPHQL_TRANSPORT_WS_PROTOCOL,
@@ -186,12 +187,15 @@ class LiveTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
     """graphql-transport-ws with the live fast path for subscriptions."""
 
     view: GatewayGraphQL
+    websocket: TextFrames  # the view's websocket_adapter_class
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         # The protocol's shape of `subscribe`; strawberry would drop anything else
         # without a word, and the client would wait forever.
-        payload = message.get("payload")
-        if not isinstance(message.get("id"), str) or not message.get("id"):
+        # What the client sent, whatever SubscribeMessage says it should be.
+        operation_id: object = message.get("id")
+        payload: object = message.get("payload")
+        if not isinstance(operation_id, str) or not operation_id:
             await self.handle_invalid_message("subscribe: `id` must be a non-empty string")
         elif not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
             await self.handle_invalid_message("subscribe: `payload` must be an object with a string `query`")
@@ -205,7 +209,7 @@ class LiveTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
             await super().handle_subscribe(message)
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
-        documents: PersistedDocuments = self.websocket.ws.state.documents  # type: ignore[attr-defined]
+        documents: PersistedDocuments = self.websocket.ws.state.documents
         try:
             # With trusted documents only, a subscription must be registered too.
             await documents.resolve(operation.query, None)
@@ -232,11 +236,11 @@ class LiveTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
     async def _run_operation(self, operation: Operation[Context, None]) -> None:
         live = self.view.live
         plan = live.plan(operation.query, operation.operation_name) if live is not None else None
-        if plan is None:
+        if live is None or plan is None:
             await super().run_operation(operation)
             return
         try:
-            outcome = await live.run(  # type: ignore[union-attr]
+            outcome = await live.run(
                 plan,
                 operation_id=operation.id,
                 variables=operation.variables,
@@ -258,7 +262,7 @@ class LiveTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
         # Text frames, as graphql-transport-ws clients (browsers' graphql-ws) expect,
         # straight to the ASGI server: this runs once per subscriber and change.
         send = self.context.send
-        if send is None or self.websocket.ws.application_state is not WebSocketState.CONNECTED:  # type: ignore[attr-defined]
+        if send is None or self.websocket.ws.application_state is not WebSocketState.CONNECTED:
             raise WebSocketDisconnected
         try:
             await send({"type": "websocket.send", "text": text})
@@ -287,7 +291,7 @@ class _NotRun(ExecutionResult):
 class GatewayGraphQL(GraphQL[Context, None]):
     """Strawberry's ASGI view with the gateway's context and websocket authentication."""
 
-    websocket_adapter_class = TextFrames  # type: ignore[assignment]
+    websocket_adapter_class = TextFrames
     graphql_transport_ws_handler_class = LiveTransportWS
     live: LiveFastPath | None = None
 
@@ -303,7 +307,7 @@ class GatewayGraphQL(GraphQL[Context, None]):
             context.response = response
         return context
 
-    def should_render_graphql_ide(self, request: Any) -> bool:
+    def should_render_graphql_ide(self, request: BaseRequestProtocol) -> bool:
         # A GET naming a persisted query's hash has no `query` either: it is a request, not a browser.
         return super().should_render_graphql_ide(request) and "extensions" not in request.query_params
 
@@ -375,7 +379,9 @@ class GatewayGraphQL(GraphQL[Context, None]):
     async def render_graphql_ide(self, request: Request) -> Response:
         return graphiql.page()  # same-origin assets only: strawberry's page needs a CDN
 
-    def create_response(self, response_data: Any, sub_response: Response) -> Response:
+    def create_response(
+        self, response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse], sub_response: Response
+    ) -> Response:
         response = super().create_response(response_data, sub_response)
         response.headers["content-type"] = sub_response.media_type or _JSON
         return response
@@ -396,7 +402,7 @@ class GatewayGraphQL(GraphQL[Context, None]):
         # Where a client's new operations resume from, should it reconnect before their first change.
         return {"cursor": await resume_point(context)}
 
-    def encode_json(self, data: object) -> bytes:  # type: ignore[override]
+    def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
 
     def parse_json(self, data: str | bytes) -> Any:
@@ -542,7 +548,7 @@ class RequestIds:
     `X-Request-Id` header, so a client's report finds the server's lines.
     """
 
-    def __init__(self, app: Callable[[Scope, Receive, Send], Any]) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -802,8 +808,15 @@ def create_app(settings: Settings | None = None, *, tracer_provider: TracerProvi
     # Outside compression so a preflight is answered first.
     app.add_middleware(BrowserCORS, origins=settings.cors_origins, max_age=settings.cors_max_age_seconds)
     if tracing is not None:
-        # One span per request or websocket, not one per ASGI message (a websocket's frames).
-        app.add_middleware(tracing.asgi_middleware, tracer_provider=tracing.provider, exclude_spans=["receive", "send"])
+        middleware, provider = tracing.asgi_middleware, tracing.provider
+
+        def traced(inner: ASGIApp) -> ASGIApp:
+            # The instrumentation ships no types: its instance is the ASGI app it wraps.
+            # One span per request or websocket, not one per ASGI message (a websocket's frames).
+            instrumented: ASGIApp = middleware(inner, tracer_provider=provider, exclude_spans=["receive", "send"])
+            return instrumented
+
+        app.add_middleware(traced)
     app.add_middleware(RequestLog, route=route_of)
     app.add_middleware(RequestIds)
     app.state.live = view.live  # for operators' introspection and the tests

@@ -42,7 +42,7 @@ from gateway.repositories.changes import (
     list_document_ids_by_email_ids,
 )
 
-__all__ = ["ChangeFeed", "FeedItem", "FeedObserver", "Listener", "Sink", "SlowConsumer", "Wanted"]
+__all__ = ["ChangeFeed", "FeedItem", "FeedObserver", "Listener", "Sink", "SlowConsumer", "Wanted", "position_of"]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,13 @@ class _Unobserved:
 
     def delivered(self, recorded_at: datetime) -> None:
         pass
+
+
+def position_of(change: models.StatusChange) -> Position:
+    """A change's place in the log: (txid, id), both set once it is written."""
+    if change.txid is None or change.id is None:
+        raise ValueError(f"change {change.id} of e-mail {change.email_id} has no position: it was never written")
+    return (change.txid, change.id)
 
 
 class SlowConsumer(Exception):
@@ -150,13 +157,21 @@ class Listener:
         if item.position <= self.position:
             return
         self._idle = False
+        sink = self._sink  # checked here, not in a helper: this runs once per subscriber and change
         try:
-            await self._sink(item)  # type: ignore[misc]  # idle implies a sink
+            if sink is None:  # only a listener with a sink is idle
+                raise RuntimeError("a listener read by iteration has nothing to send through")
+            await sink(item)
         except Exception as error:  # the socket is gone: nothing more goes out
             self._end(error)
             return
         self.position = item.position
         self._idle = True
+
+    def _write(self, item: FeedItem) -> Awaitable[None]:
+        if self._sink is None:  # only a listener with a sink is idle, stalls or goes live
+            raise RuntimeError("a listener read by iteration has nothing to send through")
+        return self._sink(item)
 
     def stalled(self, item: FeedItem) -> None:
         """`send(item)` was cancelled while it waited for the socket, before writing:
@@ -173,15 +188,17 @@ class Listener:
     async def live(self, position: Position) -> None:
         """For a listener with a sink: send what queued after `position`, then leave
         the sending to the feed. Returns never; raises why the subscription ended."""
+        if self._ended is None:
+            raise RuntimeError("a listener read by iteration does not go live: iterate it")
         self.start(position)
         await self._drain()
-        await self._ended  # type: ignore[misc]
+        await self._ended
 
     async def _drain(self) -> None:
         try:
             while (item := self._queue.get_nowait()) is not None:
                 if item.position > self.position:
-                    await self._sink(item)  # type: ignore[misc]
+                    await self._write(item)
                     self.position = item.position
         except Exception as error:  # SlowConsumer, or the socket is gone
             self._end(error)
@@ -379,9 +396,9 @@ class ChangeFeed:
                         session=session, email_ids=sorted({c.email_id for c, _ in rows})
                     )
             for change, email in rows:
-                position = (change.txid, change.id)
-                self.position = position  # type: ignore[assignment]
-                item = FeedItem(position, change, email, documents.get(change.email_id))  # type: ignore[arg-type]
+                position = position_of(change)
+                self.position = position
+                item = FeedItem(position, change, email, documents.get(change.email_id))
                 listeners = self._matching(item)
                 if not listeners:
                     continue

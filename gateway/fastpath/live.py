@@ -31,6 +31,7 @@ from typing import Any
 import orjson
 from graphql import (
     DocumentNode,
+    ExecutionResult,
     FieldNode,
     GraphQLError,
     GraphQLField,
@@ -40,8 +41,10 @@ from graphql import (
     get_operation_ast,
     parse,
 )
+from graphql.execution import Executor
 from graphql.execution.values import get_argument_values
 
+from gateway import models
 from gateway.context import Context
 from gateway.errors import DomainError
 from gateway.live import FeedItem, SlowConsumer
@@ -82,7 +85,7 @@ class _Group:
 
     __slots__ = ("context", "executor", "members", "renders", "wanted")
 
-    def __init__(self, executor: SubscriptionExecutionContext, wanted: ChangeFilter, context: Context) -> None:
+    def __init__(self, executor: Executor[Any], wanted: ChangeFilter, context: Context) -> None:
         self.executor = executor
         self.wanted = wanted  # the same for every member: same document, same variables
         # For the tenant and settings of each render; without the member's socket,
@@ -241,7 +244,9 @@ class LiveFastPath:
             # (a slow database) does not hold the feed: its members wait for it.
             await asyncio.wait(renders, timeout=_PREPARE_SECONDS)
 
-    def _render_of(self, group: _Group, position: Position, change: Any, email: Any) -> asyncio.Future[str]:
+    def _render_of(
+        self, group: _Group, position: Position, change: models.StatusChange, email: models.Email
+    ) -> asyncio.Future[str]:
         future = group.renders.get(position)
         if future is None:
             future = asyncio.ensure_future(self._render(group, change, email))
@@ -251,28 +256,31 @@ class LiveFastPath:
                 group.renders.popitem(last=False)
         return future
 
-    async def rendered(self, group: _Group, position: Position, change: Any, email: Any) -> str:
+    async def rendered(
+        self, group: _Group, position: Position, change: models.StatusChange, email: models.Email
+    ) -> str:
         future = self._render_of(group, position, change, email)
         if future.done():
             return future.result()
         # Shielded: a subscriber that leaves does not cancel the others' render.
         return await asyncio.shield(future)
 
-    async def _render(self, group: _Group, change: Any, email: Any) -> str:
+    async def _render(self, group: _Group, change: models.StatusChange, email: models.Email) -> str:
         self.renders += 1
         # A context of its own: fresh loaders, its own session, no socket to close.
         own = dataclasses.replace(group.context)
-        executor = group.executor.build_per_event_executor(payload(change, email))
+        executor: Executor[Any] = group.executor.build_per_event_executor(payload(change, email))
         executor.context_value = own
         try:
-            result = executor.execute_operation(False)
-            if executor.is_awaitable(result):
-                result = await result
+            executed = executor.execute_operation(False)
+            result = await executed if executor.is_awaitable(executed) else executed
         finally:
             await own.close()
-        message: dict[str, Any] = {"data": result.data}  # type: ignore[union-attr]
-        if result.errors:  # type: ignore[union-attr]
-            message["errors"] = [e.formatted for e in self._mask(list(result.errors))]  # type: ignore[union-attr]
+        if not isinstance(result, ExecutionResult):  # incremental delivery: no @defer or @stream in the schema
+            raise TypeError(f"a subscription event gave {type(result).__name__}, not one result")
+        message: dict[str, Any] = {"data": result.data}
+        if result.errors:
+            message["errors"] = [e.formatted for e in self._mask(list(result.errors))]
         return orjson.dumps(message).decode()
 
 

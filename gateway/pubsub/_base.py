@@ -297,17 +297,21 @@ class Broker:
         return channel[len(self._prefix) :] if channel.startswith(self._prefix) else None
 
     def _deliver_message(self, channel: str, data: str) -> None:
-        channel = self._local(channel)  # type: ignore[assignment]
-        subs = self._subscribers.get(channel)
+        local = self._local(channel)
+        if local is None:  # another prefix's channel
+            return
+        subs = self._subscribers.get(local)
         if subs:
-            message = Message(channel, data)
+            message = Message(local, data)
             for sub in subs:
                 sub._put(message)
 
     def _deliver_gap(self, channel: str) -> None:
-        channel = self._local(channel)  # type: ignore[assignment]
-        subs = self._subscribers.get(channel)
+        local = self._local(channel)
+        if local is None:  # another prefix's channel
+            return
+        subs = self._subscribers.get(local)
         if subs:
-            gap = Gap(channel)
+            gap = Gap(local)
             for sub in subs:
                 sub._put(gap)

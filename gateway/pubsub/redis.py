@@ -345,7 +345,7 @@ class RedisBackend(BrokerBackend):
             timeout = self._ping_interval
             self._handle(session, response)
 
-    def _handle(self, session: _Session, response: Any) -> None:
+    def _handle(self, session: _Session, response: object) -> None:
         if not isinstance(response, list) or len(response) < 2:
             return
         kind = response[0]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from contextlib import aclosing
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -34,7 +34,7 @@ from gateway.context import Context
 from gateway.enums import EmailStatus
 from gateway.errors import BadInput
 from gateway.ids import decode_id_of, decode_position, encode_position
-from gateway.live import Sink, SlowConsumer
+from gateway.live import Sink, SlowConsumer, position_of
 from gateway.repositories import changes as repo
 from gateway.schema.inputs import EmailStatusChangeFilter
 from gateway.schema.types.emails import Email
@@ -131,11 +131,11 @@ class ChangeFilter:
     @classmethod
     def decode(
         cls,
-        email_ids: list[str] | None,
+        email_ids: Sequence[str] | None,
         relation_id: str | None,
         document_id: str | None,
         invoice_id: str | None,
-        statuses: list[Any] | None,
+        statuses: Sequence[EmailStatus | str] | None,
     ) -> ChangeFilter:
         return cls(
             email_ids=frozenset(decode_id_of(i, "Email") for i in email_ids) if email_ids is not None else None,
@@ -161,7 +161,7 @@ class ChangeFilter:
 
 def payload(change: models.StatusChange, email: models.Email) -> EmailStatusChange:
     return EmailStatusChange(
-        cursor=encode_position((change.txid, change.id)),  # type: ignore[arg-type]
+        cursor=encode_position(position_of(change)),
         email=Email(model=email),
         previous_status=change.previous_status,
         status=change.status,
@@ -187,7 +187,7 @@ async def _replay(
                 else {}
             )
         for change, email in rows:
-            after = (change.txid, change.id)  # type: ignore[assignment]
+            after = position_of(change)
             admitted = wanted.admits(change, email, documents.get(change.email_id))
             yield after, change if admitted else None, email
         if len(rows) < _REPLAY_BATCH:
@@ -212,12 +212,14 @@ async def status_changes(
         raise BadInput("live subscriptions are not available on this server")
     if since is None:
         since = _resumed.get()
-    start = None if since is None else _BEGINNING if since == _BEGINNING_CURSOR else decode_position(since)
-    if start is not None and start != _BEGINNING:
-        async with ctx.session_factory() as session:
-            known = await repo.change_exists(session=session, tenant_id=ctx.tenant_id, position=start)
-        if not known:
-            raise BadInput(f"unknown or expired cursor {since[:100]!r}: subscribe without `since`")  # type: ignore[index]
+    start: repo.Position | None = None
+    if since is not None:
+        start = _BEGINNING if since == _BEGINNING_CURSOR else decode_position(since)
+        if start != _BEGINNING:
+            async with ctx.session_factory() as session:
+                known = await repo.change_exists(session=session, tenant_id=ctx.tenant_id, position=start)
+            if not known:
+                raise BadInput(f"unknown or expired cursor {since[:100]!r}: subscribe without `since`")
     async with feed.listen(ctx.tenant_id, wanted, sink=sink) as listener:
         if start is None:
             # Live from now: what was committed before subscribing is not news,
