@@ -60,7 +60,7 @@ from bench.harness import databases  # noqa: E402
 from bench.harness.cpu import machine_cpu, proc_cpu, proc_status_kib  # noqa: E402
 from bench.harness.pyspy import PySpy, shares  # noqa: E402
 from bench.harness.sendgrid import FILTER_SUFFIX, key_pair, signed_headers  # noqa: E402
-from bench.harness.servers import (  # noqa: E402  # noqa: E402
+from bench.harness.servers import (  # noqa: E402
     BenchError,
     Server,
     create_api_key,

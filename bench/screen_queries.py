@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from bench.harness.servers import BenchError
+from gateway.enums import EmailStatus, FailureCategory, InvoiceStatus
 
 __all__ = ["PAGE", "SCREENS", "Query", "Screen", "check_answer", "compare_rows", "emails_query", "shape_error"]
 
@@ -28,19 +29,9 @@ class Opt:
     spec: Any
 
 
-EMAIL_STATUSES = frozenset({"SENT", "DELIVERED", "DELIVERY_FAILED", "OPENED"})
-INVOICE_STATUSES = frozenset({"DRAFT", "ISSUED", "PAID", "CANCELLED"})
-FAILURES = frozenset(
-    {
-        "HARD_BOUNCE",
-        "SOFT_BOUNCE",
-        "BLOCKED",
-        "INVALID_RECIPIENT",
-        "SPAM_COMPLAINT",
-        "DROPPED",
-        "OTHER",
-    }
-)
+EMAIL_STATUSES = frozenset(status.value for status in EmailStatus)
+INVOICE_STATUSES = frozenset(status.value for status in InvoiceStatus)
+FAILURES = frozenset(category.value for category in FailureCategory)
 
 
 def shape_error(value: Any, spec: Any, where: str = "node") -> str | None:
