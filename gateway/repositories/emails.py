@@ -66,8 +66,18 @@ class EmailQuery:
     complained: bool | None = None
 
 
+def _cursor_columns() -> tuple[Mapped[datetime], Mapped[int | None]]:
+    """What an e-mail's cursor holds and the screens order by: (sent_at, id)."""
+    return (col(E.sent_at), col(E.id))
+
+
+def _cursor_params(page: PageRequest) -> dict[str, Any]:
+    return seek_params(page, lambda cursor: cursor)  # an e-mail's cursor is (sent_at, id) itself
+
+
 def newest_first() -> tuple[UnaryExpression[datetime], UnaryExpression[int | None]]:
-    return (col(E.sent_at).desc(), col(E.id).desc())
+    sent_at, email_id = _cursor_columns()
+    return (sent_at.desc(), email_id.desc())
 
 
 # Which parts of an EmailQuery are given (and `complained` itself): a statement's
@@ -100,7 +110,7 @@ def email_params(tenant_id: int, query: EmailQuery, page: PageRequest | None = N
     if query.search:
         params["search"] = escape_like(query.search)
     if page is not None:
-        params.update(seek_params(page, lambda cursor: cursor))  # (sent_at, id): the newest_first() columns
+        params.update(_cursor_params(page))
         params["limit"] = page.first + 1
     return params
 
@@ -138,7 +148,7 @@ def email_page_statement(
     """One page of the E-mails screen, newest sent first: whole e-mails (`columns` None) or
     those columns, `id` and `sent_at` first. Built once per shape; `email_params` gives the values."""
     wanted: list[Any] = [E] if columns is None else [col(E.id), col(E.sent_at), *_columns(columns, "id", "sent_at")]
-    bounds, order = seek((col(E.sent_at), col(E.id)), page)
+    bounds, order = seek(_cursor_columns(), page)
     return select(*wanted).where(*_conditions(shape, dialect), *bounds).order_by(*order).limit(bindparam("limit"))
 
 
@@ -230,7 +240,7 @@ async def list_emails_by_parent(
     """
     column = _parent_column(parent)
     email_id = col(E.id)
-    bounds, order = seek((col(E.sent_at), email_id), page.shape)
+    bounds, order = seek(_cursor_columns(), page.shape)
     number = func.row_number().over(partition_by=column, order_by=order)
     ranked = (
         _from_parent(parent, select(column.label("parent_id"), email_id.label("email_id"), number.label("rn")))
@@ -244,7 +254,7 @@ async def list_emails_by_parent(
         .order_by(ranked.c.parent_id, ranked.c.rn)
     )
     rows: dict[int, list[models.Email]] = defaultdict(list)
-    params = seek_params(page, lambda cursor: cursor)
+    params = _cursor_params(page)
     for parent_id, email in (await session.execute(statement, params)).all():
         rows[parent_id].append(email)
     return {pid: Page.from_rows(rows.get(pid, []), page) for pid in parent_ids}
