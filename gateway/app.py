@@ -689,19 +689,21 @@ def create_app(settings: Settings | None = None, *, tracer_provider: TracerProvi
     )
     fastpath = None
     if settings.fast_path:
+        # The compiled paths refuse what the reference refuses, by the same rules and limits.
+        validator, limits = validation_rules(settings), limits_of(settings)
         fastpath = FastPath(
             graphql_schema_of(schema),
-            limits=limits_of(settings),
+            limits=limits,
             history_days=settings.history_days,
-            validator=validation_rules(settings),
+            validator=validator,
             max_tokens=settings.max_tokens,
             on_unsupported=lambda reason: app_metrics.fast_path_unsupported.labels(reason).inc(),
         )
         masking = ExpectedErrors(debug=settings.debug, on_error=count_error)
         view.live = LiveFastPath(
             graphql_schema_of(schema),
-            validator=validation_rules(settings),
-            limits=limits_of(settings),
+            validator=validator,
+            limits=limits,
             max_tokens=settings.max_tokens,
             mask=functools.partial(_masked, masking),
         )
