@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass
@@ -106,6 +107,10 @@ class Wanted(Hashable, Protocol):
 Sink = Callable[[FeedItem], Awaitable[None]]
 
 
+def _slow_consumer(size: int) -> SlowConsumer:
+    return SlowConsumer(f"more than {size} changes waiting")
+
+
 class Listener:
     """One subscription's share of the feed: its tenant's changes that its filter admits.
 
@@ -123,9 +128,7 @@ class Listener:
     def __init__(self, tenant_id: int, wanted: Wanted | None, size: int, sink: Sink | None = None) -> None:
         self.tenant_id = tenant_id
         self.wanted = wanted
-        self._queue: BoundedQueue[FeedItem] = BoundedQueue(
-            size, lambda: SlowConsumer(f"more than {size} changes waiting")
-        )
+        self._queue: BoundedQueue[FeedItem] = BoundedQueue(size, functools.partial(_slow_consumer, size))
         self._sink = sink
         self._idle = False
         # Why a subscription with a sink ended (SlowConsumer, the socket's error).
@@ -150,7 +153,7 @@ class Listener:
     def put(self, item: FeedItem) -> None:
         """Queue `item` for the subscriber's own task; past the bound, the subscription ends."""
         if not self._queue.put(item) and self._queue.overflowed and self._ended is not None:
-            self._end(SlowConsumer(f"more than {self._queue.size} changes waiting"))
+            self._end(_slow_consumer(self._queue.size))
 
     async def send(self, item: FeedItem) -> None:
         """Write `item` through the sink in the caller's task; only while `idle`."""
